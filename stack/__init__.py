@@ -1,0 +1,7 @@
+"""tunstack: a pure-Python TCP/IP stack in user space over a Linux TUN device."""
+from .runtime.stack import Stack
+from .socket import socket
+from .tcp.config import TcpConfig
+
+__version__ = "0.1.0"
+__all__ = ["Stack", "socket", "TcpConfig", "__version__"]

@@ -1,0 +1,239 @@
+"""The ``tunstack`` command (also ``python -m stack``)."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import signal
+import sys
+import threading
+
+DEFAULT_ADDR = "192.0.2.2"          # TEST-NET-1 (RFC 5737): never a real network
+DEFAULT_HOST_ADDR = "192.0.2.1/24"
+
+
+class CliError(Exception):
+    """An error the user can fix; printed as one line, exit status 1."""
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {value}")
+    return value
+
+
+def _mtu(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an MTU: {text!r}") from None
+    if not 576 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"MTU out of range 576-65535: {value}")
+    return value
+
+
+def _ipv4(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+
+
+def _ipv4_cidr(text: str) -> str:
+    try:
+        iface = ipaddress.IPv4Interface(text if "/" in text else text + "/24")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address/prefix: {text!r}") from None
+    return str(iface)
+
+
+def _ifname(text: str) -> str:
+    if not 1 <= len(text) <= 15 or "/" in text or " " in text:
+        raise argparse.ArgumentTypeError(f"not a valid interface name (1-15 characters, no '/' or spaces): {text!r}")
+    return text
+
+
+def _directory(text: str) -> str:
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
+    return os.path.abspath(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tunstack",
+        description="A pure-Python TCP/IP stack in user space over a Linux TUN device.")
+    parser.add_argument("--version", action="version", version="tunstack 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser(
+        "serve", help="run the stack on a TUN device with HTTP/echo/discard servers",
+        description="Create a TUN device in the current network namespace, give the host side an address, "
+                    "and run the userspace stack behind it until SIGINT/SIGTERM. Needs CAP_NET_ADMIN (root). "
+                    "Prints 'tunstack: serving ...' when ready.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve.add_argument("--tun", type=_ifname, default="tun0", metavar="NAME", help="TUN device name to create")
+    serve.add_argument("--addr", type=_ipv4, default=DEFAULT_ADDR, help="the stack's own IPv4 address")
+    serve.add_argument("--host-addr", type=_ipv4_cidr, default=DEFAULT_HOST_ADDR, metavar="ADDR/PREFIX",
+                       help="address and prefix of the host (kernel) side of the TUN")
+    serve.add_argument("--mtu", type=_mtu, default=1500, help="MTU of the TUN device and the stack")
+    serve.add_argument("--http", type=_port, metavar="PORT", help="serve --root over HTTP/1.1 on this port")
+    serve.add_argument("--root", type=_directory, default=".", metavar="DIR", help="directory the HTTP server serves")
+    serve.add_argument("--echo", type=_port, metavar="PORT", help="run an echo server (RFC 862) on this port")
+    serve.add_argument("--discard", type=_port, metavar="PORT", help="run a discard server (RFC 863) on this port")
+    serve.add_argument("--cc", default=None, metavar="NAME",
+                       help="congestion control for every connection (reno, newreno, cubic; default: cubic)")
+    serve.add_argument("--pcap", metavar="FILE", help="write every packet the stack sends and receives to FILE")
+    serve.add_argument("--trace", metavar="FILE", help="write trace events (JSON lines) to FILE")
+    serve.add_argument("--quiet", action="store_true", help="do not log each HTTP request to stderr")
+    _add_impairment_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    ladder = sub.add_parser("ladder", help="print a pcap file as a ladder diagram of TCP segments",
+                            description="Read a pcap written by 'tunstack serve --pcap' (or tcpdump -w on the "
+                                        "TUN) and print one line per TCP segment: direction, flags, relative "
+                                        "seq/ack, window, length, options.")
+    ladder.add_argument("pcap", metavar="FILE.pcap", help="pcap file to read")
+    ladder.add_argument("--addr", type=_ipv4, default=DEFAULT_ADDR, help="the stack's address (for direction)")
+    ladder.set_defaults(func=cmd_ladder)
+    return parser
+
+
+def _add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from .link.impair import add_impairment_arguments
+    except ImportError:  # the impairment layer is optional for serve
+        return
+    add_impairment_arguments(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CliError as exc:
+        print(f"tunstack: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---------------------------------------------------------------------------------------------- serve
+def cmd_serve(args) -> int:
+    from .link.netconf import configure_host_side
+    from .link.tun import TunLink
+    from .runtime.stack import Stack
+    from .tcp import congestion
+    from .tcp.config import TcpConfig
+    from .trace import JsonLinesSink, Tracer
+
+    host_if = ipaddress.IPv4Interface(args.host_addr)
+    if ipaddress.IPv4Address(args.addr) == host_if.ip:
+        raise CliError(f"--addr {args.addr} equals the host side's address; pick another")
+    if ipaddress.IPv4Address(args.addr) not in host_if.network:
+        raise CliError(f"--addr {args.addr} is not inside --host-addr {args.host_addr}'s network")
+    if args.cc is not None and args.cc not in congestion.ALGORITHMS:
+        raise CliError(f"unknown congestion control {args.cc!r}; choose one of: {', '.join(sorted(congestion.ALGORITHMS))}")
+    if not (args.http or args.echo or args.discard):
+        print("tunstack: no --http/--echo/--discard given: the stack answers ping and refuses TCP", file=sys.stderr)
+
+    tracer, sinks = None, []
+    if args.trace:
+        sink = JsonLinesSink(_open_out(args.trace, "w"))
+        sinks.append(sink)
+        tracer = Tracer(sink)
+    pcap = None
+    if args.pcap:
+        from .pcap import PcapWriter
+        pcap = PcapWriter(_open_out(args.pcap, "wb"))
+    impair_in = impair_out = None
+    if hasattr(args, "impair"):
+        from .link.impair import impairments_from_args
+        impair_in, impair_out = impairments_from_args(args, tracer)
+        impair_in = None if impair_in.spec.is_null else impair_in
+        impair_out = None if impair_out.spec.is_null else impair_out
+
+    try:
+        link = TunLink(args.tun, mtu=args.mtu)
+    except OSError as exc:
+        raise CliError(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}"
+                       + (" (needs root / CAP_NET_ADMIN)" if exc.errno in (1, 13) else "")) from None
+    try:
+        try:
+            configure_host_side(args.tun, args.host_addr, args.mtu)
+        except Exception as exc:  # pyroute2's NetlinkError and friends
+            raise CliError(f"cannot configure {args.tun}: {exc}") from None
+        config = TcpConfig(congestion=args.cc or TcpConfig.congestion)
+        stack = Stack(link, args.addr, mtu=args.mtu, tcp_config=config, tracer=tracer,
+                      impair_in=impair_in, impair_out=impair_out, pcap=pcap,
+                      seed=getattr(args, "seed", None))
+        return _run_servers(stack, args)
+    finally:
+        link.close()
+        if pcap is not None:
+            pcap.close()
+        for sink in sinks:
+            sink.close()
+
+
+def _run_servers(stack, args) -> int:
+    from .apps.servers import discard_server, echo_server, http_server
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    servers, threads = [], []
+    with stack:
+        try:
+            if args.http:
+                servers.append(("http", args.http, http_server(stack, args.http, args.root, args.quiet)))
+            if args.echo:
+                servers.append(("echo", args.echo, echo_server(stack, args.echo, args.quiet)))
+            if args.discard:
+                servers.append(("discard", args.discard, discard_server(stack, args.discard, args.quiet)))
+        except OSError as exc:
+            raise CliError(f"cannot listen: {exc}") from None
+        for _, _, server in servers:
+            t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+            t.start()
+            threads.append(t)
+        what = ", ".join(f"{name} :{port}" for name, port, _ in servers) or "ping only"
+        print(f"tunstack: serving on {args.addr} via {args.tun} (host side {args.host_addr}, mtu {args.mtu}): {what}",
+              flush=True)
+        while not stop.wait(0.5):
+            if stack.loop_error is not None:
+                raise CliError(f"stack thread failed: {stack.loop_error!r}")
+        print("tunstack: shutting down", file=sys.stderr, flush=True)
+        for _, _, server in servers:
+            server.shutdown()
+            server.server_close()
+        stack.close(linger=1.0)
+        _print_summary(stack)
+    return 0
+
+
+def _print_summary(stack) -> None:
+    stats = {k: v for k, v in stack.stats().items() if v}
+    print("tunstack: stats " + json.dumps(stats, sort_keys=True), file=sys.stderr, flush=True)
+
+
+def _open_out(path: str, mode: str):
+    try:
+        return open(path, mode)
+    except OSError as exc:
+        raise CliError(f"cannot open {path!r}: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------------------------------------- ladder
+def cmd_ladder(args) -> int:
+    from .ladder import ladder_main
+    if not os.path.exists(args.pcap):
+        raise CliError(f"no such file: {args.pcap!r}")
+    return ladder_main([args.pcap, "--stack-addr", args.addr])

@@ -1,0 +1,227 @@
+"""The runtime: one stack thread that plays the kernel's softirq, and the lock that guards state.
+
+The protocol objects (``Host`` and below) do no I/O and read no clock. This module owns the
+thread, the link's file descriptor, the clock and the wake-ups:
+
+- the stack thread waits on the link fd and a wake-up pipe, reads a batch of packets until
+  EAGAIN, hands each to the host, runs due timers, and flushes the coalesced output;
+- application threads call into the same objects under ``Stack.lock`` (as the kernel's
+  process context does under the socket lock), and sleep on per-socket wait queues
+  (``threading.Condition`` over that lock) that the stack thread wakes.
+"""
+from __future__ import annotations
+
+import os
+import random
+import select
+import threading
+import time
+
+from ..ip.host import Host
+from ..tcp.config import TcpConfig
+from ..trace import NULL_TRACER, Tracer
+from ..wire.ipv4 import aton
+
+READ_BATCH = 64        # packets per read_batch call
+MAX_BATCH = 256        # packets processed before output is flushed
+
+
+class Stack:
+    """A running stack on a link: ``with Stack(link=..., address="192.0.2.2") as st: s = st.socket()``."""
+
+    def __init__(self, link, address: str = "192.0.2.2", *, mtu: int | None = None,
+                 tcp_config: TcpConfig | None = None, tracer: Tracer | None = None, seed: int | None = None,
+                 impair_in=None, impair_out=None, pcap=None, isn=None, clock=time.monotonic):
+        self.link = link
+        self.address = aton(address)
+        self.address_str = address
+        self.mtu = mtu or getattr(link, "mtu", 1500)
+        self.tracer = tracer or NULL_TRACER
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.host = Host(self.address, self.mtu, tcp_config, self.tracer, self.rng, isn)
+        self.lock = threading.RLock()
+        self.impair_in, self.impair_out = impair_in, impair_out
+        self.pcap = pcap
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sleep_until = 0.0
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.loop_error: BaseException | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> "Stack":
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="tunstack", daemon=True)
+        self._thread.start()
+        return self
+
+    def __enter__(self) -> "Stack":
+        return self.start() if not self._running else self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self, linger: float = 0.0) -> None:
+        """Stop the stack thread. With ``linger``, first give open connections that long to finish."""
+        if linger:
+            deadline = self.clock() + linger
+            while self.clock() < deadline and self._busy_connections():
+                time.sleep(0.01)
+        self.abort_all()
+        self._running = False
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+
+    def abort_all(self, why: str = "stack closing") -> None:
+        """Reset every connection still open and wake whoever sleeps on it."""
+        with self.lock:
+            if self._wake_w < 0:
+                return
+            now = self.clock()
+            tcp = self.host.tcp
+            for conn in list(tcp.conns.values()):
+                if conn.state.name not in ("CLOSED", "TIME_WAIT"):
+                    conn.abort(now, why)
+                    conn.error = conn.error or 104  # ECONNRESET for sleepers
+                    conn.notify("error")
+                    tcp.touch(conn, now)
+            for lst in list(tcp.listeners.values()):
+                lst.closed = True
+                lst.notify("closed")
+            self._write(self.host.take_output(now), now)
+
+    def _busy_connections(self) -> bool:
+        with self.lock:
+            return any(c.sndbuf or c.state.name in ("FIN_WAIT_1", "LAST_ACK", "CLOSING")
+                       for c in self.host.tcp.conns.values())
+
+    def socket(self, family=None, type=None, proto=0):
+        from ..socket import socket as _socket
+        return _socket(self, family, type, proto)
+
+    def now(self) -> float:
+        return self.clock()
+
+    # ------------------------------------------------------------ used by sockets (lock held)
+    def kick(self) -> None:
+        """After a user call changed protocol state: write its output and re-arm the loop's timer."""
+        now = self.clock()
+        self._write(self.host.take_output(now), now)
+        deadline = self.host.next_deadline()
+        if deadline is not None and deadline < self._sleep_until:
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    # ------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # surfaced to the CLI and tests, never silently lost
+            self.loop_error = exc
+            if self.tracer.enabled:
+                self.tracer.emit("stack_error", self.clock(), error=repr(exc))
+            raise
+
+    def _run(self) -> None:
+        link_fd = self.link.fileno()
+        host = self.host
+        poller = select.poll()
+        poller.register(link_fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        while self._running:
+            with self.lock:
+                timeout = self._poll_timeout()
+            events = poller.poll(timeout)
+            if not self._running:
+                break
+            for fd, _ in events:
+                if fd == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+            with self.lock:
+                now = self.clock()
+                self._read_packets(now)
+                self._deliver_impaired_in(now)
+                deadline = host.next_deadline()
+                if deadline is not None and deadline <= now:
+                    host.on_timers(now)
+                self._write(host.take_output(now), now)
+
+    def _poll_timeout(self) -> int:
+        """Milliseconds until the next timer (host or impairment), -1 for none."""
+        candidates = [self.host.next_deadline()]
+        for imp in (self.impair_in, self.impair_out):
+            if imp is not None:
+                candidates.append(imp.next_deadline())
+        deadlines = [d for d in candidates if d is not None]
+        if not deadlines:
+            self._sleep_until = float("inf")
+            return -1
+        self._sleep_until = min(deadlines)
+        return max(0, int((self._sleep_until - self.clock()) * 1000) + 1)
+
+    def _read_packets(self, now: float) -> None:
+        host, link, pcap, imp = self.host, self.link, self.pcap, self.impair_in
+        total = 0
+        while total < MAX_BATCH:
+            batch = link.read_batch(READ_BATCH)
+            if not batch:
+                break
+            total += len(batch)
+            for packet in batch:
+                if pcap is not None:
+                    pcap.write(packet, time.time())
+                if imp is not None:
+                    imp.offer(packet, now)
+                else:
+                    host.receive(packet, now)
+            if len(batch) < READ_BATCH:
+                break
+
+    def _deliver_impaired_in(self, now: float) -> None:
+        if self.impair_in is not None:
+            for packet in self.impair_in.poll(now):
+                self.host.receive(packet, now)
+
+    def _write(self, packets: list, now: float) -> None:
+        """Send packets through the outbound impairment (if any), which may also release older ones."""
+        if self.impair_out is not None:
+            for packet in packets:
+                self.impair_out.offer(packet, now)
+            packets = self.impair_out.poll(now)
+        if not packets:
+            return
+        if self.pcap is not None:
+            wall = time.time()
+            for packet in packets:
+                self.pcap.write(packet, wall)
+        self.link.write_batch(packets)
+
+    # ------------------------------------------------------------ observability
+    def connections(self) -> list[dict]:
+        """An ``ss -ti``-like snapshot of every connection."""
+        with self.lock:
+            return [c.info() for c in self.host.tcp.conns.values()]
+
+    def stats(self) -> dict:
+        with self.lock:
+            out = dict(self.host.stats)
+            out.update({"tcp:" + k: v for k, v in self.host.tcp.stats.items()})
+            return out

@@ -1,0 +1,33 @@
+"""Per-stack TCP settings with their defaults and where each comes from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TcpConfig:
+    mss: int | None = None             # our MSS; None: derived from the MTU (MTU - 40)
+    rcvbuf: int = 4 << 20              # receive buffer bytes; the window follows its free space
+    sndbuf: int = 4 << 20              # send buffer bytes
+    window_scaling: bool = True        # RFC 7323 2
+    timestamps: bool = True            # RFC 7323 3-5
+    sack: bool = True                  # RFC 2018
+    nodelay: bool = False              # Nagle on (RFC 896) unless TCP_NODELAY
+    delack: float = 0.040              # delayed-ACK timeout; RFC 9293 3.8.6.3 MUST be < 0.5 s (issue: <= 200 ms)
+    msl: float = 30.0                  # TIME_WAIT lasts 2*MSL (Linux: 60 s)
+    fin_timeout: float = 60.0          # orphaned FIN_WAIT_2 lifetime (Linux tcp_fin_timeout)
+    initial_rto: float = 1.0           # RFC 6298 2.1
+    min_rto: float = 0.2               # RFC 6298 2.4 says 1 s; Linux uses 200 ms (see docs)
+    max_rto: float = 120.0             # RFC 6298 2.5 allows an upper bound >= 60 s
+    syn_retries: int = 6               # like Linux tcp_syn_retries
+    synack_retries: int = 5            # like Linux tcp_synack_retries
+    retries2: int = 15                 # RFC 9293 3.8.3 R2; like Linux tcp_retries2
+    congestion: str = "cubic"          # stack.tcp.congestion registry name
+    initial_window: int | None = None  # segments; None: RFC 6928
+    keepalive_idle: float = 7200.0     # RFC 9293 3.8.4 / RFC 1122: >= 2 hours by default
+    keepalive_interval: float = 75.0
+    keepalive_count: int = 9
+    challenge_ack_limit: int = 1000    # RFC 5961 7: per second, per stack
+    ofo_max_segments: int = 4096       # bound on the out-of-order queue
+    syn_backlog: int = 256             # SYN_RECEIVED connections per listener
+    persist_max: float = 60.0          # cap on persist-timer backoff

@@ -1,0 +1,953 @@
+"""One TCP connection: the RFC 9293 state machine, sans-I/O.
+
+Inputs: ``segment_arrives(seg, now)``, the user calls (``send``, ``recv``,
+``close``, ``shutdown``, ``abort``) and ``on_timer(now)``. Outputs: segments
+appended to ``self.outq`` (the layer drains it), ``next_deadline()``, and
+``notify(what)`` callbacks that the runtime turns into wake-ups.
+
+Sequence variables carry their RFC 9293 3.3.1 names and live modulo 2**32.
+Loss recovery (which bytes to resend) lives in ``recovery.py``; how much may be
+in flight lives in ``congestion/``; RTT and RTO in ``rtt.py``.
+"""
+from __future__ import annotations
+
+import errno
+from typing import Callable
+
+from ..trace import NULL_TRACER, Tracer
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
+from . import congestion
+from .config import TcpConfig
+from .recovery import LossRecovery
+from .rtt import RttEstimator
+from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
+from .states import State
+
+DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
+TS_OFFSET_BITS = 32
+
+
+class Connection:
+    """A TCP connection between ``local`` and ``remote`` (each ``(addr_bytes, port)``)."""
+
+    def __init__(self, local: tuple[bytes, int], remote: tuple[bytes, int], iss: int, now: float,
+                 config: TcpConfig, mss_limit: int, tracer: Tracer = NULL_TRACER,
+                 ts_offset: int = 0, challenge_ack: Callable[[float], bool] | None = None):
+        self.local, self.remote, self.config, self.tracer = local, remote, config, tracer
+        self.state = State.CLOSED
+        self.outq: list[TcpSegment] = []
+        self.notify: Callable[[str], None] = _ignore
+        self.error: int = 0                       # errno the socket reports (ECONNRESET, ...)
+        self._challenge_ack_allowed = challenge_ack or (lambda now: True)
+        # RFC 9293 3.3.1 send sequence variables
+        self.iss = iss
+        self.snd_una = self.snd_nxt = iss
+        self.snd_max = iss                        # highest sequence sent so far (snd_nxt rewinds on RTO)
+        self.snd_wnd = 0
+        self.snd_wl1 = self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        self.snd_wscale = 0                       # shift the peer applies to its window field
+        # receive sequence variables
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0                          # right edge we advertised: RCV.NXT + RCV.WND
+        self.rcv_wscale = 0                       # shift we apply to our window field
+        self.rcv_up = 0
+        # options
+        self.mss_limit = mss_limit                # our MSS (from the MTU or the config)
+        self.snd_mss = DEFAULT_MSS                # peer's MSS, RFC 9293 3.7.1 default 536
+        self.ts_enabled = self.sack_enabled = False
+        self.ts_recent = 0
+        self.ts_offset = ts_offset
+        self.last_ack_sent = 0
+        # buffers: sndbuf[0] is the octet at snd_una (after the SYN)
+        self.sndbuf = bytearray()
+        self.rcvbuf = bytearray()
+        self.ofo: list[list] = []                 # sorted [seq, bytes, fin] beyond rcv_nxt
+        self.fin_queued = False                   # user closed or shut down writing
+        self.fin_sent = False
+        self.fin_seq = 0
+        self.rcv_closed = False                   # FIN received: EOF after rcvbuf drains
+        self.user_closed = False                  # close() called: orphaned
+        self.nodelay = config.nodelay
+        self.rcvbuf_cap, self.sndbuf_cap = config.rcvbuf, config.sndbuf
+        # ACK generation
+        self.ack_now = False
+        self.delack_at: float | None = None
+        self.unacked_segs = 0
+        # timers (absolute virtual times, None when off)
+        self.rto_at: float | None = None
+        self.persist_at: float | None = None
+        self.persist_backoff = 0
+        self.timewait_at: float | None = None
+        self.finwait2_at: float | None = None
+        self.keepalive_at: float | None = None
+        self.keepalive_enabled = False
+        self.keepalive_idle = config.keepalive_idle
+        self.keepalive_interval = config.keepalive_interval
+        self.keepalive_count = config.keepalive_count
+        self.keepalive_probes = 0
+        self.retries = 0                          # consecutive RTO expirations
+        self.last_recv_time = now
+        self.last_send_time = now
+        self.syn_sent_at = now
+        # RTT, congestion control, loss recovery
+        self.rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
+        self.rtt_seq: int | None = None           # Karn: the timed segment's end (no timestamps)
+        self.rtt_time = 0.0
+        self.cc = congestion.create(config.congestion, DEFAULT_MSS, now, config.initial_window)
+        self.recovery = LossRecovery(self)
+        self.stats = {"segs_out": 0, "segs_in": 0, "bytes_out": 0, "bytes_in": 0, "retrans": 0,
+                      "retrans_bytes": 0, "dupacks_in": 0, "challenge_acks": 0, "drops": 0,
+                      "zero_window_probes": 0}
+        self.listener = None                      # set for passive opens until accepted
+        self._scheduled: float | None = None      # the layer's timer-heap bookkeeping
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def eff_mss(self) -> int:
+        """RFC 9293 3.7.1 effective send MSS: peer MSS less the TCP options we put in every segment."""
+        return min(self.snd_mss, self.mss_limit) - (12 if self.ts_enabled else 0)
+
+    @property
+    def flight_size(self) -> int:
+        return seq_diff(self.snd_max, self.snd_una)
+
+    @property
+    def rcv_wnd(self) -> int:
+        return max(0, seq_diff(self.rcv_adv, self.rcv_nxt))
+
+    def _set_state(self, new: State, now: float, why: str = "") -> None:
+        """The one place a state changes (traced, like smoltcp's set_state)."""
+        old, self.state = self.state, new
+        if self.tracer.enabled:
+            self.tracer.emit("state", now, conn=self.name, old=old.name, new=new.name, why=why)
+        self.notify("state")
+
+    @property
+    def name(self) -> str:
+        import socket as _s
+        return (f"{_s.inet_ntoa(self.local[0])}:{self.local[1]}-"
+                f"{_s.inet_ntoa(self.remote[0])}:{self.remote[1]}")
+
+    def _trace(self, ev: str, now: float, **fields) -> None:
+        if self.tracer.enabled:
+            self.tracer.emit(ev, now, conn=self.name, **fields)
+
+    def _trace_cc(self, now: float, why: str) -> None:
+        if self.tracer.enabled:
+            self.tracer.emit("cc", now, conn=self.name, why=why, **self.cc.state_dict(),
+                             srtt=self.rtt.srtt, rto=self.rtt.current_rto(), flight=self.flight_size)
+
+    # ------------------------------------------------------------------ opens
+    def open_active(self, now: float) -> None:
+        """RFC 9293 3.10.1 OPEN call, active: send SYN, enter SYN-SENT."""
+        self._set_state(State.SYN_SENT, now, "connect")
+        self._send_syn(now)
+
+    def open_passive(self, syn: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.2 LISTEN, third check: SYN -> SYN-RECEIVED, send SYN,ACK."""
+        self.irs = syn.seq
+        self.rcv_nxt = seq_add(syn.seq, 1)
+        self._learn_syn_options(syn)
+        self.snd_wnd = syn.window  # RFC 7323 2.2: the window in a SYN is never scaled
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_wl1, self.snd_wl2 = syn.seq, self.iss
+        self._set_state(State.SYN_RECEIVED, now, "passive open")
+        self._send_syn(now)
+
+    def _learn_syn_options(self, syn: TcpSegment) -> None:
+        """RFC 9293 3.7.1 MSS; RFC 7323 1.3: wscale and timestamps only when both sides offer."""
+        if syn.mss is not None:
+            self.snd_mss = max(syn.mss, 64)
+        if self.config.window_scaling and syn.wscale is not None:
+            self.snd_wscale = min(syn.wscale, 14)  # RFC 7323 2.3: values above 14 are taken as 14
+            self.rcv_wscale = _wscale_for(self.rcvbuf_cap)
+        else:
+            self.snd_wscale = self.rcv_wscale = 0
+        if self.config.timestamps and syn.tsval is not None:
+            self.ts_enabled = True
+            self.ts_recent = syn.tsval
+        self.sack_enabled = self.config.sack and syn.sack_perm
+        self.cc.set_mss(self.eff_mss)
+
+    def _send_syn(self, now: float) -> None:
+        """SYN or SYN,ACK with our options (RFC 9293 3.7.1, RFC 7323, RFC 2018)."""
+        passive = self.state is State.SYN_RECEIVED
+        seg = TcpSegment(self.local[1], self.remote[1], self.iss, self.rcv_nxt if passive else 0,
+                         SYN | ACK if passive else SYN, min(self._free_space(), 0xFFFF))
+        seg.mss = self.mss_limit
+        if self.config.window_scaling and (not passive or self.rcv_wscale or self.snd_wscale):
+            seg.wscale = self.rcv_wscale if passive else _wscale_for(self.rcvbuf_cap)
+        if self.config.sack and (not passive or self.sack_enabled):
+            seg.sack_perm = True
+        if self.config.timestamps and (not passive or self.ts_enabled):
+            seg.tsval, seg.tsecr = self._ts_val(now), (self.ts_recent if passive else 0)
+        self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
+        if self.retries == 0:
+            self.syn_sent_at = now
+        if self.rto_at is None:
+            self.rto_at = now + self.rtt.current_rto()
+        self._emit(seg, now)
+
+    # ------------------------------------------------------------------ user calls
+    def send(self, data, now: float) -> int:
+        """RFC 9293 3.10.2 SEND: queue as much as the send buffer takes; return the count."""
+        if self.state in (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+            if self.fin_queued:
+                return -errno.EPIPE
+            room = self.sndbuf_cap - len(self.sndbuf)
+            n = min(room, len(data))
+            if n > 0:
+                self.sndbuf += data[:n] if n < len(data) else data
+                self._output(now)
+            return n
+        return -(self.error or errno.EPIPE)
+
+    def send_space(self) -> int:
+        return self.sndbuf_cap - len(self.sndbuf)
+
+    def recv(self, n: int, now: float) -> bytes:
+        """RFC 9293 3.10.3 RECEIVE: take up to n in-order octets; open the window if it grew enough."""
+        data = bytes(self.rcvbuf[:n])
+        del self.rcvbuf[:n]
+        if data:
+            self._maybe_window_update(now)
+        return data
+
+    def readable_bytes(self) -> int:
+        return len(self.rcvbuf)
+
+    @property
+    def at_eof(self) -> bool:
+        return self.rcv_closed and not self.rcvbuf
+
+    def shutdown_write(self, now: float) -> None:
+        """shutdown(SHUT_WR): queue a FIN after the data (RFC 9293 3.10.4 CLOSE, half-close)."""
+        if self.state in (State.ESTABLISHED, State.SYN_RECEIVED):
+            self.fin_queued = True
+            if self.state is State.ESTABLISHED:
+                self._set_state(State.FIN_WAIT_1, now, "shutdown")
+            self._output(now)
+        elif self.state is State.CLOSE_WAIT:
+            self.fin_queued = True
+            self._set_state(State.LAST_ACK, now, "shutdown")
+            self._output(now)
+        elif self.state is State.SYN_SENT:
+            self._drop(now, "close in SYN-SENT")
+
+    def close(self, now: float) -> None:
+        """RFC 9293 3.10.4 CLOSE. Unread data -> RST (RFC 9293 3.6, RFC 2525 2.17); else FIN."""
+        self.user_closed = True
+        if self.state in (State.CLOSED, State.LISTEN):
+            return
+        if self.rcvbuf or (self.state is State.CLOSE_WAIT and self.ofo):
+            self.abort(now, "close with unread data")
+            return
+        self.shutdown_write(now)
+        if self.state is State.FIN_WAIT_2:
+            self.finwait2_at = now + self.config.fin_timeout
+
+    def abort(self, now: float, why: str = "abort") -> None:
+        """RFC 9293 3.10.5 ABORT: send RST in synchronized states, then CLOSED."""
+        if self.state in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                          State.CLOSE_WAIT):
+            self._emit(TcpSegment(self.local[1], self.remote[1], self.snd_nxt, 0, RST, 0), now)
+        self._drop(now, why)
+
+    def _drop(self, now: float, why: str, err: int = 0) -> None:
+        """Enter CLOSED and forget everything (RFC 9293 'delete the TCB')."""
+        if err:
+            self.error = err
+        self.rto_at = self.persist_at = self.timewait_at = self.finwait2_at = None
+        self.keepalive_at = self.delack_at = None
+        self.ack_now = False
+        if self.state is not State.CLOSED:
+            self._set_state(State.CLOSED, now, why)
+
+    # ------------------------------------------------------------------ segment arrival
+    def segment_arrives(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7: dispatch on state."""
+        self.stats["segs_in"] += 1
+        self.last_recv_time = now
+        if self.state is State.SYN_SENT:
+            self._arrive_syn_sent(seg, now)
+        elif self.state is State.CLOSED:
+            return
+        else:
+            self._arrive_synchronized(seg, now)
+        if self.keepalive_enabled and self.state is State.ESTABLISHED:
+            self.keepalive_probes = 0
+            self.keepalive_at = now + self.keepalive_idle
+
+    def _arrive_syn_sent(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.3 SYN-SENT."""
+        flags = seg.flags
+        if flags & ACK:
+            # first check: unacceptable ACK -> RST (unless RST), drop
+            if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
+                if not flags & RST:
+                    self._emit(TcpSegment(self.local[1], self.remote[1], seg.ack, 0, RST, 0), now)
+                return
+        if flags & RST:
+            # second check: RST with acceptable ACK -> connection refused; without ACK -> drop
+            if flags & ACK:
+                self._drop(now, "RST in SYN-SENT", errno.ECONNREFUSED)
+            return
+        if not flags & SYN:
+            return  # fifth check: neither SYN nor RST -> drop
+        # fourth check: SYN
+        self.irs = seg.seq
+        self.rcv_nxt = seq_add(seg.seq, 1)
+        self._learn_syn_options(seg)
+        if self.ts_enabled and seg.tsval is None:
+            self.ts_enabled = False
+        if flags & ACK:
+            self._ack_syn(seg, now)
+            self.snd_wnd = seg.window << self.snd_wscale
+            self.max_snd_wnd = self.snd_wnd
+            self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+            self._set_rcv_adv_initial()
+            self._set_state(State.ESTABLISHED, now, "SYN,ACK received")
+            self.ack_now = True
+            self._process_text(seg, now, skip_syn=True)
+            self._output(now)
+            self.notify("writable")
+        else:
+            # simultaneous open: SYN-RECEIVED, send SYN,ACK with the same ISS
+            self.snd_wnd = seg.window
+            self.snd_wl1 = seg.seq
+            self._set_state(State.SYN_RECEIVED, now, "simultaneous open")
+            self._send_syn(now)
+
+    def _ack_syn(self, seg: TcpSegment, now: float) -> None:
+        """Our SYN is acknowledged: take the RTT sample (Karn: only if not retransmitted)."""
+        self.snd_una = seg.ack
+        if self.ts_enabled and seg.tsecr:
+            self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))
+        elif self.retries == 0:
+            self._rtt_sample(now, now - self.syn_sent_at)  # Karn: only an unretransmitted SYN is timed
+        if self.retries:
+            self.rtt.reset_for_data_after_syn_timeout()  # RFC 6298 5.7
+        self.retries = 0
+        self.rto_at = None
+        self.cc.set_mss(self.eff_mss)
+
+    def _arrive_synchronized(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.4: the checks in order, each its own step."""
+        if not self._check_paws(seg, now):
+            return
+        if not self._check_sequence(seg, now):
+            return
+        if seg.flags & RST:
+            self._check_rst(seg, now)
+            return
+        if seg.flags & SYN:
+            self._check_syn(seg, now)
+            return
+        if not seg.flags & ACK:
+            return  # fifth check: ACK bit off -> drop
+        if not self._check_ack(seg, now):
+            return
+        if self.state is State.CLOSED:
+            return
+        self._process_text(seg, now)
+        self._check_fin_timers(now)
+        self._output(now)
+
+    def _check_paws(self, seg: TcpSegment, now: float) -> bool:
+        """RFC 7323 5.3 PAWS: a segment with an older timestamp is a duplicate: ACK it, drop it."""
+        if not self.ts_enabled or seg.tsval is None or seg.flags & RST:
+            return True
+        if seq_lt(seg.tsval, self.ts_recent) and self.state is not State.SYN_RECEIVED:
+            self.stats["drops"] += 1
+            self._trace("drop", now, reason="paws", seq=seg.seq)
+            self.ack_now = True
+            self._send_ack(now)
+            return False
+        return True
+
+    def _check_sequence(self, seg: TcpSegment, now: float) -> bool:
+        """RFC 9293 3.10.7.4 first check: the four acceptability cases; trim to the window."""
+        seg_len = seg.seg_len
+        rcv_wnd = self.rcv_wnd
+        seq = seg.seq
+        if seg_len == 0:
+            ok = seq == self.rcv_nxt if rcv_wnd == 0 else seq_in(seq, self.rcv_nxt, seq_add(self.rcv_nxt, rcv_wnd))
+        elif rcv_wnd == 0:
+            ok = False
+        else:
+            end = seq_add(seq, seg_len - 1)
+            right = seq_add(self.rcv_nxt, rcv_wnd)
+            ok = seq_in(seq, self.rcv_nxt, right) or seq_in(end, self.rcv_nxt, right)
+        if not ok:
+            # zero window: still process ACK and RST of a segment at RCV.NXT (RFC 9293 3.10.7.4 note)
+            if rcv_wnd == 0 and seq == self.rcv_nxt and seg.flags & (ACK | RST) and not seg.flags & SYN:
+                if seg.payload:
+                    seg.payload = b""
+                    seg.flags &= ~(FIN | PSH)
+                    self.ack_now = True
+                return True
+            if not seg.flags & RST:
+                self.stats["drops"] += 1
+                self._trace("drop", now, reason="out_of_window", seq=seq, len=seg_len)
+                self.ack_now = True  # an unacceptable segment is answered with an ACK
+                self._send_ack(now)
+            return False
+        self._trim_to_window(seg)
+        if self.ts_enabled and seg.tsval is not None and seq_le(seq, self.last_ack_sent):
+            self.ts_recent = seg.tsval  # RFC 7323 4.3 (2)
+        return True
+
+    def _trim_to_window(self, seg: TcpSegment) -> None:
+        """Keep only the part of the segment inside RCV.WND (RFC 9293 3.10.7.4)."""
+        head = seq_diff(self.rcv_nxt, seg.seq)
+        if head > 0:
+            if seg.flags & SYN:
+                seg.flags &= ~SYN
+                head -= 1
+                seg.seq = seq_add(seg.seq, 1)
+            seg.payload = seg.payload[head:]
+            seg.seq = seq_add(seg.seq, head)
+        excess = len(seg.payload) - self.rcv_wnd
+        if excess > 0:
+            seg.payload = seg.payload[:self.rcv_wnd]
+            seg.flags &= ~FIN
+
+    def _check_rst(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.4 second check with RFC 5961 3.2: exact RST resets, in-window RST -> challenge ACK."""
+        if seg.seq != self.rcv_nxt:
+            self._challenge_ack(now, "rst_not_exact")
+            return
+        if self.state is State.SYN_RECEIVED and self.listener is not None:
+            self._drop(now, "RST in SYN-RECEIVED (passive): back to LISTEN")
+            return
+        if self.state is State.SYN_RECEIVED:
+            self._drop(now, "RST in SYN-RECEIVED", errno.ECONNREFUSED)
+        elif self.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+            self._drop(now, "RST")
+        else:
+            self.sndbuf.clear()
+            self._drop(now, "RST received", errno.ECONNRESET)
+        self.notify("error")
+
+    def _check_syn(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.4 fourth check with RFC 5961 4.2: SYN in a synchronized state -> challenge ACK."""
+        if self.state is State.SYN_RECEIVED and self.listener is not None:
+            self._drop(now, "SYN in SYN-RECEIVED (passive): back to LISTEN")
+            return
+        self._challenge_ack(now, "syn_in_window")
+
+    def _challenge_ack(self, now: float, why: str) -> None:
+        """RFC 5961 3.2/4.2/5.2: an ACK for RCV.NXT, rate-limited (RFC 5961 7)."""
+        if self._challenge_ack_allowed(now):
+            self.stats["challenge_acks"] += 1
+            self._trace("challenge_ack", now, why=why)
+            self.ack_now = True
+            self._send_ack(now)
+
+    def _check_ack(self, seg: TcpSegment, now: float) -> bool:
+        """RFC 9293 3.10.7.4 fifth check, per state, with RFC 5961 5.2's acceptable range."""
+        ack = seg.ack
+        if self.state is State.SYN_RECEIVED:
+            if seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max):
+                self._ack_syn(seg, now)
+                self.snd_wnd = seg.window << self.snd_wscale
+                self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+                self.snd_wl1, self.snd_wl2 = seg.seq, ack
+                self._set_rcv_adv_initial()
+                self._set_state(State.ESTABLISHED, now, "ACK of SYN,ACK")
+                if self.listener is not None:
+                    self.listener.connection_established(self, now)
+                self.notify("writable")
+            else:
+                self._emit(TcpSegment(self.local[1], self.remote[1], ack, 0, RST, 0), now)
+                return False
+        # RFC 5961 5.2: acceptable iff SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT
+        if seq_gt(ack, self.snd_max):
+            self._trace("drop", now, reason="ack_unsent", ack=ack)
+            self.stats["drops"] += 1
+            self.ack_now = True
+            self._send_ack(now)  # RFC 9293: ACK of something not yet sent -> send ACK, drop
+            return False
+        if seq_lt(ack, seq_add(self.snd_una, -max(self.max_snd_wnd, 1))):
+            self._challenge_ack(now, "ack_too_old")
+            return False
+        if seq_lt(self.snd_una, ack):
+            self._new_ack(seg, now)
+        else:
+            self.recovery.on_old_ack(seg, now)
+        self._update_window(seg, now)
+        return self._ack_state_transitions(seg, now)
+
+    def _update_window(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.4 SND.WND update when the segment is newer (SND.WL1/SND.WL2)."""
+        if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack)):
+            wnd = seg.window << self.snd_wscale
+            if wnd != self.snd_wnd:
+                self._trace("snd_wnd", now, wnd=wnd)
+            opened = wnd > self.snd_wnd
+            self.snd_wnd = wnd
+            self.max_snd_wnd = max(self.max_snd_wnd, wnd)
+            self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+            if wnd and opened:
+                self.persist_at = None
+                self.persist_backoff = 0
+
+    def _new_ack(self, seg: TcpSegment, now: float) -> None:
+        """SND.UNA < SEG.ACK <= SND.NXT: drop acknowledged octets, sample RTT, grow cwnd, restart RTO."""
+        ack = seg.ack
+        acked = seq_diff(ack, self.snd_una)
+        fin_acked = self.fin_sent and ack == seq_add(self.fin_seq, 1)
+        data_acked = acked - (1 if fin_acked else 0)
+        del self.sndbuf[:data_acked]
+        self.snd_una = ack
+        if seq_lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        self.retries = 0
+        self.rtt.reset_backoff()
+        if self.ts_enabled and seg.tsecr:
+            self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))  # RFC 7323 4.1 RTTM
+        elif self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
+            self._rtt_sample(now, now - self.rtt_time)
+        self.recovery.on_new_ack(seg, acked, now)
+        # RFC 6298 5.2 / 5.3: stop the timer when all is acked, else restart it
+        self.rto_at = None if self.snd_una == self.snd_max else now + self.rtt.current_rto()
+        if data_acked > 0:
+            self.notify("writable")
+
+    def _rtt_sample(self, now: float, sample: float) -> None:
+        if sample >= 0:
+            self.rtt.sample(sample)
+            self.rtt_seq = None
+            self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
+                        rto=self.rtt.current_rto())
+
+    def _ack_state_transitions(self, seg: TcpSegment, now: float) -> bool:
+        """RFC 9293 3.10.7.4 fifth check, the per-state part after the ACK is processed."""
+        fin_acked = self.fin_sent and self.snd_una == seq_add(self.fin_seq, 1)
+        st = self.state
+        if st is State.FIN_WAIT_1 and fin_acked:
+            self._set_state(State.FIN_WAIT_2, now, "FIN acked")
+            if self.user_closed:
+                self.finwait2_at = now + self.config.fin_timeout
+        elif st is State.CLOSING and fin_acked:
+            self._enter_time_wait(now, "FIN acked in CLOSING")
+            return False
+        elif st is State.LAST_ACK and fin_acked:
+            self._drop(now, "FIN acked in LAST-ACK")
+            return False
+        elif st is State.TIME_WAIT:
+            if seg.flags & FIN:
+                self.ack_now = True
+                self._send_ack(now)
+                self.timewait_at = now + 2 * self.config.msl  # restart the 2 MSL timeout
+            return False
+        return True
+
+    def _enter_time_wait(self, now: float, why: str) -> None:
+        self.rto_at = self.persist_at = self.finwait2_at = self.keepalive_at = None
+        self.timewait_at = now + 2 * self.config.msl
+        self._set_state(State.TIME_WAIT, now, why)
+
+    # ------------------------------------------------------------------ data and FIN
+    def _process_text(self, seg: TcpSegment, now: float, skip_syn: bool = False) -> None:
+        """RFC 9293 3.10.7.4 sixth (URG), seventh (text) and eighth (FIN) checks."""
+        if seg.flags & URG and seq_gt(seq_add(seg.seq, seg.urg), self.rcv_up):
+            self.rcv_up = seq_add(seg.seq, seg.urg)  # urgent data is delivered inline (RFC 6093)
+        st = self.state
+        if st not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+            if seg.payload:
+                return  # CLOSE-WAIT and later: the peer already sent FIN; ignore text
+        payload, fin = seg.payload, bool(seg.flags & FIN)
+        if not payload and not fin:
+            return
+        if payload and self.user_closed and st in (State.FIN_WAIT_1, State.FIN_WAIT_2):
+            # nobody will read it: RFC 9293 3.10.4 / RFC 2525 2.17, as Linux does
+            self.abort(now, "data after close")
+            self.error = errno.ECONNRESET
+            return
+        seq = seg.seq
+        if skip_syn and seg.flags & SYN:
+            seq = seq_add(seq, 1)
+        if seq == self.rcv_nxt:
+            self._deliver(payload, fin, now)
+            if self.ofo:
+                self._drain_ofo(now)
+                self.ack_now = True  # RFC 5681 4.2: ACK at once when a gap is (partly) filled
+        else:
+            self._queue_ofo(seq, payload, fin, now)
+            self.ack_now = True  # RFC 5681 4.2: out-of-order -> immediate duplicate ACK
+        self._schedule_ack(len(payload), now)
+
+    def _deliver(self, payload, fin: bool, now: float) -> None:
+        if payload:
+            self.rcvbuf += payload
+            self.rcv_nxt = seq_add(self.rcv_nxt, len(payload))
+            self.stats["bytes_in"] += len(payload)
+            self.notify("readable")
+        if fin:
+            self._fin_received(now)
+
+    def _queue_ofo(self, seq: int, payload, fin: bool, now: float) -> None:
+        """Keep an out-of-order segment (bounded), merged later in sequence order."""
+        if len(self.ofo) >= self.config.ofo_max_segments:
+            self._trace("drop", now, reason="ofo_full", seq=seq)
+            return
+        off = seq_diff(seq, self.rcv_nxt)
+        for i, item in enumerate(self.ofo):
+            o = seq_diff(item[0], self.rcv_nxt)
+            if o == off and len(item[1]) >= len(payload) and (item[2] or not fin):
+                return  # exact duplicate
+            if o > off:
+                self.ofo.insert(i, [seq, bytes(payload), fin])
+                break
+        else:
+            self.ofo.append([seq, bytes(payload), fin])
+        self._trace("ofo", now, seq=seq, len=len(payload), queued=len(self.ofo))
+
+    def _drain_ofo(self, now: float) -> None:
+        """Move queued segments that now start at or before RCV.NXT into the receive buffer."""
+        while self.ofo and self.state is not State.CLOSED:
+            seq, data, fin = self.ofo[0]
+            head = seq_diff(self.rcv_nxt, seq)
+            if head < 0:
+                break
+            self.ofo.pop(0)
+            if head >= len(data) + (1 if fin else 0):
+                continue  # wholly old
+            if head <= len(data):
+                self._deliver(data[head:], fin, now)
+
+    def sack_blocks(self) -> list[tuple[int, int]]:
+        """RFC 2018 4: blocks of out-of-order data, the most recent first; up to 3 with timestamps."""
+        blocks: list[list[int]] = []
+        for seq, data, _fin in self.ofo:
+            end = seq_add(seq, len(data))
+            if blocks and seq_le(seq, blocks[-1][1]):
+                if seq_gt(end, blocks[-1][1]):
+                    blocks[-1][1] = end
+            else:
+                blocks.append([seq, end])
+        blocks.reverse()
+        limit = 3 if self.ts_enabled else 4
+        return [(l, r) for l, r in blocks[:limit] if l != r]
+
+    def _fin_received(self, now: float) -> None:
+        """RFC 9293 3.10.7.4 eighth check: FIN."""
+        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        self.rcv_closed = True
+        self.ack_now = True
+        self.ofo.clear()
+        st = self.state
+        if st in (State.SYN_RECEIVED, State.ESTABLISHED):
+            self._set_state(State.CLOSE_WAIT, now, "FIN received")
+        elif st is State.FIN_WAIT_1:
+            if self.fin_sent and self.snd_una == seq_add(self.fin_seq, 1):
+                self._enter_time_wait(now, "FIN received, our FIN acked")
+            else:
+                self._set_state(State.CLOSING, now, "simultaneous close")
+        elif st is State.FIN_WAIT_2:
+            self._enter_time_wait(now, "FIN received in FIN-WAIT-2")
+        self.notify("readable")
+
+    def _check_fin_timers(self, now: float) -> None:
+        if self.state is not State.FIN_WAIT_2:
+            self.finwait2_at = None
+
+    # ------------------------------------------------------------------ ACK generation
+    def _schedule_ack(self, nbytes: int, now: float) -> None:
+        """RFC 9293 3.8.6.3 / RFC 5681 4.2 delayed ACK: every second full segment, else within delack."""
+        if nbytes:
+            self.unacked_segs += 1 if nbytes >= self.eff_mss - 1 else 0
+            if self.unacked_segs >= 2:
+                self.ack_now = True
+            elif self.delack_at is None:
+                self.delack_at = now + self.config.delack
+        if self.rcv_closed:
+            self.ack_now = True
+
+    def flush(self, now: float) -> None:
+        """Send an ACK that is due now (called by the layer after a batch of input)."""
+        if self.ack_now and self.state is not State.CLOSED:
+            self._send_ack(now)
+
+    def _send_ack(self, now: float) -> None:
+        self._emit(TcpSegment(self.local[1], self.remote[1], self.snd_nxt, 0, ACK, 0), now)
+
+    def _free_space(self) -> int:
+        return max(0, self.rcvbuf_cap - len(self.rcvbuf))
+
+    def _set_rcv_adv_initial(self) -> None:
+        self.rcv_adv = seq_add(self.rcv_nxt, self._window_field_for(self._free_space()) << self.rcv_wscale)
+
+    def _window_field_for(self, wnd: int) -> int:
+        return min(wnd >> self.rcv_wscale, 0xFFFF)
+
+    def _advertise(self) -> int:
+        """The window field to send, with receiver SWS avoidance (RFC 9293 3.8.6.2.2); never shrinks."""
+        free = self._free_space()
+        right = seq_add(self.rcv_nxt, free)
+        step = min(self.rcvbuf_cap // 2, self.eff_mss)
+        if seq_diff(right, self.rcv_adv) >= step or (seq_gt(right, self.rcv_adv) and free == self.rcvbuf_cap):
+            self.rcv_adv = right
+        wnd = self.rcv_wnd
+        ws = self.rcv_wscale
+        field = min((wnd + (1 << ws) - 1) >> ws, 0xFFFF)  # round up: the right edge never moves left
+        self.rcv_adv = seq_add(self.rcv_nxt, field << ws)
+        return field
+
+    def _maybe_window_update(self, now: float) -> None:
+        """After the user reads: tell the peer when the window opened by at least the SWS step."""
+        if self.state not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+            return
+        old = self.rcv_wnd
+        if old >= self.rcvbuf_cap // 2:
+            return
+        free = self._free_space()
+        if free - old >= min(self.rcvbuf_cap // 2, self.eff_mss) and (old < self.eff_mss or free >= 2 * old):
+            self._trace("window_update", now, old=old, new=free)
+            self.ack_now = True
+            self._send_ack(now)
+
+    # ------------------------------------------------------------------ sending
+    def _emit(self, seg: TcpSegment, now: float) -> None:
+        """Stamp ACK, window, timestamps and SACK on an outgoing segment and queue it."""
+        if seg.flags & ACK:
+            seg.ack = self.rcv_nxt
+            if not seg.flags & SYN:
+                seg.window = self._advertise()
+            self.last_ack_sent = self.rcv_nxt
+            self.ack_now = False
+            self.delack_at = None
+            self.unacked_segs = 0
+            if self.ts_enabled and not seg.flags & SYN:
+                seg.tsval, seg.tsecr = self._ts_val(now), self.ts_recent
+            if self.sack_enabled and self.ofo and not seg.flags & SYN:
+                seg.sack = self.sack_blocks()
+        elif seg.flags & RST and self.ts_enabled:
+            pass  # RST carries no options here (RFC 7323 allows either)
+        self.stats["segs_out"] += 1
+        self.last_send_time = now
+        self.outq.append(seg)
+
+    def _ts_val(self, now: float) -> int:
+        return (int(now * 1000) + self.ts_offset) & MASK  # RFC 7323 5.4: a 1 ms clock
+
+    def _ts_rtt(self, tsecr: int, now: float) -> float:
+        return ((self._ts_val(now) - tsecr) & MASK) / 1000.0
+
+    def _output(self, now: float) -> None:
+        """Send what the windows, Nagle and SWS avoidance allow (RFC 9293 3.8.6.2.1, RFC 896)."""
+        if self.state not in _CAN_SEND:
+            return
+        if self.snd_una == self.snd_max and len(self.sndbuf) > seq_diff(self.snd_nxt, self.snd_una):
+            self.cc.on_idle(now, now - self.last_send_time, self.rtt.current_rto())  # RFC 5681 4.1
+        self.recovery.retransmit_due(now)
+        while self._send_one(now):
+            pass
+        if self.snd_nxt != self.snd_max or seq_lt(self.snd_una, self.snd_max):
+            if self.rto_at is None:
+                self.rto_at = now + self.rtt.current_rto()  # RFC 6298 5.1
+
+    def _send_one(self, now: float) -> bool:
+        """Send the next new segment if allowed; True when one was sent."""
+        off = seq_diff(self.snd_nxt, self.snd_una)
+        avail = len(self.sndbuf) - off
+        fin_pending = self.fin_queued and not (self.fin_sent and seq_gt(self.snd_nxt, self.fin_seq))
+        if avail <= 0:
+            if fin_pending and avail == 0:
+                self._send_data(off, 0, now, fin=True)
+                return False
+            return False
+        in_flight = self.recovery.pipe()
+        usable = min(self.snd_wnd, self.cc.cwnd + self.recovery.extra_cwnd()) - in_flight
+        mss = self.eff_mss
+        n = min(avail, mss, usable)
+        if n <= 0:
+            self._arm_persist(now, in_flight)
+            return False
+        if n < mss and not self._may_send_small(n, avail, in_flight):
+            self._arm_persist(now, in_flight)
+            return False
+        self._send_data(off, n, now, fin=fin_pending and n == avail)
+        return True
+
+    def _may_send_small(self, n: int, avail: int, in_flight: int) -> bool:
+        """RFC 9293 3.8.6.2.1 sender SWS avoidance combined with Nagle (RFC 9293 3.7.4)."""
+        idle = in_flight == 0 or self.nodelay
+        if n == avail and idle:
+            return True  # all queued data fits and nothing unacknowledged (or TCP_NODELAY)
+        return idle and self.max_snd_wnd > 0 and n >= self.max_snd_wnd // 2
+
+    def _arm_persist(self, now: float, in_flight: int) -> None:
+        """RFC 9293 3.8.6.1: zero (or SWS-blocked) window with nothing in flight -> persist timer."""
+        if in_flight == 0 and self.persist_at is None and self.rto_at is None:
+            self.persist_at = now + self._persist_interval()
+
+    def _persist_interval(self) -> float:
+        base = max(self.rtt.current_rto(), self.config.min_rto)
+        return min(base * (1 << self.persist_backoff), self.config.persist_max)
+
+    def _send_data(self, off: int, n: int, now: float, fin: bool = False, retransmit: bool = False) -> None:
+        """Emit sndbuf[off:off+n] at SND.UNA+off (and FIN when asked)."""
+        seq = seq_add(self.snd_una, off)
+        flags = ACK
+        if n and off + n == len(self.sndbuf):
+            flags |= PSH  # the last segment of what the user wrote carries PSH
+        if fin:
+            flags |= FIN
+            self.fin_sent = True
+            self.fin_seq = seq_add(seq, n)
+        payload = bytes(self.sndbuf[off:off + n]) if n else b""
+        self._emit(TcpSegment(self.local[1], self.remote[1], seq, 0, flags, 0, payload), now)
+        end = seq_add(seq, n + (1 if fin else 0))
+        if seq_gt(end, self.snd_nxt):
+            self.snd_nxt = end
+        if seq_gt(end, self.snd_max):
+            if self.rtt_seq is None and not retransmit and n:
+                self.rtt_seq, self.rtt_time = end, now  # time one segment per RTT (Karn-safe)
+            self.stats["bytes_out"] += seq_diff(end, self.snd_max) - (1 if fin else 0)
+            self.snd_max = end
+        if retransmit:
+            self.stats["retrans"] += 1
+            self.stats["retrans_bytes"] += n
+            if self.rtt_seq is not None and seq_gt(self.rtt_seq, seq):
+                self.rtt_seq = None  # Karn's rule: never time a retransmitted segment
+        if self.rto_at is None:
+            self.rto_at = now + self.rtt.current_rto()
+
+    def retransmit_range(self, seq: int, now: float, why: str, limit: int | None = None) -> int:
+        """Resend one segment starting at ``seq``; returns the octets resent (loss recovery calls this)."""
+        off = seq_diff(seq, self.snd_una)
+        if off < 0:
+            return 0
+        n = min(len(self.sndbuf) - off, self.eff_mss if limit is None else limit)
+        fin = self.fin_sent and seq_add(seq, max(n, 0)) == self.fin_seq
+        if n <= 0 and not fin:
+            return 0
+        self._trace("retransmit", now, seq=seq, len=max(n, 0), why=why)
+        self._send_data(off, max(n, 0), now, fin=fin, retransmit=True)
+        return max(n, 0) + (1 if fin else 0)
+
+    # ------------------------------------------------------------------ timers
+    def next_deadline(self) -> float | None:
+        best = None
+        for t in (self.rto_at, self.delack_at, self.persist_at, self.timewait_at, self.finwait2_at,
+                  self.keepalive_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def on_timer(self, now: float) -> None:
+        """Run every timer that is due."""
+        if self.timewait_at is not None and now >= self.timewait_at:
+            self._drop(now, "2MSL timeout")
+            return
+        if self.finwait2_at is not None and now >= self.finwait2_at:
+            self._drop(now, "FIN-WAIT-2 timeout")
+            return
+        if self.rto_at is not None and now >= self.rto_at:
+            self._on_rto(now)
+        if self.persist_at is not None and now >= self.persist_at:
+            self._on_persist(now)
+        if self.keepalive_at is not None and now >= self.keepalive_at:
+            self._on_keepalive(now)
+        if self.delack_at is not None and now >= self.delack_at:
+            self.delack_at = None
+            if self.state is not State.CLOSED:
+                self._send_ack(now)
+
+    def _on_rto(self, now: float) -> None:
+        """RFC 6298 5.4-5.6: retransmit the earliest unacknowledged segment, back off, restart."""
+        self.rto_at = None
+        self.retries += 1
+        limit = {State.SYN_SENT: self.config.syn_retries,
+                 State.SYN_RECEIVED: self.config.synack_retries}.get(self.state, self.config.retries2)
+        if self.retries > limit:
+            self._trace("timeout", now, retries=self.retries - 1)
+            self._drop(now, "retransmission limit", errno.ETIMEDOUT)
+            self.notify("error")
+            return
+        self.rtt.on_timeout()
+        self.rtt_seq = None
+        if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            self._trace("retransmit", now, seq=self.iss, len=0, why="rto_syn", rto=self.rtt.current_rto())
+            self.stats["retrans"] += 1
+            self._send_syn(now)
+            return
+        if self.snd_una == self.snd_max:
+            return
+        self.recovery.on_rto(now)
+        self._trace_cc(now, "rto")
+        self.retransmit_range(self.snd_una, now, "rto")
+        self.rto_at = now + self.rtt.current_rto()
+
+    def _on_persist(self, now: float) -> None:
+        """RFC 9293 3.8.6.1: probe a zero window with one new octet; back off; never give up while answered."""
+        self.persist_at = None
+        off = seq_diff(self.snd_nxt, self.snd_una)
+        avail = len(self.sndbuf) - off
+        if avail <= 0 or self.state not in _CAN_SEND:
+            return
+        n = 1 if self.snd_wnd == 0 else min(avail, self.snd_wnd, self.eff_mss)
+        self.stats["zero_window_probes"] += 1
+        self._trace("persist_probe", now, seq=self.snd_nxt, len=n, backoff=self.persist_backoff)
+        self._send_data(off, n, now, fin=False)
+        self.rto_at = None  # the probe is timed by the persist timer, not the RTO
+        self.persist_backoff += 1
+        self.persist_at = now + self._persist_interval()
+
+    def _on_keepalive(self, now: float) -> None:
+        """RFC 9293 3.8.4: after idle, probe with SEG.SEQ = SND.NXT-1; ETIMEDOUT after keepalive_count."""
+        if self.state is not State.ESTABLISHED:
+            self.keepalive_at = None
+            return
+        if self.keepalive_probes >= self.keepalive_count:
+            self._drop(now, "keepalive timeout", errno.ETIMEDOUT)
+            self.notify("error")
+            return
+        self.keepalive_probes += 1
+        self._trace("keepalive_probe", now, n=self.keepalive_probes)
+        self._emit(TcpSegment(self.local[1], self.remote[1], seq_add(self.snd_nxt, -1), 0, ACK, 0), now)
+        self.keepalive_at = now + self.keepalive_interval
+
+    def set_keepalive(self, on: bool, now: float) -> None:
+        self.keepalive_enabled = on
+        self.keepalive_probes = 0
+        self.keepalive_at = now + self.keepalive_idle if on and self.state is State.ESTABLISHED else None
+
+    def set_congestion(self, name: str, now: float) -> None:
+        """TCP_CONGESTION: switch algorithm, keeping the current cwnd and ssthresh."""
+        if name == self.cc.name:
+            return
+        new = congestion.create(name, self.eff_mss, now, self.config.initial_window)
+        if self.state is not State.CLOSED and self.state is not State.SYN_SENT:
+            new.cwnd, new.ssthresh = self.cc.cwnd, self.cc.ssthresh
+        self.cc = new
+        self._trace_cc(now, "set_congestion")
+
+    def info(self) -> dict:
+        """What ``ss -ti`` shows: state, windows, cwnd, RTT, counters."""
+        return {"state": self.state.name, "local": self.name.split("-")[0], "remote": self.name.split("-")[1],
+                "snd_una": self.snd_una, "snd_nxt": self.snd_nxt, "snd_wnd": self.snd_wnd,
+                "rcv_nxt": self.rcv_nxt, "rcv_wnd": self.rcv_wnd, "mss": self.eff_mss,
+                "srtt": self.rtt.srtt, "rttvar": self.rtt.rttvar, "rto": self.rtt.current_rto(),
+                "cc": self.cc.name, **self.cc.state_dict(), "unacked": self.flight_size,
+                "sndbuf": len(self.sndbuf), "rcvbuf": len(self.rcvbuf), "wscale": (self.snd_wscale, self.rcv_wscale),
+                "ts": self.ts_enabled, "sack": self.sack_enabled, **self.stats}
+
+
+_CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
+
+
+def _wscale_for(buf: int) -> int:
+    """The smallest shift that lets the window field cover the buffer (RFC 7323 2.3, at most 14)."""
+    shift = 0
+    while (0xFFFF << shift) < buf and shift < 14:
+        shift += 1
+    return shift
+
+
+def _ignore(_what: str) -> None:
+    pass

@@ -1,0 +1,199 @@
+"""Loss recovery: what to resend, and when. Apart from congestion control (how much).
+
+- Duplicate ACKs per RFC 5681 2 and fast retransmit on the third (RFC 5681 3.2).
+- Limited transmit (RFC 3042): up to two new segments on the first two duplicate ACKs.
+- NewReno partial ACKs (RFC 6582) or Reno's exit on the first new ACK, as the
+  congestion control's ``partial_ack_recovery`` says.
+- With SACK negotiated, a scoreboard and conservative recovery (RFC 6675): holes
+  judged lost by IsLost are resent first, ``pipe`` replaces cwnd inflation.
+- After an RTO: go back to SND.UNA and resend in order (RFC 5681 3.1, RFC 6582 4).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..wire.tcp import FIN, SYN
+from .seq import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+DUP_THRESH = 3  # RFC 5681 2 / RFC 6675 2: DupThresh
+
+
+class LossRecovery:
+    def __init__(self, conn: "Connection"):
+        self.c = conn
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recover = conn.iss            # RFC 6582 3.2 step 1: recover = ISS at start
+        self.sacked: list[list[int]] = []  # RFC 6675 scoreboard: sorted, merged [left, right)
+        self.high_rxt = conn.iss           # RFC 6675 HighRxt: highest octet retransmitted in recovery
+        self.rxt_head = False              # fast retransmit / partial ACK: resend SND.UNA's segment
+        self.fast_retransmits = 0
+
+    # ---------------------------------------------------------------- scoreboard
+    def _update_scoreboard(self, seg) -> None:
+        """RFC 2018 / RFC 6675 Update(): remember SACKed ranges above SND.UNA (D-SACK blocks ignored)."""
+        c = self.c
+        if seg.sack and c.sack_enabled:
+            for left, right in seg.sack:
+                if seq_le(right, c.snd_una) or seq_gt(right, c.snd_max) or not seq_lt(left, right):
+                    continue
+                if seq_lt(left, c.snd_una):
+                    left = c.snd_una
+                self._add_sacked(left, right)
+        while self.sacked and seq_le(self.sacked[0][1], c.snd_una):
+            self.sacked.pop(0)
+        if self.sacked and seq_lt(self.sacked[0][0], c.snd_una):
+            self.sacked[0][0] = c.snd_una
+
+    def _add_sacked(self, left: int, right: int) -> None:
+        merged = []
+        for l, r in self.sacked:
+            if seq_lt(r, left) or seq_gt(l, right):
+                merged.append([l, r])
+            else:
+                left = l if seq_lt(l, left) else left
+                right = r if seq_gt(r, right) else right
+        merged.append([left, right])
+        base = self.c.snd_una
+        merged.sort(key=lambda b: seq_diff(b[0], base))
+        self.sacked = merged
+
+    def sacked_bytes(self) -> int:
+        return sum(seq_diff(r, l) for l, r in self.sacked)
+
+    def _is_lost(self, seq: int) -> bool:
+        """RFC 6675 IsLost: DupThresh SACKed blocks above, or more than (DupThresh-1)*SMSS SACKed octets above."""
+        above_blocks = above_bytes = 0
+        for l, r in self.sacked:
+            if seq_gt(r, seq):
+                above_blocks += 1
+                above_bytes += seq_diff(r, l if seq_gt(l, seq) else seq)
+        return above_blocks >= DUP_THRESH or above_bytes > (DUP_THRESH - 1) * self.c.eff_mss
+
+    def _next_hole(self) -> tuple[int, int] | None:
+        """RFC 6675 NextSeg() rule 1: the first unSACKed, lost octet range above HighRxt."""
+        c = self.c
+        start = c.snd_una if seq_lt(self.high_rxt, c.snd_una) else self.high_rxt
+        for l, r in self.sacked:
+            if seq_lt(start, l):
+                if self._is_lost(start):
+                    return start, min(seq_diff(l, start), c.eff_mss)
+                return None
+            if seq_lt(start, r):
+                start = r
+        return None
+
+    # ---------------------------------------------------------------- pipe
+    def pipe(self) -> int:
+        """Octets in flight. Outside SACK recovery: SND.NXT - SND.UNA; in it, RFC 6675 SetPipe()."""
+        c = self.c
+        flight = seq_diff(c.snd_nxt, c.snd_una)
+        if not (self.in_recovery and c.sack_enabled and self.sacked):
+            return flight
+        lost_not_resent = 0
+        start = c.snd_una
+        for l, r in self.sacked:
+            if seq_lt(start, l) and self._is_lost(start):
+                hole_end = l
+                resent_to = self.high_rxt if seq_gt(self.high_rxt, start) else start
+                if seq_lt(resent_to, hole_end):
+                    lost_not_resent += seq_diff(hole_end, resent_to)
+            start = r
+        return max(0, flight - self.sacked_bytes() - lost_not_resent)
+
+    def extra_cwnd(self) -> int:
+        """RFC 3042 limited transmit: cwnd + 2*SMSS on the first two duplicate ACKs; Reno inflation is cc's."""
+        if not self.in_recovery and 0 < self.dupacks < DUP_THRESH:
+            return self.dupacks * self.c.eff_mss
+        return 0
+
+    # ---------------------------------------------------------------- ACK events
+    def on_old_ack(self, seg, now: float) -> None:
+        """SEG.ACK == SND.UNA: count duplicates (RFC 5681 2 definition) and react."""
+        c = self.c
+        self._update_scoreboard(seg)
+        is_dup = (seg.ack == c.snd_una and not seg.payload and not seg.flags & (SYN | FIN)
+                  and c.snd_una != c.snd_max and (seg.window << c.snd_wscale) == c.snd_wnd)
+        if not is_dup:
+            return
+        c.stats["dupacks_in"] += 1
+        self.dupacks += 1
+        if self.in_recovery:
+            if not c.sack_enabled:
+                c.cc.on_dupack_in_recovery()  # RFC 5681 3.2 step 4: inflate
+            return
+        if self.dupacks >= DUP_THRESH or (c.sack_enabled and self._is_lost(c.snd_una)):
+            self._enter_recovery(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        """RFC 6582 3.2 step 2 / RFC 6675 5 (or RFC 5681 3.2 step 2-3)."""
+        c = self.c
+        if not seq_gt(c.snd_una, self.recover) and self.recover != c.iss:
+            return  # RFC 6582 step 2: the ACK does not cover recover: no new fast retransmit
+        self.in_recovery = True
+        self.recover = seq_add(c.snd_max, -1)
+        self.high_rxt = c.snd_una
+        self.fast_retransmits += 1
+        c.cc.on_enter_recovery(now, c.flight_size, inflate=not c.sack_enabled)  # RFC 6675 5: pipe, no inflation
+        c._trace_cc(now, "fast_retransmit")
+        self.rxt_head = True
+
+    def on_new_ack(self, seg, acked: int, now: float) -> None:
+        """SND.UNA advanced by ``acked`` octets."""
+        c = self.c
+        self._update_scoreboard(seg)
+        self.dupacks = 0
+        if not self.in_recovery:
+            c.cc.on_ack(acked, now, c.rtt.srtt, c.flight_size)
+            if c.tracer.enabled:
+                c._trace_cc(now, "ack")
+            return
+        if seq_gt(seg.ack, self.recover) or not c.cc.partial_ack_recovery:
+            self.in_recovery = False  # RFC 6582 3.2 step 3: full ACK ends recovery (Reno: any new ACK)
+            c.cc.on_exit_recovery(now, c.flight_size)
+            c._trace_cc(now, "recovery_exit")
+            return
+        # RFC 6582 3.2 step 5: partial ACK -> resend the first unacknowledged segment, deflate
+        if not c.sack_enabled:
+            c.cc.on_partial_ack(acked)
+            self.rxt_head = True
+        c._trace_cc(now, "partial_ack")
+
+    def on_rto(self, now: float) -> None:
+        """RFC 5681 3.1 / RFC 6582 4: after a timeout, resend from SND.UNA in order; no fast retransmit
+        until the ACKs pass what was outstanding."""
+        c = self.c
+        c.cc.on_rto(now, c.flight_size)
+        self.recover = seq_add(c.snd_max, -1)
+        self.in_recovery = False
+        self.dupacks = 0
+        self.sacked.clear()  # RFC 2018 8: after a timeout, ignore SACK state (the receiver may renege)
+        self.rxt_head = False
+        c.snd_nxt = c.snd_una
+
+    # ---------------------------------------------------------------- sending
+    def retransmit_due(self, now: float) -> None:
+        """Before new data: the head after a fast retransmit/partial ACK, then lost SACK holes."""
+        c = self.c
+        if self.rxt_head:
+            self.rxt_head = False
+            sent = c.retransmit_range(c.snd_una, now, "fast" if c.sack_enabled is False else "sack")
+            end = seq_add(c.snd_una, sent)
+            if seq_gt(end, self.high_rxt):
+                self.high_rxt = end
+        if not (self.in_recovery and c.sack_enabled):
+            return
+        for _ in range(64):  # bounded: each pass resends one segment
+            if c.cc.cwnd - self.pipe() < c.eff_mss:
+                return
+            hole = self._next_hole()
+            if hole is None:
+                return
+            seq, n = hole
+            sent = c.retransmit_range(seq, now, "sack", limit=n)
+            if not sent:
+                return
+            self.high_rxt = seq_add(seq, sent)

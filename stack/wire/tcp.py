@@ -1,0 +1,151 @@
+"""TCP header and options (RFC 9293 3.1, RFC 7323, RFC 2018): parse and build.
+
+``TcpSegment`` is both the parsed form and what the TCP core emits; the core
+never sees bytes. Options are plain attributes: ``mss``, ``wscale``,
+``sack_perm``, ``sack`` (list of (left, right)), ``tsval``/``tsecr`` (None when absent).
+"""
+from __future__ import annotations
+
+import struct
+
+from .checksum import IPPROTO_TCP, finish, ones_sum, pseudo_header_sum
+from .errors import MalformedPacket
+
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+_FLAG_NAMES = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"))
+
+OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERM, OPT_SACK, OPT_TS = 0, 1, 2, 3, 4, 5, 8
+_OPT_LEN = {OPT_MSS: 4, OPT_WSCALE: 3, OPT_SACK_PERM: 2, OPT_TS: 10}
+
+_HDR = struct.Struct("!HHIIBBHHH")
+_H = struct.Struct("!H")
+_I = struct.Struct("!I")
+_II = struct.Struct("!II")
+HEADER_LEN = 20
+
+
+def flag_string(flags: int) -> str:
+    """tcpdump-style flags: S, F, R, P, '.', U, E, W."""
+    return "".join(name for bit, name in _FLAG_NAMES if flags & bit) or "none"
+
+
+class TcpSegment:
+    """One TCP segment: header fields, options and payload."""
+
+    __slots__ = ("sport", "dport", "seq", "ack", "flags", "window", "urg", "checksum",
+                 "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr", "payload")
+
+    def __init__(self, sport: int = 0, dport: int = 0, seq: int = 0, ack: int = 0, flags: int = 0,
+                 window: int = 0, payload=b"", urg: int = 0, mss: int | None = None,
+                 wscale: int | None = None, sack_perm: bool = False, sack=None,
+                 tsval: int | None = None, tsecr: int | None = None, checksum: int = 0):
+        self.sport, self.dport, self.seq, self.ack = sport, dport, seq, ack
+        self.flags, self.window, self.urg, self.checksum = flags, window, urg, checksum
+        self.mss, self.wscale, self.sack_perm, self.sack = mss, wscale, sack_perm, sack
+        self.tsval, self.tsecr, self.payload = tsval, tsecr, payload
+
+    @property
+    def seg_len(self) -> int:
+        """RFC 9293 SEG.LEN: payload octets plus one each for SYN and FIN."""
+        return len(self.payload) + (self.flags & SYN and 1) + (self.flags & FIN and 1)
+
+    def __repr__(self) -> str:
+        opts = []
+        if self.mss is not None:
+            opts.append(f"mss={self.mss}")
+        if self.wscale is not None:
+            opts.append(f"wscale={self.wscale}")
+        if self.sack_perm:
+            opts.append("sackOK")
+        if self.sack:
+            opts.append("sack=" + ",".join(f"{l}-{r}" for l, r in self.sack))
+        if self.tsval is not None:
+            opts.append(f"ts={self.tsval}/{self.tsecr}")
+        return (f"TCP({self.sport}>{self.dport} [{flag_string(self.flags)}] seq={self.seq} ack={self.ack} "
+                f"win={self.window} len={len(self.payload)}{' ' + ' '.join(opts) if opts else ''})")
+
+
+def _parse_options(seg: TcpSegment, opts) -> None:
+    """RFC 9293 3.1: kinds 0 and 1 are single octets; others carry a length; unknown kinds are skipped."""
+    i, n = 0, len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == OPT_EOL:
+            return
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise MalformedPacket("tcp_option_truncated", f"kind {kind}")
+        length = opts[i + 1]
+        if length < 2 or i + length > n:
+            raise MalformedPacket("tcp_option_length", f"kind {kind} length {length}")
+        expected = _OPT_LEN.get(kind)
+        if expected is not None and length != expected:
+            raise MalformedPacket("tcp_option_length", f"kind {kind} length {length}")
+        if kind == OPT_MSS:
+            seg.mss = _H.unpack_from(opts, i + 2)[0]
+        elif kind == OPT_WSCALE:
+            seg.wscale = opts[i + 2]
+        elif kind == OPT_SACK_PERM:
+            seg.sack_perm = True
+        elif kind == OPT_TS:
+            seg.tsval, seg.tsecr = _II.unpack_from(opts, i + 2)
+        elif kind == OPT_SACK:
+            if (length - 2) % 8:
+                raise MalformedPacket("tcp_option_length", f"sack length {length}")
+            seg.sack = [_II.unpack_from(opts, j) for j in range(i + 2, i + length, 8)]
+        i += length
+
+
+def parse_tcp(data, src: bytes | None = None, dst: bytes | None = None) -> TcpSegment:
+    """Parse a TCP segment; verify the checksum when the IP addresses are given.
+
+    Raises MalformedPacket: tcp_short, tcp_offset, tcp_checksum, tcp_option_*.
+    """
+    n = len(data)
+    if n < HEADER_LEN:
+        raise MalformedPacket("tcp_short", f"{n} bytes")
+    sport, dport, seq, ack, off, flags, window, csum, urg = _HDR.unpack_from(data)
+    hlen = (off >> 4) * 4
+    if hlen < HEADER_LEN or hlen > n:
+        raise MalformedPacket("tcp_offset", str(off >> 4))
+    if src is not None and (ones_sum(data) + pseudo_header_sum(src, dst, IPPROTO_TCP, n)) % 0xFFFF:
+        raise MalformedPacket("tcp_checksum")
+    seg = TcpSegment(sport, dport, seq, ack, flags, window, bytes(data[hlen:]), urg, checksum=csum)
+    if hlen > HEADER_LEN:
+        _parse_options(seg, bytes(data[HEADER_LEN:hlen]))
+    return seg
+
+
+def encode_options(seg: TcpSegment) -> bytes:
+    """Options in the order Linux sends them: MSS, SACK-permitted+timestamps, window scale, SACK."""
+    out = b""
+    if seg.mss is not None:
+        out += struct.pack("!BBH", OPT_MSS, 4, seg.mss)
+    if seg.sack_perm and seg.tsval is not None:
+        out += struct.pack("!BBBBII", OPT_SACK_PERM, 2, OPT_TS, 10, seg.tsval, seg.tsecr or 0)
+    elif seg.tsval is not None:
+        out += struct.pack("!BBBBII", OPT_NOP, OPT_NOP, OPT_TS, 10, seg.tsval, seg.tsecr or 0)
+    elif seg.sack_perm:
+        out += struct.pack("!BBBB", OPT_NOP, OPT_NOP, OPT_SACK_PERM, 2)
+    if seg.wscale is not None:
+        out += struct.pack("!BBBB", OPT_NOP, OPT_WSCALE, 3, seg.wscale)
+    if seg.sack:
+        out += struct.pack("!BBBB", OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(seg.sack))
+        out += b"".join(_II.pack(l, r) for l, r in seg.sack)
+    if len(out) & 3:
+        out += b"\x00" * (4 - (len(out) & 3))
+    return out
+
+
+def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
+    """Encode header, options and payload with a correct checksum over the pseudo-header."""
+    opts = encode_options(seg) if (seg.mss is not None or seg.wscale is not None or seg.sack_perm
+                                   or seg.sack or seg.tsval is not None) else b""
+    hlen = HEADER_LEN + len(opts)
+    hdr = _HDR.pack(seg.sport, seg.dport, seg.seq, seg.ack, (hlen // 4) << 4, seg.flags,
+                    seg.window, 0, seg.urg) + opts
+    total = hlen + len(seg.payload)
+    csum = finish(ones_sum(hdr) + ones_sum(seg.payload) + pseudo_header_sum(src, dst, IPPROTO_TCP, total))
+    return hdr[:16] + _H.pack(csum) + hdr[18:] + bytes(seg.payload)
