@@ -59,6 +59,7 @@ class Connection:
         self.ts_enabled = self.sack_enabled = False
         self.ts_recent = 0
         self.ts_offset = ts_offset
+        self.ts_at_rto = 0                        # our TSval when the last RTO fired
         self.last_ack_sent = 0
         # buffers: sndbuf[0] is the octet at snd_una (after the SYN)
         self.sndbuf = bytearray()
@@ -507,7 +508,8 @@ class Connection:
         self.retries = 0
         self.rtt.reset_backoff()
         if self.ts_enabled and seg.tsecr:
-            self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))  # RFC 7323 4.1 RTTM
+            if seq_ge(seg.tsecr, self.ts_at_rto):
+                self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))  # RFC 7323 4.1 RTTM
         elif self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
             self._rtt_sample(now, now - self.rtt_time)
         self.recovery.on_new_ack(seg, acked, now)
@@ -871,6 +873,9 @@ class Connection:
             return
         self.rtt.on_timeout()
         self.rtt_seq = None
+        # an ACK that echoes a timestamp from before this timeout answers an earlier copy
+        # (its ACK was lost): like Karn's rule, it must not give an RTT sample
+        self.ts_at_rto = self._ts_val(now)
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
             self._trace("retransmit", now, seq=self.iss, len=0, why="rto_syn", rto=self.rtt.current_rto())
             self.stats["retrans"] += 1

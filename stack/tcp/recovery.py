@@ -112,11 +112,21 @@ class LossRecovery:
 
     # ---------------------------------------------------------------- ACK events
     def on_old_ack(self, seg, now: float) -> None:
-        """SEG.ACK == SND.UNA: count duplicates (RFC 5681 2 definition) and react."""
+        """SEG.ACK == SND.UNA: count duplicates and react.
+
+        Without SACK: RFC 5681 2's definition (no data, no SYN/FIN, same window, data outstanding).
+        With SACK: RFC 6675 2's, an ACK that SACKs new data (the window may change: the
+        application reading at the receiver must not hide a loss).
+        """
         c = self.c
+        before = self.sacked_bytes() if c.sack_enabled else 0
         self._update_scoreboard(seg)
-        is_dup = (seg.ack == c.snd_una and not seg.payload and not seg.flags & (SYN | FIN)
-                  and c.snd_una != c.snd_max and (seg.window << c.snd_wscale) == c.snd_wnd)
+        if seg.ack != c.snd_una or c.snd_una == c.snd_max or seg.payload or seg.flags & (SYN | FIN):
+            return
+        if c.sack_enabled and seg.sack:
+            is_dup = self.sacked_bytes() > before
+        else:
+            is_dup = (seg.window << c.snd_wscale) == c.snd_wnd
         if not is_dup:
             return
         c.stats["dupacks_in"] += 1
@@ -126,7 +136,7 @@ class LossRecovery:
                 c.cc.on_dupack_in_recovery()  # RFC 5681 3.2 step 4: inflate
             return
         if self.dupacks >= DUP_THRESH or (c.sack_enabled and self._is_lost(c.snd_una)):
-            self._enter_recovery(now)
+            self._enter_recovery(now)  # RFC 5681 3.2 / RFC 6675 5 (IsLost(HighACK + 1))
 
     def _enter_recovery(self, now: float) -> None:
         """RFC 6582 3.2 step 2 / RFC 6675 5 (or RFC 5681 3.2 step 2-3)."""
