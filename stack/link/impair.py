@@ -1002,24 +1002,15 @@ class Impairment:
 # ---------------------------------------------------------------------------------------
 
 SPEC_HELP = """\
-SPEC is a comma-separated list of KEY=VALUE:
-  loss=P              random loss (P as 5% or 0.05)
-  burst=PGB/PBG[/LB[/LG]]  Gilbert-Elliott burst loss: P(good->bad), P(bad->good),
-                      loss in bad state (default 100%), in good state (default 0%)
-  drop=RULE           scripted drop, RULE = KIND[/FLAGS]:N[,N|N-M..][xTIMES] with KIND
-                      data (TCP with payload), syn, synack, ack, fin, rst, tcp, pkt;
-                      e.g. data:3  synack:1  syn:1,2  pkt:5  data:4x2 (and its 1st
-                      retransmission); several: drop=data:3+fin:1 or repeat drop=
-  delay=T             constant delay (T as 20ms, 500us, 1s)
-  jitter=T[/normal]   uniform +-T (or normal, sigma T); never negative; can reorder
-  preserve_order      jitter never reorders
-  reorder=P[/swap|/delay][/T]  hold a packet back: swap (default: the next packet
-                      overtakes it, hold at most T=10ms) or delay (T extra)
-  dup=P               send a second copy
-  corrupt=P[/any]     flip one bit past the IP header (or anywhere)
-  rate=R              bottleneck rate: 10mbit, 512kbit, 1gbit; bytes/s: 125kbyte, 1MB/s
-  queue=N|Nkb         bottleneck drop-tail queue in packets (default 100) or bytes
-example: --impair-out loss=2%,delay=20ms,jitter=5ms,drop=data:3"""
+SPEC is a comma-separated list of KEY=VALUE items, e.g.
+'loss=2%,delay=20ms,jitter=5ms,drop=data:3'. Keys: loss=P (5% or 0.05);
+burst=P_GOOD_TO_BAD/P_BAD_TO_GOOD (Gilbert-Elliott, e.g. 1%/30%);
+drop=KIND:N (scripted drop of the Nth packet of KIND: data, syn, synack, ack,
+fin, rst, tcp, pkt; e.g. data:3, synack:1, syn:1,2, data:5-7, data:3x2 for the
+3rd data segment and its first retransmission; several with '+');
+delay=T (20ms, 500us); jitter=T[/normal]; preserve_order; reorder=P[/delay/T];
+dup=P; corrupt=P[/any]; rate=R (10mbit, 512kbit, 1gbit, 125kbyte);
+queue=N packets or 64kb bytes (drop-tail, with rate). See docs/impairment.md."""
 
 
 def parse_spec_arg(text: str) -> ImpairSpec:
@@ -1040,21 +1031,22 @@ def _seed_arg(text: str) -> int:
 def add_impairment_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Add ``--impair``, ``--impair-in``, ``--impair-out`` and ``--seed`` to ``parser``
     (``--seed`` is left alone when the parser already has one)."""
-    if parser.formatter_class is argparse.HelpFormatter:
-        # keep the SPEC table's line breaks (only descriptions/epilogs are affected)
-        parser.formatter_class = argparse.RawDescriptionHelpFormatter
     group = parser.add_argument_group(
         "impairment (seeded, per direction; 'in' = link to stack, 'out' = stack to link)",
         SPEC_HELP)
-    group.add_argument("--impair", metavar="SPEC", type=parse_spec_arg, default=None,
+    none = ImpairSpec()                 # shows as "none" where defaults are printed
+    group.add_argument("--impair", metavar="SPEC", type=parse_spec_arg, default=none,
                        help="impair both directions, e.g. 'loss=2%%,delay=20ms'")
-    group.add_argument("--impair-in", metavar="SPEC", type=parse_spec_arg, default=None,
+    group.add_argument("--impair-in", metavar="SPEC", type=parse_spec_arg, default=none,
                        help="impair packets arriving at the stack (added on top of --impair)")
-    group.add_argument("--impair-out", metavar="SPEC", type=parse_spec_arg, default=None,
+    group.add_argument("--impair-out", metavar="SPEC", type=parse_spec_arg, default=none,
                        help="impair packets the stack sends (added on top of --impair)")
     if "--seed" not in parser._option_string_actions:
-        group.add_argument("--seed", metavar="N", type=_seed_arg, default=0,
-                           help="seed for the impairment random streams (default 0); "
+        # SUPPRESS: without --seed the namespace has no ``seed``, so nothing else that
+        # reads args.seed (say, the stack's ISN secret) is pinned by our default; the
+        # impairment itself then uses seed 0 and stays reproducible.
+        group.add_argument("--seed", metavar="N", type=_seed_arg, default=argparse.SUPPRESS,
+                           help="seed for the impairment random streams (0 when not given): "
                                 "the same seed replays the same losses; each direction "
                                 "derives its own sub-seed")
     return group
@@ -1063,7 +1055,7 @@ def add_impairment_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
 def impairments_from_args(args: argparse.Namespace, tracer=None) -> tuple[Impairment, Impairment]:
     """(inbound, outbound) Impairment from parsed arguments; per-direction sub-seeds."""
     both = getattr(args, "impair", None) or ImpairSpec()
-    seed = getattr(args, "seed", 0) or 0
+    seed = getattr(args, "seed", None) or 0
     result = []
     for direction in ("in", "out"):
         extra = getattr(args, f"impair_{direction}", None)

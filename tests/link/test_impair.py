@@ -613,8 +613,14 @@ def test_cli_per_direction_specs_and_seeds():
     assert inbound.spec.delay == 0.005 and outbound.spec.delay == 0.05    # override
     assert not inbound.spec.drop and outbound.spec.drop[0].kind == "data"
     assert inbound.seed == derive_seed(7, "in") != outbound.seed == derive_seed(7, "out")
-    none_in, none_out = impairments_from_args(_parser().parse_args([]))
-    assert none_in.is_null and none_out.is_null
+    plain = _parser().parse_args([])
+    assert not hasattr(plain, "seed")              # our default pins nobody else's seed
+    none_in, none_out = impairments_from_args(plain)
+    assert none_in.is_null and none_out.is_null and none_in.seed == derive_seed(0, "in")
+    only_in, only_out = impairments_from_args(_parser().parse_args(["--impair-in", "dup=1%"]))
+    assert only_in.spec.dup == 0.01 and only_out.is_null
+    args = _parser().parse_args(["--impair", "loss=5%", "--impair-in", "loss=0"])
+    assert impairments_from_args(args)[0].is_null                      # explicit 0 wins
 
 
 def test_cli_bad_spec_is_a_clean_usage_error(capsys):
@@ -632,7 +638,7 @@ def test_cli_help_lists_the_syntax(capsys):
     with pytest.raises(SystemExit):
         _parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for word in ("--impair-in", "--impair-out", "--seed", "drop=RULE", "synack:1", "rate=R"):
+    for word in ("--impair-in", "--impair-out", "--seed", "drop=KIND:N", "synack:1", "rate=R"):
         assert word in out
 
 
