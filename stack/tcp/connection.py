@@ -382,6 +382,8 @@ class Connection:
             right = seq_add(self.rcv_nxt, rcv_wnd)
             ok = seq_in(seq, self.rcv_nxt, right) or seq_in(end, self.rcv_nxt, right)
         if not ok:
+            if rcv_wnd == 0:
+                self._trace("window_probe_in", now, seq=seq, len=seg_len)
             # zero window: still process ACK and RST of a segment at RCV.NXT (RFC 9293 3.10.7.4 note)
             if rcv_wnd == 0 and seq == self.rcv_nxt and seg.flags & (ACK | RST) and not seg.flags & SYN:
                 if seg.payload:
@@ -686,7 +688,7 @@ class Connection:
     def _window_field_for(self, wnd: int) -> int:
         return min(wnd >> self.rcv_wscale, 0xFFFF)
 
-    def _advertise(self) -> int:
+    def _advertise(self, now: float) -> int:
         """The window field to send, with receiver SWS avoidance (RFC 9293 3.8.6.2.2); never shrinks."""
         free = self._free_space()
         right = seq_add(self.rcv_nxt, free)
@@ -697,6 +699,8 @@ class Connection:
         ws = self.rcv_wscale
         field = min((wnd + (1 << ws) - 1) >> ws, 0xFFFF)  # round up: the right edge never moves left
         self.rcv_adv = seq_add(self.rcv_nxt, field << ws)
+        if not field and self.tracer.enabled:
+            self.tracer.emit("zero_window", now, conn=self.name, rcv_nxt=self.rcv_nxt)
         return field
 
     def _maybe_window_update(self, now: float) -> None:
@@ -718,7 +722,7 @@ class Connection:
         if seg.flags & ACK:
             seg.ack = self.rcv_nxt
             if not seg.flags & SYN:
-                seg.window = self._advertise()
+                seg.window = self._advertise(now)
             self.last_ack_sent = self.rcv_nxt
             self.ack_now = False
             self.delack_at = None
