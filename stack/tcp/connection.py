@@ -578,10 +578,12 @@ class Connection:
             self._deliver(payload, fin, now)
             if self.ofo:
                 self._drain_ofo(now)
-                self.ack_now = True  # RFC 5681 4.2: ACK at once when a gap is (partly) filled
+                self._send_ack(now)  # RFC 5681 4.2: ACK at once when a gap is (partly) filled
+                return
         else:
             self._queue_ofo(seq, payload, fin, now)
-            self.ack_now = True  # RFC 5681 4.2: out-of-order -> immediate duplicate ACK
+            self._send_ack(now)  # RFC 5681 4.2: out-of-order -> an immediate duplicate ACK, each one
+            return
         self._schedule_ack(len(payload), now)
 
     def _deliver(self, payload, fin: bool, now: float) -> None:

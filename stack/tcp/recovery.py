@@ -131,6 +131,7 @@ class LossRecovery:
             return
         c.stats["dupacks_in"] += 1
         self.dupacks += 1
+        c._trace("dupack", now, ack=seg.ack, n=self.dupacks, sack=seg.sack)
         if self.in_recovery:
             if not c.sack_enabled:
                 c.cc.on_dupack_in_recovery()  # RFC 5681 3.2 step 4: inflate

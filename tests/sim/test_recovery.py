@@ -1,0 +1,95 @@
+"""Loss recovery in virtual time, with scripted drops: exactly which segments are resent, and why.
+
+RFC 5681 3.2 (fast retransmit on the third duplicate ACK), RFC 6582 (NewReno partial ACKs),
+RFC 6675 (SACK recovery resends only the holes), RFC 6298 5.5 (RTO backoff).
+"""
+from __future__ import annotations
+
+import random
+
+from stack.link.impair import Impairment, ImpairSpec
+from stack.sim import Simulation
+from stack.tcp.config import TcpConfig
+from stack.trace import ListSink, Tracer
+
+SENDER = "192.0.2.1"
+
+
+def _run(drop: str, size: int = 200_000, **cfg):
+    """a sends ``size`` bytes to b with the given data segments of a dropped; returns (sim, sink, conn)."""
+    sink = ListSink()
+    tracer = Tracer(sink)
+    config = TcpConfig(**cfg)
+    sim = Simulation(seed=1, config_a=config, config_b=config, tracer=tracer,
+                     impair_ab=Impairment(ImpairSpec.parse(f"drop={drop}"), seed=1, direction="ab", tracer=tracer))
+    lst = sim.listen(sim.b, 80)
+    a = sim.connect(sim.a, 80)
+    assert sim.run(until=10, condition=lambda: lst.readable)
+    b = lst.accept()
+    data = random.Random(5).randbytes(size)
+    assert sim.transfer(sim.a, a, sim.b, b, data, until=sim.now + 600) == data
+    return sim, sink, a
+
+
+def _sender(events):
+    return [e for e in events if e.get("conn", "").startswith(SENDER)]
+
+
+def _retransmits(sink):
+    return _sender(sink.of("retransmit"))
+
+
+def _dropped_seqs(sink):
+    return [e["seq"] for e in sink.of("impair") if e.get("action") == "drop"]
+
+
+def test_fast_retransmit_after_exactly_three_duplicate_acks():
+    """RFC 5681 3.2 step 2: the lost segment is resent on the third duplicate ACK, not before."""
+    sim, sink, a = _run("data:12", sack=False, congestion="newreno")
+    events = _sender(sink.events)
+    first_rxt = next(i for i, e in enumerate(events) if e["ev"] == "retransmit")
+    dupacks_before = [e for e in events[:first_rxt] if e["ev"] == "dupack"]
+    assert [d["n"] for d in dupacks_before] == [1, 2, 3]
+    assert events[first_rxt]["why"] == "fast"
+    assert events[first_rxt]["seq"] == _dropped_seqs(sink)[0]
+    assert len(_retransmits(sink)) == 1
+
+
+def test_limited_transmit_sends_new_data_on_first_two_dupacks():
+    """RFC 3042: each of the first two duplicate ACKs lets one new segment out."""
+    sim, sink, a = _run("data:12", sack=False, congestion="newreno")
+    assert a.stats["retrans"] == 1 and a.recovery.fast_retransmits == 1
+
+
+def test_newreno_recovers_several_losses_in_one_window_without_rto():
+    """RFC 6582: partial ACKs resend the next hole; three losses in one window, no timeout."""
+    sim, sink, a = _run("data:12,14,16", sack=False, congestion="newreno")
+    whys = [e["why"] for e in _retransmits(sink)]
+    assert "rto" not in whys
+    assert sorted(e["seq"] for e in _retransmits(sink)) == sorted(_dropped_seqs(sink))
+    assert a.recovery.fast_retransmits == 1  # one recovery episode for all three
+    assert [e for e in _sender(sink.of("cc")) if e["why"] == "partial_ack"]
+
+
+def test_reno_leaves_recovery_on_first_partial_ack():
+    """Reno (RFC 5681) exits fast recovery at the first new ACK: later holes need another episode or an RTO."""
+    sim, sink, a = _run("data:12,14,16", sack=False, congestion="reno")
+    assert a.recovery.fast_retransmits >= 2 or any(e["why"] == "rto" for e in _retransmits(sink))
+    assert not [e for e in _sender(sink.of("cc")) if e["why"] == "partial_ack"]
+
+
+def test_sack_recovery_resends_only_the_holes():
+    """RFC 6675: with SACK, exactly the lost segments are retransmitted, once each, no RTO."""
+    sim, sink, a = _run("data:12,14,16,30", sack=True, congestion="cubic")
+    rxt = _retransmits(sink)
+    assert sorted(e["seq"] for e in rxt) == sorted(_dropped_seqs(sink))
+    assert all(e["why"] in ("sack", "fast") for e in rxt)
+
+
+def test_rto_backoff_doubles_when_retransmissions_are_lost():
+    """RFC 6298 5.5: each timeout doubles the RTO (the segment and three retransmissions dropped)."""
+    sim, sink, a = _run("data:12x4", sack=False, congestion="newreno", size=30_000)
+    rxt = _retransmits(sink)
+    assert [e["why"] for e in rxt] == ["fast", "rto", "rto", "rto"]
+    gaps = [round(b["t"] - a_["t"], 6) for a_, b in zip(rxt, rxt[1:])]
+    assert gaps[1] == 2 * gaps[0] and gaps[2] == 2 * gaps[1]
