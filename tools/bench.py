@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import selectors
 import shutil
 import signal
@@ -264,6 +265,26 @@ class CpuMeter:
             busy = 1 - (idle1 - idle0) / (total1 - total0)
             out["machine_cores_busy"] = round(busy * (os.cpu_count() or 1), 2)
         return out
+
+
+def link_counters(dev: str):
+    """The TUN's kernel-side counters: tx = kernel -> server, rx = server -> kernel."""
+    try:
+        r = subprocess.run(["ip", "-j", "-s", "link", "show", "dev", dev], capture_output=True,
+                           text=True, timeout=5)
+        st = json.loads(r.stdout)[0]["stats64"]
+        return {"tx_packets": st["tx"]["packets"], "tx_dropped": st["tx"]["dropped"],
+                "rx_packets": st["rx"]["packets"], "rx_dropped": st["rx"]["dropped"]}
+    except (OSError, ValueError, KeyError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def link_delta(before, after) -> dict:
+    if not before or not after:
+        return {}
+    d = {k: after[k] - before[k] for k in before}
+    return {"packets_to_server": d["tx_packets"], "packets_from_server": d["rx_packets"],
+            "drops_to_server": d["tx_dropped"], "drops_from_server": d["rx_dropped"]}
 
 
 def percentile(values, q: float):
@@ -694,7 +715,11 @@ class Profiler:
         return summarize_profile(self.path, top, err)
 
 
+_LINENO = re.compile(r":\d+\)$")
+
+
 def summarize_profile(path: str, top: int, err: str = "") -> dict:
+    """Top functions by self and inclusive samples (line numbers merged) from py-spy raw output."""
     self_count, incl_count, total = {}, {}, 0
     try:
         with open(path) as f:
@@ -704,7 +729,8 @@ def summarize_profile(path: str, top: int, err: str = "") -> dict:
                     n = int(n)
                 except ValueError:
                     continue
-                frames = [fr for fr in stack.split(";") if not fr.startswith(("process ", "thread "))]
+                frames = [_LINENO.sub(")", fr) for fr in stack.split(";")
+                          if not fr.startswith(("process ", "thread "))]
                 if not frames:
                     continue
                 total += n
@@ -764,6 +790,7 @@ def run_target(a, target, mtu, root, tun, t_deadline) -> dict:
                 prof = Profiler(srv.proc.pid, os.path.join(REPO, "out", f"profile-{target}-{mtu}.txt"),
                                 PHASE_SECONDS[ph](a))
             meter = CpuMeter(srv.proc.pid)
+            link0 = link_counters(tun)
             try:
                 out = {"download": lambda: phase_download(a, a.size),
                        "upload": lambda: phase_upload(a, a.size),
@@ -773,6 +800,7 @@ def run_target(a, target, mtu, root, tun, t_deadline) -> dict:
             except (OSError, subprocess.SubprocessError) as e:
                 out = {"status": "error", "error": str(e)}
             out.update(meter.done())
+            out["link"] = link_delta(link0, link_counters(tun))
             if prof:
                 res["profile"] = dict(prof.finish(), phase=ph)
             res["phases"][ph] = out

@@ -80,7 +80,7 @@ class Conn:
     __slots__ = (
         "key", "sport", "dport", "http", "rcv_nxt", "iss", "una", "nxt", "end",
         "fin_queued", "peer_fin", "wnd", "wscale", "mss", "pieces", "reqbuf",
-        "need_ack", "dupacks", "progress_at", "ck", "established", "closing",
+        "need_ack", "dupacks", "progress_at", "ck", "established", "closing", "ooo",
     )
 
     def __init__(self, key, sport, dport, http, irs, iss, mss, wscale, ck):
@@ -106,6 +106,35 @@ class Conn:
         self.ck = ck  # checksum residue of pseudo-header addresses/proto + ports
         self.established = False
         self.closing = False
+        self.ooo = []  # [[seq, end]] received beyond a hole (discard port only), in arrival order
+
+    def out_of_order(self, seq: int, plen: int) -> None:
+        """Remember a segment beyond rcv_nxt so a retransmission filling the hole acks it all."""
+        if (seq - self.rcv_nxt) & M32 >= 0x40000000:
+            return  # old duplicate (or absurdly far): nothing to remember
+        end = (seq + plen) & M32
+        ooo = self.ooo
+        if ooo and ooo[-1][1] == seq:
+            ooo[-1][1] = end
+        elif len(ooo) < 1024:
+            ooo.append([seq, end])
+
+    def drain(self) -> None:
+        """Advance rcv_nxt over remembered segments that now touch it."""
+        moved = True
+        while moved and self.ooo:
+            moved = False
+            nxt = self.rcv_nxt
+            keep = []
+            for iv in self.ooo:
+                if (nxt - iv[0]) & M32 < 0x40000000:  # starts at or before rcv_nxt
+                    if (iv[1] - nxt) & M32 < 0x40000000 and iv[1] != nxt:
+                        nxt = iv[1]
+                        moved = True
+                else:
+                    keep.append(iv)
+            self.rcv_nxt = nxt
+            self.ooo = keep
 
     def queue(self, data) -> None:
         mv = memoryview(data)
@@ -152,7 +181,7 @@ class Ceiling:
         # IP header residue for everything but total length (version/IHL, DF, TTL 64, TCP, addresses)
         self.ip_base = (0x4500 + 0x4000 + (64 << 8 | 6) + word_sum(addr) + word_sum(peer)) % 0xFFFF
         self.stats = dict(packets_in=0, packets_out=0, bytes_in=0, bytes_out=0,
-                          retransmits=0, connections=0, resets=0, echo=0)
+                          retransmits=0, out_of_order=0, connections=0, resets=0, echo=0)
 
     # ---- output -------------------------------------------------------------
     def header(self, c: Conn, seq: int, flags: int, plen: int, psum: int) -> bytes:
@@ -396,6 +425,11 @@ class Ceiling:
                                 if c.http:
                                     c.reqbuf += bytes(mv[20 + hl:n])
                                     self.serve_request(c)
+                                elif c.ooo:
+                                    c.drain()
+                            elif not c.http:
+                                c.out_of_order(seq, plen)
+                                stats["out_of_order"] += 1
                             c.need_ack = True
                             acks.add(c)
                         if c.nxt:
