@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --profile: sample only the thread holding the GIL (py-spy --gil), i.e. "
                         "where the one core of Python time goes; default samples every busy thread")
     p.add_argument("--repeat", type=positive(int), default=1, metavar="N",
-                   help="run each phase N times and keep the best (other load on a shared machine "
-                        "only ever slows a run down); every try is kept in the JSON (default 1)")
+                   help="run ceiling and stack N times each, alternating (C,S,C,S...), and keep each "
+                        "phase's best try (other load on a shared machine only ever slows a run "
+                        "down); every try is kept in the JSON (default 1)")
     p.add_argument("--profile-phase", choices=PHASES[:4], default="download",
                    help="which phase --profile samples (default download)")
     p.add_argument("--keep-going", action="store_true",
@@ -774,7 +775,7 @@ def make_root(size: int) -> str:
     return root
 
 
-def run_target(a, target, mtu, root, tun, t_deadline) -> dict:
+def run_target(a, target, mtu, root, tun, t_deadline, profile=True, rep=1) -> dict:
     res = {"target": target, "mtu": mtu, "phases": {}}
     srv = Server(target, server_cmd(a, target, tun, mtu, root), tun, mtu)
     log(f"mtu {mtu}: starting {target} on {tun}")
@@ -794,39 +795,29 @@ def run_target(a, target, mtu, root, tun, t_deadline) -> dict:
                 res["phases"][ph] = {"status": "error", "error": f"{target} exited: {srv.last_error()}"}
                 continue
             prof = None
-            if target in a.profile and ph == a.profile_phase:
+            if profile and target in a.profile and ph == a.profile_phase:
                 os.makedirs(os.path.join(REPO, "out"), exist_ok=True)
                 try:
                     prof = Profiler(srv.proc.pid, os.path.join(REPO, "out", f"profile-{target}-{mtu}.txt"),
-                                    PHASE_SECONDS[ph](a) * a.repeat, a.profile_gil)
+                                    PHASE_SECONDS[ph](a), a.profile_gil)
                 except BenchError as e:
                     res["profile"] = {"error": str(e), "phase": ph}
-            tries = []
-            for i in range(a.repeat):
-                if i and time.monotonic() + PHASE_SECONDS[ph](a) > t_deadline:
-                    break
-                if i:
-                    time.sleep(0.2)
-                meter = CpuMeter(srv.proc.pid)
-                link0 = link_counters(tun)
-                try:
-                    o = {"download": lambda: phase_download(a, a.size),
-                         "upload": lambda: phase_upload(a, a.size),
-                         "connections": lambda: phase_connections(a),
-                         "concurrency": lambda: phase_concurrency(a),
-                         "ping": lambda: phase_ping(a)}[ph]()
-                except (OSError, subprocess.SubprocessError) as e:
-                    o = {"status": "error", "error": str(e)}
-                o.update(meter.done())
-                o["link"] = link_delta(link0, link_counters(tun))
-                tries.append(o)
-            out = best_try(ph, tries)
-            if len(tries) > 1:
-                out = dict(out, tries=tries)
+            meter = CpuMeter(srv.proc.pid)
+            link0 = link_counters(tun)
+            try:
+                out = {"download": lambda: phase_download(a, a.size),
+                       "upload": lambda: phase_upload(a, a.size),
+                       "connections": lambda: phase_connections(a),
+                       "concurrency": lambda: phase_concurrency(a),
+                       "ping": lambda: phase_ping(a)}[ph]()
+            except (OSError, subprocess.SubprocessError) as e:
+                out = {"status": "error", "error": str(e)}
+            out.update(meter.done())
+            out["link"] = link_delta(link0, link_counters(tun))
             if prof:
                 res["profile"] = dict(prof.finish(), phase=ph, gil_only=a.profile_gil)
             res["phases"][ph] = out
-            log(f"mtu {mtu}: {target} {ph}: {brief(ph, out)}")
+            log(f"mtu {mtu}: {target} {ph}: {brief(ph, out)}" + (f" (try {rep})" if a.repeat > 1 else ""))
             time.sleep(0.2)  # let the server settle between phases
     finally:
         srv.stop()
@@ -848,6 +839,29 @@ def best_try(ph, tries):
     if not good:
         return tries[-1]
     return pick(good, key=lambda t: t[field])
+
+
+def merge_tries(results):
+    """One result per (target, MTU) from --repeat runs: the best try of each phase, all kept."""
+    if len(results) == 1:
+        return results[0]
+    ok = [r for r in results if r.get("status") == "ok"]
+    if not ok:
+        return results[0]
+    merged = {"target": ok[0]["target"], "mtu": ok[0]["mtu"], "status": "ok", "phases": {},
+              "tries": len(results)}
+    for ph in ok[0]["phases"]:
+        tries = [r["phases"][ph] for r in ok if ph in r["phases"]]
+        best = best_try(ph, tries)
+        merged["phases"][ph] = dict(best, tries=tries) if len(tries) > 1 else best
+    for r in ok:
+        if "profile" in r:
+            merged["profile"] = r["profile"]
+            break
+    stats = [r["server_stats"] for r in ok if r.get("server_stats")]
+    if stats:
+        merged["server_stats"] = stats
+    return merged
 
 
 def brief(ph, out) -> str:
@@ -933,6 +947,10 @@ def render(report) -> str:
     L.append(f"size {cfg['size'] / MB:g} MB, {cfg['conns']} sequential conns, {cfg['clients']} clients x "
              f"{cfg['concurrency_time']:g} s, {cfg['pings']} pings, time limit {cfg['time_limit']:g} s/phase"
              + ("  [--quick]" if cfg["quick"] else ""))
+    load = m.get("loadavg_at_start")
+    if load and load[0] > 0.7:
+        L.append(f"note: load average {load[0]:.2f} at start: other processes share these "
+                 f"{m['cpus']} cores, absolute numbers are noisy (ratios of one run less so; try --repeat)")
     L.append("")
     hdr = f"{'MTU':>6}  {'metric':<22}{'ceiling':>12}{'stack':>12}{'stack/ceiling':>15}"
     L.append(hdr)
@@ -1028,18 +1046,25 @@ def run(a, argv) -> int:
     try:
         n = 0
         for mtu in a.mtu:
+            per = {t: [] for t in a.targets}
             ceiling_ok = True
+            for rep in range(1, a.repeat + 1):  # ceiling, stack, ceiling, stack...: load hits both alike
+                for target in a.targets:
+                    n += 1
+                    tun = f"tsb{os.getpid() % 10**7}{n}"[:15]
+                    if target == "stack" and not ceiling_ok and "ceiling" in a.targets and not a.keep_going:
+                        if rep == 1:
+                            per[target].append({"target": target, "mtu": mtu, "phases": {}, "status": "skipped",
+                                                "reason": "ceiling failed (use --keep-going to run anyway)"})
+                        continue
+                    if rep > 1 and per[target] and per[target][0].get("status") != "ok":
+                        continue  # it did not start the first time: do not wait for it again
+                    r = run_target(a, target, mtu, root, tun, t_deadline, profile=(rep == 1), rep=rep)
+                    if target == "ceiling" and rep == 1 and r.get("status") != "ok":
+                        ceiling_ok = False
+                    per[target].append(r)
             for target in a.targets:
-                n += 1
-                tun = f"tsb{os.getpid() % 10**7}{chr(96 + n)}"[:15]
-                if target == "stack" and not ceiling_ok and "ceiling" in a.targets and not a.keep_going:
-                    runs.append({"target": target, "mtu": mtu, "phases": {}, "status": "skipped",
-                                 "reason": "ceiling failed (use --keep-going to run anyway)"})
-                    continue
-                r = run_target(a, target, mtu, root, tun, t_deadline)
-                if target == "ceiling" and r.get("status") != "ok":
-                    ceiling_ok = False
-                runs.append(r)
+                runs.append(merge_tries(per[target]))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     rows = compute_rows(runs, a.mtu)
