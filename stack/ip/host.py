@@ -17,6 +17,7 @@ from ..wire.errors import MalformedPacket
 from ..wire.ipv4 import HEADER_LEN, build_ipv4, header_of, parse_ipv4
 from ..wire.tcp import build_tcp, parse_tcp
 from ..wire.udp import build_udp, parse_udp
+from ..wire import vnet
 from ..tcp.config import TcpConfig
 from ..tcp.layer import TcpLayer
 from .reassembly import Reassembler
@@ -60,11 +61,21 @@ class Host:
         self.icmp_limiter = TokenBucket(icmp_rate, icmp_burst)
         self._ident = self.rng.getrandbits(16)
         self._out: list[bytes] = []
+        self.offload = False  # packets carry a virtio-net header (TUN IFF_VNET_HDR); see set_offload
+
+    def set_offload(self, on: bool) -> None:
+        """TUN offloads: checksums left to the kernel and TSO super-segments (stack.wire.vnet)."""
+        self.offload = on
+        self.tcp.tso = on
 
     # ------------------------------------------------------------ input
     def receive(self, packet, now: float) -> None:
         """RFC 791 / RFC 1122 3.2.1: validate, reassemble, dispatch. Never raises on bad input."""
         self.stats["ip_in"] += 1
+        trusted = False
+        if self.offload:
+            trusted = vnet.checksum_trusted(packet)  # the kernel made it: its checksum may be unfinished
+            packet = memoryview(packet)[vnet.VNET_HDR_LEN:]
         try:
             hdr, payload = parse_ipv4(packet)
         except MalformedPacket as exc:
@@ -85,14 +96,14 @@ class Host:
             hdr.mf, hdr.frag_offset, hdr.total_length = False, 0, hdr.header_len + len(whole)
             payload = memoryview(whole)
         try:
-            self._dispatch(hdr, payload, now)
+            self._dispatch(hdr, payload, now, trusted)
         except MalformedPacket as exc:
             self._drop(exc.reason, now)
 
-    def _dispatch(self, hdr, payload, now: float) -> None:
+    def _dispatch(self, hdr, payload, now: float, trusted: bool = False) -> None:
         proto = hdr.proto
         if proto == IPPROTO_TCP:
-            seg = parse_tcp(payload, hdr.src, hdr.dst)
+            seg = parse_tcp(payload, None, None) if trusted else parse_tcp(payload, hdr.src, hdr.dst)
             self.stats["tcp_in"] += 1
             self.tcp.segment_arrives(hdr.src, hdr.dst, seg, now)
         elif proto == IPPROTO_ICMP:
@@ -145,18 +156,23 @@ class Host:
         return {k[5:]: v for k, v in self.stats.items() if k.startswith("drop:")}
 
     # ------------------------------------------------------------ output
+    @property
+    def _plain(self) -> bytes:
+        return vnet.PLAIN if self.offload else b""
+
     def send_ip(self, dst: bytes, proto: int, payload: bytes, now: float, df: bool = True) -> None:
         """RFC 791: one datagram, fragmented when it exceeds the MTU."""
         self._ident = (self._ident + 1) & 0xFFFF
         if HEADER_LEN + len(payload) <= self.mtu:
-            self._out.append(build_ipv4(self.address, dst, proto, len(payload), self._ident, df=df) + payload)
+            self._out.append(self._plain + build_ipv4(self.address, dst, proto, len(payload), self._ident, df=df)
+                             + payload)
             return
         chunk = (self.mtu - HEADER_LEN) & ~7
         for off in range(0, len(payload), chunk):
             part = payload[off:off + chunk]
             more = off + chunk < len(payload)
-            self._out.append(build_ipv4(self.address, dst, proto, len(part), self._ident, df=False,
-                                        mf=more, frag_offset=off) + part)
+            self._out.append(self._plain + build_ipv4(self.address, dst, proto, len(part), self._ident, df=False,
+                                                      mf=more, frag_offset=off) + part)
         self.stats["ip_fragmented_out"] += 1
 
     def send_udp(self, sport: int, dst: bytes, dport: int, payload: bytes, now: float) -> None:
@@ -169,10 +185,16 @@ class Host:
         if tcp.out:
             ident = self._ident
             out = self._out
+            offload = self.offload
             for src, dst, seg in tcp.take_output():
-                body = build_tcp(seg, src, dst)
+                body = build_tcp(seg, src, dst, partial=offload)
                 ident = (ident + 1) & 0xFFFF
-                out.append(build_ipv4(src, dst, IPPROTO_TCP, len(body), ident) + body)
+                ip = build_ipv4(src, dst, IPPROTO_TCP, len(body), ident)
+                if offload:
+                    out.append(vnet.gso_header(20, len(body) - len(seg.payload), seg.gso_size,
+                                               20 + len(body)) + ip + body)
+                else:
+                    out.append(ip + body)
             self._ident = ident
         out, self._out = self._out, []
         self.stats["ip_out"] += len(out)

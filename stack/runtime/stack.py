@@ -40,6 +40,12 @@ class Stack:
         self.clock = clock
         self.rng = random.Random(seed)
         self.host = Host(self.address, self.mtu, tcp_config, self.tracer, self.rng, isn)
+        self.offload = bool(getattr(link, "offload", False))
+        if self.offload:
+            if impair_in is not None or impair_out is not None:
+                raise ValueError("impairment needs plain packets: use it without TUN offload")
+            self.host.set_offload(True)
+        self._skip = 10 if self.offload else 0  # the virtio-net header is not part of a pcap
         self.lock = threading.RLock()
         self.impair_in, self.impair_out = impair_in, impair_out
         self.pcap = pcap
@@ -187,7 +193,7 @@ class Stack:
             total += len(batch)
             for packet in batch:
                 if pcap is not None:
-                    pcap.write(packet, time.time())
+                    pcap.write(packet[self._skip:], time.time())
                 if imp is not None:
                     imp.offer(packet, now)
                 else:
@@ -211,7 +217,7 @@ class Stack:
         if self.pcap is not None:
             wall = time.time()
             for packet in packets:
-                self.pcap.write(packet, wall)
+                self.pcap.write(packet[self._skip:], wall)
         self.link.write_batch(packets)
 
     # ------------------------------------------------------------ observability

@@ -24,6 +24,7 @@ from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from .states import State
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
+TSO_MAX = 65535 - 20 - 60  # a TSO super-segment must fit one IPv4 datagram
 TS_OFFSET_BITS = 32
 
 
@@ -102,6 +103,7 @@ class Connection:
                       "retrans_bytes": 0, "dupacks_in": 0, "challenge_acks": 0, "drops": 0,
                       "zero_window_probes": 0}
         self.listener = None                      # set for passive opens until accepted
+        self.tso = False                          # may emit super-segments the link splits (TSO)
         self._scheduled: float | None = None      # the layer's timer-heap bookkeeping
 
     # ------------------------------------------------------------------ basics
@@ -665,7 +667,7 @@ class Connection:
     def _schedule_ack(self, nbytes: int, now: float) -> None:
         """RFC 9293 3.8.6.3 / RFC 5681 4.2 delayed ACK: every second full segment, else within delack."""
         if nbytes:
-            self.unacked_segs += 1 if nbytes >= self.eff_mss - 1 else 0
+            self.unacked_segs += nbytes // self.eff_mss if nbytes >= self.eff_mss - 1 else 0  # GRO/LRO: many
             if self.unacked_segs >= 2:
                 self.ack_now = True
             elif self.delack_at is None:
@@ -771,7 +773,7 @@ class Connection:
         in_flight = self.recovery.pipe()
         usable = min(self.snd_wnd, self.cc.cwnd + self.recovery.extra_cwnd()) - in_flight
         mss = self.eff_mss
-        n = min(avail, mss, usable)
+        n = min(avail, TSO_MAX // mss * mss if self.tso else mss, usable)
         if n <= 0:
             self._arm_persist(now, in_flight)
             return False
@@ -808,7 +810,10 @@ class Connection:
             self.fin_sent = True
             self.fin_seq = seq_add(seq, n)
         payload = bytes(self.sndbuf[off:off + n]) if n else b""
-        self._emit(TcpSegment(self.local[1], self.remote[1], seq, 0, flags, 0, payload), now)
+        seg = TcpSegment(self.local[1], self.remote[1], seq, 0, flags, 0, payload)
+        if n > self.eff_mss:
+            seg.gso_size = self.eff_mss  # TSO: the kernel cuts it into eff_mss pieces
+        self._emit(seg, now)
         end = seq_add(seq, n + (1 if fin else 0))
         if seq_gt(end, self.snd_nxt):
             self.snd_nxt = end

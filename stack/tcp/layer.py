@@ -41,6 +41,7 @@ class TcpLayer:
         self._challenge_tokens = float(self.config.challenge_ack_limit)
         self._challenge_time = 0.0
         self.on_new_connection = None  # runtime hook: called with each Connection created
+        self.tso = False               # the link splits super-segments (TUN offload): send up to 64 KiB at once
 
     # ------------------------------------------------------------ counters
     def count(self, reason: str, n: int = 1) -> None:
@@ -94,6 +95,7 @@ class TcpLayer:
     def _new_connection(self, local, remote, now: float) -> Connection:
         conn = Connection(local, remote, self.isn(local, remote, now), now, self.config, self.mss_limit,
                           self.tracer, ts_offset=self.rng.getrandbits(32), challenge_ack=self._challenge_ok)
+        conn.tso = self.tso
         self.conns[(local[0], local[1], remote[0], remote[1])] = conn
         if self.on_new_connection:
             self.on_new_connection(conn)

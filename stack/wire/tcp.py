@@ -33,7 +33,7 @@ class TcpSegment:
     """One TCP segment: header fields, options and payload."""
 
     __slots__ = ("sport", "dport", "seq", "ack", "flags", "window", "urg", "checksum",
-                 "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr", "payload")
+                 "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr", "payload", "gso_size")
 
     def __init__(self, sport: int = 0, dport: int = 0, seq: int = 0, ack: int = 0, flags: int = 0,
                  window: int = 0, payload=b"", urg: int = 0, mss: int | None = None,
@@ -43,6 +43,7 @@ class TcpSegment:
         self.flags, self.window, self.urg, self.checksum = flags, window, urg, checksum
         self.mss, self.wscale, self.sack_perm, self.sack = mss, wscale, sack_perm, sack
         self.tsval, self.tsecr, self.payload = tsval, tsecr, payload
+        self.gso_size = 0  # > 0: a TSO super-segment that the link splits into pieces of this size
 
     @property
     def seg_len(self) -> int:
@@ -139,13 +140,20 @@ def encode_options(seg: TcpSegment) -> bytes:
     return out
 
 
-def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
-    """Encode header, options and payload with a correct checksum over the pseudo-header."""
+def build_tcp(seg: TcpSegment, src: bytes, dst: bytes, partial: bool = False) -> bytes:
+    """Encode header, options and payload with a correct checksum over the pseudo-header.
+
+    ``partial``: leave the checksum for the kernel to finish (TUN offload, NEEDS_CSUM): the
+    field then holds the folded pseudo-header sum, as Linux's CHECKSUM_PARTIAL expects.
+    """
     opts = encode_options(seg) if (seg.mss is not None or seg.wscale is not None or seg.sack_perm
                                    or seg.sack or seg.tsval is not None) else b""
     hlen = HEADER_LEN + len(opts)
     hdr = _HDR.pack(seg.sport, seg.dport, seg.seq, seg.ack, (hlen // 4) << 4, seg.flags,
                     seg.window, 0, seg.urg) + opts
     total = hlen + len(seg.payload)
-    csum = finish(ones_sum(hdr) + ones_sum(seg.payload) + pseudo_header_sum(src, dst, IPPROTO_TCP, total))
+    if partial:
+        csum = pseudo_header_sum(src, dst, IPPROTO_TCP, total) or 0xFFFF
+    else:
+        csum = finish(ones_sum(hdr) + ones_sum(seg.payload) + pseudo_header_sum(src, dst, IPPROTO_TCP, total))
     return hdr[:16] + _H.pack(csum) + hdr[18:] + bytes(seg.payload)

@@ -35,11 +35,15 @@ def web_root(tmp_path):
     return root
 
 
-@pytest.fixture
-def served(private_netns, web_root):
-    """The stack on a fresh TUN with an HTTP/1.1 server on port 80; yields (stack, tun name, root)."""
+@pytest.fixture(params=[False, True], ids=["plain", "offload"])
+def served(request, private_netns, web_root):
+    """The stack on a fresh TUN with an HTTP/1.1 server on port 80; yields (stack, tun name, root).
+
+    Every test runs twice: with plain packets, and with TUN offloads (virtio-net header,
+    kernel-finished checksums, 64 KiB TSO/GRO super-segments).
+    """
     name = f"tsh{os.getpid() % 10000}{next(_names)}"
-    link = TunLink(name, mtu=1500)
+    link = TunLink(name, mtu=1500, offload=request.param)
     configure_host_side(name, "192.0.2.1/24", 1500)
     stack = Stack(link, STACK_ADDR).start()
     server = http_server(stack, 80, str(web_root), quiet=True)
