@@ -104,6 +104,7 @@ class Connection:
                       "zero_window_probes": 0}
         self.listener = None                      # set for passive opens until accepted
         self.tso = False                          # may emit super-segments the link splits (TSO)
+        self._pending_cc: str | None = None       # TCP_CONGESTION set during fast recovery
         self._scheduled: float | None = None      # the layer's timer-heap bookkeeping
 
     # ------------------------------------------------------------------ basics
@@ -517,6 +518,8 @@ class Connection:
         elif self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
             self._rtt_sample(now, now - self.rtt_time)
         self.recovery.on_new_ack(seg, acked, now)
+        if self._pending_cc and not self.recovery.in_recovery:
+            self.set_congestion(self._pending_cc, now)
         # RFC 6298 5.2 / 5.3: stop the timer when all is acked, else restart it
         self.rto_at = None if self.snd_una == self.snd_max else now + self.rtt.current_rto()
         if data_acked > 0:
@@ -934,12 +937,17 @@ class Connection:
         self.keepalive_at = now + self.keepalive_idle if on and self.state is State.ESTABLISHED else None
 
     def set_congestion(self, name: str, now: float) -> None:
-        """TCP_CONGESTION: switch algorithm, keeping the current cwnd and ssthresh."""
+        """TCP_CONGESTION: switch algorithm, keeping cwnd and ssthresh; deferred until fast recovery ends."""
+        self._pending_cc = None
         if name == self.cc.name:
             return
+        if self.recovery.in_recovery:
+            self._pending_cc = name
+            return
         new = congestion.create(name, self.eff_mss, now, self.config.initial_window)
-        if self.state is not State.CLOSED and self.state is not State.SYN_SENT:
+        if self.state not in (State.CLOSED, State.SYN_SENT):
             new.cwnd, new.ssthresh = self.cc.cwnd, self.cc.ssthresh
+            new._untouched = False  # keep the window across a later set_mss
         self.cc = new
         self._trace_cc(now, "set_congestion")
 

@@ -167,7 +167,7 @@ class LossRecovery:
             c.cc.on_exit_recovery(now, c.flight_size)
             c._trace_cc(now, "recovery_exit")
             return
-        # RFC 6582 3.2 step 5: partial ACK -> resend the first unacknowledged segment, deflate
+        # RFC 6582 3.2 step 3: partial ACK -> resend the first unacknowledged segment, deflate
         if not c.sack_enabled:
             c.cc.on_partial_ack(acked)
             self.rxt_head = True
