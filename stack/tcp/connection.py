@@ -274,7 +274,9 @@ class Connection:
         """RFC 9293 3.10.7: dispatch on state."""
         self.stats["segs_in"] += 1
         self.last_recv_time = now
-        if self.state is State.SYN_SENT:
+        if self.state is State.ESTABLISHED and self._header_prediction(seg, now):
+            pass
+        elif self.state is State.SYN_SENT:
             self._arrive_syn_sent(seg, now)
         elif self.state is State.CLOSED:
             return
@@ -283,6 +285,40 @@ class Connection:
         if self.keepalive_enabled and self.state is State.ESTABLISHED:
             self.keepalive_probes = 0
             self.keepalive_at = now + self.keepalive_idle
+
+    def _header_prediction(self, seg: TcpSegment, now: float) -> bool:
+        """Van Jacobson's header prediction (as in RFC 1323 and Linux's fast path): the next in-order
+        segment of a bulk transfer, in ESTABLISHED, with nothing unusual, skips the general checks.
+
+        Either pure in-order data that acknowledges nothing new, or a pure ACK of new data. It does
+        exactly what the RFC 9293 3.10.7.4 steps would do for such a segment; anything else
+        (options to look at, out-of-order data, recovery, window changes) takes the general path.
+        """
+        if (seg.flags & ~PSH) != ACK or seg.seq != self.rcv_nxt or seg.sack or self.recovery.in_recovery:
+            return False
+        if (seg.window << self.snd_wscale) != self.snd_wnd or self.ofo:
+            return False
+        ts = self.ts_enabled
+        if ts and (seg.tsval is None or (seg.tsval - self.ts_recent) & MASK >= 0x80000000):
+            return False  # no timestamp or PAWS would look at it
+        payload = seg.payload
+        if payload:
+            if seg.ack != self.snd_una or len(payload) > self.rcv_wnd or self.user_closed:
+                return False
+            if ts and seg.seq == self.last_ack_sent:
+                self.ts_recent = seg.tsval  # RFC 7323 4.3
+            self._deliver(payload, False, now)
+            self._schedule_ack(len(payload), now)
+            return True
+        ack = seg.ack
+        if ack == self.snd_una or (ack - self.snd_una) & MASK > (self.snd_max - self.snd_una) & MASK:
+            return False
+        if ts and seg.seq == self.last_ack_sent:
+            self.ts_recent = seg.tsval
+        self._new_ack(seg, now)
+        self.snd_wl1, self.snd_wl2 = seg.seq, ack  # RFC 9293 3.10.7.4: the window update bookkeeping
+        self._output(now)
+        return True
 
     def _arrive_syn_sent(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.3 SYN-SENT."""

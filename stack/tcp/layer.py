@@ -172,7 +172,10 @@ class TcpLayer:
             self._forget(conn)
             return
         deadline = conn.next_deadline()
-        if deadline is not None and deadline != getattr(conn, "_scheduled", None):
+        scheduled = conn._scheduled
+        if deadline is not None and (scheduled is None or deadline < scheduled):
+            # only an earlier deadline needs a new heap entry: a later one is found when the
+            # earlier entry fires and the connection reports nothing due (lazy re-arming)
             conn._scheduled = deadline
             heapq.heappush(self._timers, (deadline, next(self._tick), conn))
 
