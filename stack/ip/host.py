@@ -15,7 +15,7 @@ from ..wire import icmp as icmpw
 from ..wire.checksum import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 from ..wire.errors import MalformedPacket
 from ..wire.ipv4 import HEADER_LEN, build_ipv4, header_of, parse_ipv4
-from ..wire.tcp import build_tcp, parse_tcp
+from ..wire.tcp import build_tcp_after, parse_tcp, tcp_header_len
 from ..wire.udp import build_udp, parse_udp
 from ..wire import vnet
 from ..tcp.config import TcpConfig
@@ -187,14 +187,12 @@ class Host:
             out = self._out
             offload = self.offload
             for src, dst, seg in tcp.take_output():
-                body = build_tcp(seg, src, dst, partial=offload)
+                tcp_len = tcp_header_len(seg) + len(seg.payload)
                 ident = (ident + 1) & 0xFFFF
-                ip = build_ipv4(src, dst, IPPROTO_TCP, len(body), ident)
+                ip = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
                 if offload:
-                    out.append(vnet.gso_header(20, len(body) - len(seg.payload), seg.gso_size,
-                                               20 + len(body)) + ip + body)
-                else:
-                    out.append(ip + body)
+                    ip = vnet.gso_header(20, tcp_len - len(seg.payload), seg.gso_size, 20 + tcp_len) + ip
+                out.append(build_tcp_after(ip, seg, src, dst, partial=offload))
             self._ident = ident
         out, self._out = self._out, []
         self.stats["ip_out"] += len(out)

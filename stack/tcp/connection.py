@@ -58,6 +58,7 @@ class Connection:
         self.mss_limit = mss_limit                # our MSS (from the MTU or the config)
         self.snd_mss = DEFAULT_MSS                # peer's MSS, RFC 9293 3.7.1 default 536
         self.ts_enabled = self.sack_enabled = False
+        self.eff_mss = min(DEFAULT_MSS, mss_limit)
         self.ts_recent = 0
         self.ts_offset = ts_offset
         self.ts_at_rto = 0                        # our TSval when the last RTO fired
@@ -108,10 +109,10 @@ class Connection:
         self._scheduled: float | None = None      # the layer's timer-heap bookkeeping
 
     # ------------------------------------------------------------------ basics
-    @property
-    def eff_mss(self) -> int:
-        """RFC 9293 3.7.1 effective send MSS: peer MSS less the TCP options we put in every segment."""
-        return min(self.snd_mss, self.mss_limit) - (12 if self.ts_enabled else 0)
+    def _update_eff_mss(self) -> None:
+        """RFC 9293 3.7.1 effective send MSS: peer MSS less the TCP options we put in every segment.
+        Kept as a plain attribute (read several times per segment); call after options change."""
+        self.eff_mss = min(self.snd_mss, self.mss_limit) - (12 if self.ts_enabled else 0)
 
     @property
     def flight_size(self) -> int:
@@ -173,6 +174,7 @@ class Connection:
             self.ts_enabled = True
             self.ts_recent = syn.tsval
         self.sack_enabled = self.config.sack and syn.sack_perm
+        self._update_eff_mss()
         self.cc.set_mss(self.eff_mss)
 
     def _send_syn(self, now: float) -> None:
@@ -342,6 +344,7 @@ class Connection:
         self._learn_syn_options(seg)
         if self.ts_enabled and seg.tsval is None:
             self.ts_enabled = False
+            self._update_eff_mss()
         if flags & ACK:
             self._ack_syn(seg, now)
             self.snd_wnd = seg.window << self.snd_wscale

@@ -119,6 +119,22 @@ def parse_tcp(data, src: bytes | None = None, dst: bytes | None = None) -> TcpSe
     return seg
 
 
+def tcp_header_len(seg: TcpSegment) -> int:
+    """Header length with options, without encoding them (the same layout as encode_options)."""
+    n = HEADER_LEN
+    if seg.mss is not None:
+        n += 4
+    if seg.tsval is not None:
+        n += 12
+    elif seg.sack_perm:
+        n += 4
+    if seg.wscale is not None:
+        n += 4
+    if seg.sack:
+        n += 4 + 8 * len(seg.sack)
+    return n
+
+
 def encode_options(seg: TcpSegment) -> bytes:
     """Options in the order Linux sends them: MSS, SACK-permitted+timestamps, window scale, SACK."""
     out = b""
@@ -146,14 +162,23 @@ def build_tcp(seg: TcpSegment, src: bytes, dst: bytes, partial: bool = False) ->
     ``partial``: leave the checksum for the kernel to finish (TUN offload, NEEDS_CSUM): the
     field then holds the folded pseudo-header sum, as Linux's CHECKSUM_PARTIAL expects.
     """
+    return bytes(build_tcp_after(b"", seg, src, dst, partial))
+
+
+def build_tcp_after(prefix: bytes, seg: TcpSegment, src: bytes, dst: bytes, partial: bool = False) -> bytearray:
+    """``prefix`` (say, the IP header) followed by the encoded segment, in one buffer, one checksum pass."""
     opts = encode_options(seg) if (seg.mss is not None or seg.wscale is not None or seg.sack_perm
                                    or seg.sack or seg.tsval is not None) else b""
     hlen = HEADER_LEN + len(opts)
-    hdr = _HDR.pack(seg.sport, seg.dport, seg.seq, seg.ack, (hlen // 4) << 4, seg.flags,
-                    seg.window, 0, seg.urg) + opts
-    total = hlen + len(seg.payload)
+    buf = bytearray(prefix)
+    start = len(buf)
+    buf += _HDR.pack(seg.sport, seg.dport, seg.seq, seg.ack, (hlen // 4) << 4, seg.flags, seg.window, 0, seg.urg)
+    buf += opts
+    buf += seg.payload
+    total = len(buf) - start
     if partial:
         csum = pseudo_header_sum(src, dst, IPPROTO_TCP, total) or 0xFFFF
     else:
-        csum = finish(ones_sum(hdr) + ones_sum(seg.payload) + pseudo_header_sum(src, dst, IPPROTO_TCP, total))
-    return hdr[:16] + _H.pack(csum) + hdr[18:] + bytes(seg.payload)
+        csum = finish(ones_sum(memoryview(buf)[start:]) + pseudo_header_sum(src, dst, IPPROTO_TCP, total))
+    _H.pack_into(buf, start + 16, csum)
+    return buf
