@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -694,8 +695,8 @@ def server_cmd(a, target: str, tun: str, mtu: int, root: str):
               "--http", str(HTTP_PORT), "--root", root, "--discard", str(DISCARD_PORT)]
     if target == "ceiling":
         return [sys.executable, os.path.join(REPO, "tools", "ceiling.py"), *common]
-    base = a.stack_cmd.split() if a.stack_cmd else [sys.executable, "-m", "stack", "serve"]
-    return [*base, *common, *a.stack_args.split()]
+    base = shlex.split(a.stack_cmd) if a.stack_cmd else [sys.executable, "-m", "stack", "serve"]
+    return [*base, *common, *shlex.split(a.stack_args)]
 
 
 # ---------------------------------------------------------------- profiling
@@ -760,8 +761,22 @@ def summarize_profile(path: str, top: int, err: str = "") -> dict:
 
 
 # ---------------------------------------------------------------- run
+def remove_stale_roots(base: str) -> None:
+    """Delete file trees left by runs that were SIGKILLed (tsbench-<pid>-*, pid gone)."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) >= 3 and parts[0] == "tsbench" and parts[1].isdigit():
+            if not os.path.exists(f"/proc/{parts[1]}"):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
 def make_root(size: int) -> str:
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    remove_stale_roots(base or tempfile.gettempdir())
     root = tempfile.mkdtemp(prefix=f"tsbench-{os.getpid()}-", dir=base)
     block = os.urandom(1 << 20)
     with open(os.path.join(root, BIG), "wb") as f:
@@ -1112,6 +1127,7 @@ def main(argv=None) -> int:
     try:
         ensure_namespace(argv)
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
         return run(a, argv)
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
