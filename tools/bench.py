@@ -208,6 +208,9 @@ def ensure_namespace(argv) -> None:
     if outer:
         if outer == me:
             raise BenchError("still in the outer network namespace after unshare; refusing to run")
+        others = [name for _, name in socket.if_nameindex() if name != "lo"]
+        if others:  # a namespace unshare just made has only lo
+            raise BenchError(f"not a fresh network namespace (has {', '.join(others)}); refusing to run")
         return
     if os.geteuid() != 0:
         raise BenchError("needs root: it creates a network namespace and TUN devices (try sudo)")

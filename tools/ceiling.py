@@ -524,21 +524,23 @@ def open_tun(name: str) -> int:
 
 
 def in_private_netns() -> bool:
-    """True when this process is not in the namespace it was started from.
+    """True when this process is in a private network namespace made for a benchmark.
 
-    Compares with init's namespace when /proc/1 is readable, else with the outer
-    namespace tools/bench.py recorded (TSBENCH_OUTER_NETNS) before `unshare --net`;
-    failing both, accepts only a namespace whose interfaces are lo and our own (tsb*).
+    Not init's namespace (when /proc/1 is readable), not the outer namespace that
+    tools/bench.py recorded (TSBENCH_OUTER_NETNS) before `unshare --net`, and with no
+    interface but lo and benchmark TUNs (tsb*).
     """
+    import socket
     me = os.readlink("/proc/self/ns/net")
     try:
-        return me != os.readlink("/proc/1/ns/net")
+        if me == os.readlink("/proc/1/ns/net"):
+            return False
     except OSError:
         pass
     outer = os.environ.get("TSBENCH_OUTER_NETNS")
-    if outer:
-        return me != outer
-    import socket
+    if outer and me == outer:
+        return False
+    # and in any case: nothing here but loopback and benchmark TUNs
     return all(name == "lo" or name.startswith("tsb") for _, name in socket.if_nameindex())
 
 
@@ -578,7 +580,7 @@ def main(argv=None) -> int:
         print("ceiling: needs root (CAP_NET_ADMIN) to create a TUN", file=sys.stderr)
         return 2
     if not in_private_netns():
-        print("ceiling: refusing to run in the initial network namespace; "
+        print("ceiling: refusing to run outside a private benchmark network namespace; "
               "run it via tools/bench.py or under `unshare --net`", file=sys.stderr)
         return 2
     host_ip = a.host_addr.split("/")[0]
