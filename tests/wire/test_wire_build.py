@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, TCP, UDP
 from scapy.packet import Raw
+from scapy.utils import checksum as scapy_checksum
 
 from stack.wire import icmp, tcp, udp
 from stack.wire.checksum import IPPROTO_TCP, IPPROTO_UDP, ones_sum, pseudo_header_sum
@@ -145,3 +146,44 @@ def test_icmp_echo_equals_scapy(ident, seq, payload):
     for type_ in (icmp.ECHO_REPLY, icmp.ECHO_REQUEST):
         ours = icmp.build_icmp(type_, 0, (ident << 16) | seq, payload)
         assert ours == bytes(with_payload(ICMP(type=type_, id=ident, seq=seq), payload))
+
+
+@WIRE
+@given(ip_fields(), tcp_segments())
+def test_tcp_header_len_matches_the_encoding(f, seg):
+    assert tcp.tcp_header_len(seg) == len(tcp.build_tcp(seg, f["src"], f["dst"])) - len(seg.payload)
+
+
+@WIRE
+@given(ip_fields(), tcp_segments(), st.binary(max_size=3))
+def test_build_tcp_after_prefix_equals_scapy(f, seg, junk):
+    """The one-pass hot path: IP header and segment in one buffer, checksum over the segment only."""
+    ip_header = build_ip(f, IPPROTO_TCP, tcp.tcp_header_len(seg) + len(seg.payload))
+    out = tcp.build_tcp_after(ip_header, seg, f["src"], f["dst"])
+    assert isinstance(out, bytearray)
+    assert bytes(out) == ip_header + tcp.build_tcp(seg, f["src"], f["dst"])
+    theirs = TCP(bytes(out[20:]))
+    del theirs.chksum
+    assert bytes(out) == bytes(scapy_ip(f, IPPROTO_TCP) / theirs)
+    # Whatever the prefix, only the segment is summed.
+    assert tcp.build_tcp_after(junk, seg, f["src"], f["dst"])[len(junk):] == out[20:]
+
+
+def kernel_finish(segment: bytes, csum_offset: int = 16) -> bytes:
+    """What Linux does with CHECKSUM_PARTIAL (skb_checksum_help): sum from csum_start with the
+    field as it is (the pseudo-header sum), fold, invert, store."""
+    value = scapy_checksum(segment)
+    return segment[:csum_offset] + value.to_bytes(2, "big") + segment[csum_offset + 2:]
+
+
+@WIRE
+@given(ip_fields(), tcp_segments())
+def test_partial_checksum_finished_by_the_kernel_equals_full(f, seg):
+    """TUN offload (NEEDS_CSUM): the field holds the folded, uninverted pseudo-header sum."""
+    partial = tcp.build_tcp(seg, f["src"], f["dst"], partial=True)
+    full = tcp.build_tcp(seg, f["src"], f["dst"])
+    assert partial[:16] == full[:16] and partial[18:] == full[18:]
+    length = len(full)
+    pseudo = f["src"] + f["dst"] + bytes([0, IPPROTO_TCP]) + length.to_bytes(2, "big")
+    assert int.from_bytes(partial[16:18], "big") == 0xFFFF ^ scapy_checksum(pseudo)  # folded sum
+    assert kernel_finish(partial) == full
