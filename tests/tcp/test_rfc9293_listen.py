@@ -125,8 +125,6 @@ def test_syn_received_ack_establishes_and_is_accepted(h):
     assert h.listener.accept() is conn
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SYN-RECEIVED has RCV.WND 0 (rcv_adv unset until ESTABLISHED), so "
-                   "a segment with data is unacceptable: data dropped and an ACK sent")
 def test_syn_received_ack_with_data_delivers_it(h):
     """RFC 9293 3.10.7.4: the handshake-completing ACK may carry data; it is processed in ESTABLISHED."""
     conn = h.syn_received()
@@ -160,8 +158,6 @@ def test_syn_received_rst_returns_to_listen(h):
     h.expect(flags="SA", seq=ISS, ack=PEER_ISN + 8)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SYN-RECEIVED has RCV.WND 0 (rcv_adv unset until ESTABLISHED), so "
-                   "a segment with data is unacceptable: data dropped and an ACK sent")
 def test_syn_received_ack_bit_off_dropped(h):
     """RFC 9293 3.10.7.4 fifth check: if the ACK bit is off, drop the segment (stay in SYN-RECEIVED)."""
     conn = h.syn_received()
@@ -182,3 +178,21 @@ def test_syn_ack_retransmitted_then_given_up():
     h.expect_nothing()
     assert conn.state is State.CLOSED
     assert not h.listener.syn_queue and h.host.tcp.conns == {}
+
+
+def test_syn_received_in_window_rst_not_exact_gets_challenge_ack(h):
+    """RFC 9293 3.10.7.4 second check (RFC 5961 3.2) applies in SYN-RECEIVED too: an in-window RST that is not
+    at RCV.NXT draws a challenge ACK; the handshake goes on."""
+    conn = h.syn_received()
+    h.send(h.seg("R", seq=PEER_ISN + 5))
+    h.drain()
+    assert conn.state is State.SYN_RECEIVED
+
+
+def test_syn_received_passive_in_window_syn_returns_to_listen(h):
+    """RFC 9293 3.10.7.4 fourth check, SYN-RECEIVED: "If the connection was initiated with a passive OPEN,
+    then return this connection to the LISTEN state and return.\""""
+    conn = h.syn_received()
+    h.send(h.seg("S", seq=PEER_ISN + 1))
+    h.expect_nothing()
+    assert conn.state is State.CLOSED and not h.listener.syn_queue

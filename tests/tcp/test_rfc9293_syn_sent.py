@@ -122,9 +122,6 @@ def test_simultaneous_open_peer_syn_ack_is_acked(h):
     h.expect(flags="PA", seq=ISS + 1, ack=PEER_ISN + 1, payload=b"hello")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (figure 7 vs 3.10.7.4 literal): the simultaneous-open SYN,ACK "
-                   "<SEQ=IRS><ACK=ISS+1> in SYN-RECEIVED fails the sequence check and leaves the state "
-                   "SYN-RECEIVED; RFC 9293 figure 7 line 6 (and Linux tcp_validate_incoming) go ESTABLISHED")
 def test_simultaneous_open_syn_ack_establishes(h):
     """RFC 9293 3.5 figure 7 line 6: SYN-RECEIVED + the peer's SYN,ACK acknowledging our SYN -> ESTABLISHED."""
     h.send(h.seg("S", seq=PEER_ISN))
@@ -165,3 +162,13 @@ def test_syn_ack_after_close_gets_rst(h):
     h.app_close()
     h.send(h.seg("SA", seq=PEER_ISN, ack=ISS + 1))
     h.expect(flags="R", seq=ISS + 1)
+
+
+def test_rst_in_syn_received_from_active_open_is_refused(h):
+    """RFC 9293 3.10.7.4 second check, SYN-RECEIVED: "If this connection was initiated with an active OPEN
+    (i.e., came from SYN-SENT state), then the connection was refused; signal the user".\""""
+    h.send(h.seg("S", seq=PEER_ISN))
+    h.expect(flags="SA")
+    h.send(h.seg("R", seq=PEER_ISN + 1))
+    h.expect_nothing()
+    assert h.state is State.CLOSED and h.conn.error == errno.ECONNREFUSED

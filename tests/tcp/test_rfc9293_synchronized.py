@@ -489,8 +489,6 @@ def test_time_wait_acks_nothing_for_bare_ack():
     assert conn.state is State.TIME_WAIT
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: TIME-WAIT + retransmitted FIN (SEG.SEQ=RCV.NXT-1) is ACKed by the "
-                   "first-check path but the 2MSL timer is not restarted")
 def test_time_wait_retransmitted_fin_acked_and_2msl_restarted():
     """RFC 9293 3.10.7.4 fifth check, TIME-WAIT: "The only thing that can arrive in this state is a
     retransmission of the remote FIN. Acknowledge it, and restart the 2 MSL timeout." (eighth check:
@@ -527,8 +525,6 @@ def test_time_wait_new_syn_reopens_via_listener():
     assert new is not conn and new.state is State.SYN_RECEIVED and conn.state is State.CLOSED
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reopening from TIME-WAIT (layer._reopen_from_time_wait) takes the "
-                   "ISN generator's value as is; the new ISS is not above the old incarnation's SND.NXT")
 def test_time_wait_reopen_uses_larger_iss():
     """RFC 9293 3.6.1 (RFC 1122 4.2.2.13): a new SYN may reopen a connection in TIME-WAIT only if the new ISN is
     larger than the largest sequence number used on the previous incarnation."""
