@@ -67,6 +67,7 @@ class Connection:
         self.sndbuf = bytearray()
         self.rcvbuf = bytearray()
         self.ofo: list[list] = []                 # sorted [seq, bytes, fin] beyond rcv_nxt
+        self.sack_recent: list[int] = []          # seqs of the latest out-of-order arrivals, newest first
         self.fin_queued = False                   # user closed or shut down writing
         self.fin_sent = False
         self.fin_seq = 0
@@ -158,6 +159,7 @@ class Connection:
         self.snd_wnd = syn.window  # RFC 7323 2.2: the window in a SYN is never scaled
         self.max_snd_wnd = self.snd_wnd
         self.snd_wl1, self.snd_wl2 = syn.seq, self.iss
+        self.rcv_adv = seq_add(self.rcv_nxt, min(self._free_space(), 0xFFFF))  # the SYN,ACK's window
         self._set_state(State.SYN_RECEIVED, now, "passive open")
         self._send_syn(now)
 
@@ -347,7 +349,7 @@ class Connection:
             self._update_eff_mss()
         if flags & ACK:
             self._ack_syn(seg, now)
-            self.snd_wnd = seg.window << self.snd_wscale
+            self.snd_wnd = seg.window  # RFC 7323 2.2: the window of a <SYN,ACK> is never scaled
             self.max_snd_wnd = self.snd_wnd
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
             self._set_rcv_adv_initial()
@@ -360,6 +362,7 @@ class Connection:
             # simultaneous open: SYN-RECEIVED, send SYN,ACK with the same ISS
             self.snd_wnd = seg.window
             self.snd_wl1 = seg.seq
+            self.rcv_adv = seq_add(self.rcv_nxt, min(self._free_space(), 0xFFFF))
             self._set_state(State.SYN_RECEIVED, now, "simultaneous open")
             self._send_syn(now)
 
@@ -412,6 +415,12 @@ class Connection:
 
     def _check_sequence(self, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 3.10.7.4 first check: the four acceptability cases; trim to the window."""
+        if self.state is State.SYN_RECEIVED and seg.flags & SYN and seg.seq == self.irs and seg.flags & ACK:
+            # RFC 9293 figure 7 line 6: in a simultaneous open the peer's SYN,ACK repeats its SYN
+            # (SEG.SEQ = IRS); its SYN is old news, its ACK completes our handshake
+            seg.flags &= ~SYN
+            seg.seq = self.rcv_nxt
+            self.ack_now = True  # and confirm it, in case our SYN,ACK was lost
         seg_len = seg.seg_len
         rcv_wnd = self.rcv_wnd
         seq = seg.seq
@@ -433,6 +442,8 @@ class Connection:
                     seg.flags &= ~(FIN | PSH)
                     self.ack_now = True
                 return True
+            if self.state is State.TIME_WAIT and seg.flags & FIN:
+                self.timewait_at = now + 2 * self.config.msl  # RFC 9293 3.10.7.4: restart the 2 MSL timeout
             if not seg.flags & RST:
                 self.stats["drops"] += 1
                 self._trace("drop", now, reason="out_of_window", seq=seq, len=seg_len)
@@ -501,7 +512,10 @@ class Connection:
                 self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
                 self.snd_wl1, self.snd_wl2 = seg.seq, ack
                 self._set_rcv_adv_initial()
-                self._set_state(State.ESTABLISHED, now, "ACK of SYN,ACK")
+                if self.fin_queued:  # RFC 9293 3.10.4: a CLOSE in SYN-RECEIVED was queued until now
+                    self._set_state(State.FIN_WAIT_1, now, "ACK of SYN,ACK; close pending")
+                else:
+                    self._set_state(State.ESTABLISHED, now, "ACK of SYN,ACK")
                 if self.listener is not None:
                     self.listener.connection_established(self, now)
                 self.notify("writable")
@@ -550,7 +564,7 @@ class Connection:
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         self.retries = 0
-        self.rtt.reset_backoff()
+        # Karn (RFC 6298 5 note): the backed-off RTO stays until a valid sample resets it in sample()
         if self.ts_enabled and seg.tsecr:
             if seq_ge(seg.tsecr, self.ts_at_rto):
                 self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))  # RFC 7323 4.1 RTTM
@@ -654,6 +668,10 @@ class Connection:
                 break
         else:
             self.ofo.append([seq, bytes(payload), fin])
+        if seq in self.sack_recent:
+            self.sack_recent.remove(seq)
+        self.sack_recent.insert(0, seq)
+        del self.sack_recent[8:]
         self._trace("ofo", now, seq=seq, len=len(payload), queued=len(self.ofo))
 
     def _drain_ofo(self, now: float) -> None:
@@ -670,7 +688,8 @@ class Connection:
                 self._deliver(data[head:], fin, now)
 
     def sack_blocks(self) -> list[tuple[int, int]]:
-        """RFC 2018 4: blocks of out-of-order data, the most recent first; up to 3 with timestamps."""
+        """RFC 2018 4: the block holding the segment that triggered this ACK first, then the blocks
+        most recently reported, then the rest; up to 3 with timestamps (option space), else 4."""
         blocks: list[list[int]] = []
         for seq, data, _fin in self.ofo:
             end = seq_add(seq, len(data))
@@ -679,9 +698,16 @@ class Connection:
                     blocks[-1][1] = end
             else:
                 blocks.append([seq, end])
-        blocks.reverse()
+        ordered: list[tuple[int, int]] = []
+        for seq in self.sack_recent:  # most recent arrival first
+            for l, r in blocks:
+                if seq_in(seq, l, r) and (l, r) not in ordered:
+                    ordered.append((l, r))
+        for l, r in reversed(blocks):
+            if (l, r) not in ordered:
+                ordered.append((l, r))
         limit = 3 if self.ts_enabled else 4
-        return [(l, r) for l, r in blocks[:limit] if l != r]
+        return [(l, r) for l, r in ordered[:limit] if l != r]
 
     def _fin_received(self, now: float) -> None:
         """RFC 9293 3.10.7.4 eighth check: FIN."""
@@ -798,7 +824,9 @@ class Connection:
         self.recovery.retransmit_due(now)
         while self._send_one(now):
             pass
-        if self.snd_nxt != self.snd_max or seq_lt(self.snd_una, self.snd_max):
+        if self.persist_at is not None:
+            self.rto_at = None  # RFC 9293 3.8.6.1: against a zero window only the persist timer runs
+        elif self.snd_nxt != self.snd_max or seq_lt(self.snd_una, self.snd_max):
             if self.rto_at is None:
                 self.rto_at = now + self.rtt.current_rto()  # RFC 6298 5.1
 
@@ -942,16 +970,18 @@ class Connection:
         self.rto_at = now + self.rtt.current_rto()
 
     def _on_persist(self, now: float) -> None:
-        """RFC 9293 3.8.6.1: probe a zero window with one new octet; back off; never give up while answered."""
+        """RFC 9293 3.8.6.1: probe a zero window with one octet; back off; never give up while answered.
+
+        The probe octet is the first unacknowledged one: a probe the peer did not take is sent
+        again, rather than a new octet each time."""
         self.persist_at = None
-        off = seq_diff(self.snd_nxt, self.snd_una)
-        avail = len(self.sndbuf) - off
-        if avail <= 0 or self.state not in _CAN_SEND:
+        if self.state not in _CAN_SEND or not self.sndbuf:
             return
-        n = 1 if self.snd_wnd == 0 else min(avail, self.snd_wnd, self.eff_mss)
+        self.snd_nxt = self.snd_una
+        n = 1 if self.snd_wnd == 0 else min(len(self.sndbuf), self.snd_wnd, self.eff_mss)
         self.stats["zero_window_probes"] += 1
         self._trace("persist_probe", now, seq=self.snd_nxt, len=n, backoff=self.persist_backoff)
-        self._send_data(off, n, now, fin=False)
+        self._send_data(0, n, now, fin=False)
         self.rto_at = None  # the probe is timed by the persist timer, not the RTO
         self.persist_backoff += 1
         self.persist_at = now + self._persist_interval()

@@ -16,7 +16,7 @@ from .config import TcpConfig
 from .connection import Connection
 from .isn import IsnGenerator
 from .listener import Listener
-from .seq import seq_add, seq_gt
+from .seq import seq_add, seq_gt, seq_lt
 from .states import State
 
 EPHEMERAL = (32768, 60999)  # Linux's default ip_local_port_range
@@ -92,8 +92,11 @@ class TcpLayer:
         self.touch(conn, now)
         return conn
 
-    def _new_connection(self, local, remote, now: float) -> Connection:
-        conn = Connection(local, remote, self.isn(local, remote, now), now, self.config, self.mss_limit,
+    def _new_connection(self, local, remote, now: float, min_iss: int | None = None) -> Connection:
+        iss = self.isn(local, remote, now)
+        if min_iss is not None and seq_lt(iss, min_iss):
+            iss = min_iss
+        conn = Connection(local, remote, iss, now, self.config, self.mss_limit,
                           self.tracer, ts_offset=self.rng.getrandbits(32), challenge_ack=self._challenge_ok)
         conn.tso = self.tso
         self.conns[(local[0], local[1], remote[0], remote[1])] = conn
@@ -104,8 +107,10 @@ class TcpLayer:
     # ------------------------------------------------------------ arrival
     def segment_arrives(self, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> None:
         conn = self.conns.get((dst, seg.dport, src, seg.sport))
+        min_iss = None
         if conn is not None:
             if conn.state is State.TIME_WAIT and self._reopen_from_time_wait(conn, seg, now):
+                min_iss = seq_add(conn.snd_max, 1 << 16)  # RFC 9293 3.6.1: above the old incarnation's
                 conn = None
             else:
                 conn.segment_arrives(seg, now)
@@ -114,7 +119,7 @@ class TcpLayer:
                 return
         lst = self.listeners.get((dst, seg.dport)) or self.listeners.get((bytes(4), seg.dport))
         if lst is not None:
-            self._listen_arrives(lst, src, dst, seg, now)
+            self._listen_arrives(lst, src, dst, seg, now, min_iss)
         else:
             self._closed_arrives(src, dst, seg, now)
 
@@ -140,7 +145,8 @@ class TcpLayer:
             self.tracer.emit("rst", now, why="closed port", dport=seg.dport)
         self.out.append((dst, src, rst))
 
-    def _listen_arrives(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> None:
+    def _listen_arrives(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float,
+                        min_iss: int | None = None) -> None:
         """RFC 9293 3.10.7.2 LISTEN."""
         if seg.flags & RST:
             return  # first check: RST -> ignore
@@ -154,7 +160,7 @@ class TcpLayer:
         if not lst.can_take_syn():
             self.count("listen_overflow")
             return
-        conn = self._new_connection((dst, seg.dport), (src, seg.sport), now)
+        conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, min_iss)
         lst.add_embryo(conn)
         conn.open_passive(seg, now)
         self.touch(conn, now)

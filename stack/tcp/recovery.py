@@ -123,6 +123,8 @@ class LossRecovery:
         self._update_scoreboard(seg)
         if seg.ack != c.snd_una or c.snd_una == c.snd_max or seg.payload or seg.flags & (SYN | FIN):
             return
+        if c.persist_at is not None or seg.window == 0:
+            return  # an answer to a zero-window probe, not a sign of loss (as BSD: no RTO running)
         if c.sack_enabled and seg.sack:
             is_dup = self.sacked_bytes() > before
         else:

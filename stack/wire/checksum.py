@@ -26,8 +26,14 @@ def finish(total: int) -> int:
 
 
 def checksum(data, initial: int = 0) -> int:
-    """The Internet checksum of ``data`` plus an optional residue ``initial``."""
-    return finish(ones_sum(data) + initial)
+    """The Internet checksum of ``data`` plus an optional residue ``initial``.
+
+    A residue of 0 means a true sum of 0xffff unless every word was zero (RFC 1071: the
+    ones'-complement sum of zeros is +0, whose complement is 0xffff)."""
+    total = (ones_sum(data) + initial) % 0xFFFF
+    if total == 0 and not initial and not any_nonzero(data):
+        return 0xFFFF
+    return finish(total)
 
 
 _ADDR_SUM: dict[bytes, int] = {}
@@ -35,7 +41,11 @@ _ADDR_SUM: dict[bytes, int] = {}
 
 def addr_sum(addr: bytes) -> int:
     """Residue of a 4-byte address's two 16-bit words (cached: a host talks to few addresses)."""
-    value = _ADDR_SUM.get(addr)
+    try:
+        value = _ADDR_SUM.get(addr)
+    except TypeError:  # a bytearray or memoryview address: not hashable
+        addr = bytes(addr)
+        value = _ADDR_SUM.get(addr)
     if value is None:
         if len(_ADDR_SUM) > 4096:
             _ADDR_SUM.clear()
@@ -49,9 +59,9 @@ def pseudo_header_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
 
 
 def verify(data, initial: int = 0) -> bool:
-    """True when ``data`` (checksum field included) plus ``initial`` sums to all ones.
+    """True when ``data`` (checksum field included) plus ``initial`` sums to all ones (never all zeros)."""
+    return (ones_sum(data) + initial) % 0xFFFF == 0 and bool(initial or any_nonzero(data))
 
-    The residue test cannot tell an all-zero sum from all ones; every header we
-    verify has non-zero fields (version, protocol, pseudo-header), so it never matters.
-    """
-    return (ones_sum(data) + initial) % 0xFFFF == 0
+
+def any_nonzero(data) -> bool:
+    return int.from_bytes(data, "big") != 0

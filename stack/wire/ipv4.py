@@ -9,6 +9,7 @@ from .errors import MalformedPacket
 
 _HDR = struct.Struct("!BBHHHBBH4s4s")
 HEADER_LEN = 20
+FLAG_RESERVED = 0x8000
 FLAG_DF = 0x4000
 FLAG_MF = 0x2000
 OFFSET_MASK = 0x1FFF
@@ -18,7 +19,7 @@ class IPv4Header:
     """A parsed IPv4 header. Addresses are 4-byte ``bytes``; ``frag_offset`` in bytes."""
 
     __slots__ = ("ihl", "tos", "total_length", "ident", "df", "mf", "frag_offset",
-                 "ttl", "proto", "checksum", "src", "dst", "options")
+                 "ttl", "proto", "checksum", "src", "dst", "options", "reserved")
 
     def __init__(self, src: bytes, dst: bytes, proto: int, total_length: int = HEADER_LEN,
                  ident: int = 0, ttl: int = 64, tos: int = 0, df: bool = False, mf: bool = False,
@@ -27,6 +28,7 @@ class IPv4Header:
         self.total_length, self.ident, self.ttl, self.tos = total_length, ident, ttl, tos
         self.df, self.mf, self.frag_offset = df, mf, frag_offset
         self.ihl, self.checksum, self.options = ihl, checksum, options
+        self.reserved = False  # RFC 791's reserved flag bit (RFC 3514's "evil bit"), kept for quoting
 
     @property
     def header_len(self) -> int:
@@ -70,6 +72,8 @@ def parse_ipv4(packet) -> tuple[IPv4Header, memoryview]:
     hdr = IPv4Header(src, dst, proto, total, ident, ttl, tos, bool(flags_off & FLAG_DF),
                      bool(flags_off & FLAG_MF), (flags_off & OFFSET_MASK) * 8, ihl, csum,
                      bytes(view[HEADER_LEN:hlen]))
+    if flags_off & FLAG_RESERVED:
+        hdr.reserved = True
     return hdr, view[hlen:total]
 
 
@@ -84,7 +88,8 @@ def build_ipv4(src: bytes, dst: bytes, proto: int, payload_len: int, ident: int 
 
 def header_of(hdr: IPv4Header) -> bytes:
     """Re-encode a parsed header as it was (for ICMP errors that quote it)."""
-    flags_off = (FLAG_DF if hdr.df else 0) | (FLAG_MF if hdr.mf else 0) | (hdr.frag_offset // 8)
+    flags_off = ((FLAG_RESERVED if hdr.reserved else 0) | (FLAG_DF if hdr.df else 0) | (FLAG_MF if hdr.mf else 0)
+                 | (hdr.frag_offset // 8))
     return _HDR.pack(0x40 | hdr.ihl, hdr.tos, hdr.total_length, hdr.ident, flags_off, hdr.ttl,
                      hdr.proto, hdr.checksum, hdr.src, hdr.dst) + hdr.options
 
