@@ -55,6 +55,9 @@ class FileHandler(http.server.SimpleHTTPRequestHandler):
     """SimpleHTTPRequestHandler speaking HTTP/1.1 (keep-alive); request log to stderr unless quiet."""
 
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY the small body waits
+    # for the ACK of the headers, which the client delays (the classic Nagle/delayed-ACK stall)
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):
         if not getattr(self.server, "quiet", False):

@@ -66,7 +66,7 @@ class Connection:
         # buffers: sndbuf[0] is the octet at snd_una (after the SYN)
         self.sndbuf = bytearray()
         self.rcvbuf = bytearray()
-        self.ofo: list[list] = []                 # sorted [seq, bytes, fin] beyond rcv_nxt
+        self.ofo: list[list] = []                 # merged blocks [seq, bytearray, fin] beyond rcv_nxt
         self.sack_recent: list[int] = []          # seqs of the latest out-of-order arrivals, newest first
         self.fin_queued = False                   # user closed or shut down writing
         self.fin_sent = False
@@ -654,60 +654,84 @@ class Connection:
             self._fin_received(now)
 
     def _queue_ofo(self, seq: int, payload, fin: bool, now: float) -> None:
-        """Keep an out-of-order segment (bounded), merged later in sequence order."""
-        if len(self.ofo) >= self.config.ofo_max_segments:
+        """Keep out-of-order data as merged blocks [seq, bytearray, fin], sorted, disjoint, not adjacent.
+
+        A bulk transfer with one hole appends to the last block (O(1)), so SACK blocks and the
+        drain stay cheap however many segments wait behind the hole. Bounded in blocks.
+        """
+        rcv_nxt = self.rcv_nxt
+        off = seq_diff(seq, rcv_nxt)
+        end = off + len(payload)
+        ofo = self.ofo
+        if ofo:
+            last = ofo[-1]
+            last_end = seq_diff(last[0], rcv_nxt) + len(last[1])
+            if off == last_end and not last[2]:
+                last[1] += payload  # the common case: the next segment behind the hole
+                last[2] = fin
+                self._note_sack_arrival(seq, now)
+                return
+        # general case: merge with every block it touches
+        merged_off, merged = off, bytearray(payload)
+        merged_fin, keep, inserted = fin, [], False
+        for block in ofo:
+            b_off = seq_diff(block[0], rcv_nxt)
+            b_end = b_off + len(block[1])
+            if b_end < merged_off or b_off > merged_off + len(merged):
+                keep.append(block)
+                continue
+            lo = min(b_off, merged_off)
+            data = bytearray(max(b_end, merged_off + len(merged)) - lo)
+            data[b_off - lo:b_end - lo] = block[1]
+            data[merged_off - lo:merged_off - lo + len(merged)] = merged  # same octets either way (TCP)
+            merged_off, merged, merged_fin = lo, data, merged_fin or block[2]
+        if len(keep) >= self.config.ofo_max_segments:
             self._trace("drop", now, reason="ofo_full", seq=seq)
             return
-        off = seq_diff(seq, self.rcv_nxt)
-        for i, item in enumerate(self.ofo):
-            o = seq_diff(item[0], self.rcv_nxt)
-            if o == off and len(item[1]) >= len(payload) and (item[2] or not fin):
-                return  # exact duplicate
-            if o > off:
-                self.ofo.insert(i, [seq, bytes(payload), fin])
+        new_block = [seq_add(rcv_nxt, merged_off), merged, merged_fin]
+        for i, block in enumerate(keep):
+            if seq_diff(block[0], rcv_nxt) > merged_off:
+                keep.insert(i, new_block)
+                inserted = True
                 break
-        else:
-            self.ofo.append([seq, bytes(payload), fin])
-        if seq in self.sack_recent:
-            self.sack_recent.remove(seq)
-        self.sack_recent.insert(0, seq)
-        del self.sack_recent[8:]
-        self._trace("ofo", now, seq=seq, len=len(payload), queued=len(self.ofo))
+        if not inserted:
+            keep.append(new_block)
+        self.ofo = keep
+        self._note_sack_arrival(seq, now)
+
+    def _note_sack_arrival(self, seq: int, now: float) -> None:
+        recent = self.sack_recent
+        if seq in recent:
+            recent.remove(seq)
+        recent.insert(0, seq)
+        del recent[8:]
+        if self.tracer.enabled:
+            self._trace("ofo", now, seq=seq, blocks=len(self.ofo))
 
     def _drain_ofo(self, now: float) -> None:
-        """Move queued segments that now start at or before RCV.NXT into the receive buffer."""
+        """Move blocks that now start at or before RCV.NXT into the receive buffer."""
         while self.ofo and self.state is not State.CLOSED:
             seq, data, fin = self.ofo[0]
             head = seq_diff(self.rcv_nxt, seq)
             if head < 0:
                 break
             self.ofo.pop(0)
-            if head >= len(data) + (1 if fin else 0):
-                continue  # wholly old
             if head <= len(data):
-                self._deliver(data[head:], fin, now)
+                self._deliver(data[head:] if head else data, fin, now)
 
     def sack_blocks(self) -> list[tuple[int, int]]:
         """RFC 2018 4: the block holding the segment that triggered this ACK first, then the blocks
         most recently reported, then the rest; up to 3 with timestamps (option space), else 4."""
-        blocks: list[list[int]] = []
-        for seq, data, _fin in self.ofo:
-            end = seq_add(seq, len(data))
-            if blocks and seq_le(seq, blocks[-1][1]):
-                if seq_gt(end, blocks[-1][1]):
-                    blocks[-1][1] = end
-            else:
-                blocks.append([seq, end])
+        blocks = [(seq, seq_add(seq, len(data))) for seq, data, _fin in self.ofo if data]
         ordered: list[tuple[int, int]] = []
         for seq in self.sack_recent:  # most recent arrival first
             for l, r in blocks:
                 if seq_in(seq, l, r) and (l, r) not in ordered:
                     ordered.append((l, r))
-        for l, r in reversed(blocks):
-            if (l, r) not in ordered:
-                ordered.append((l, r))
-        limit = 3 if self.ts_enabled else 4
-        return [(l, r) for l, r in ordered[:limit] if l != r]
+        for block in reversed(blocks):
+            if block not in ordered:
+                ordered.append(block)
+        return ordered[:3 if self.ts_enabled else 4]
 
     def _fin_received(self, now: float) -> None:
         """RFC 9293 3.10.7.4 eighth check: FIN."""
