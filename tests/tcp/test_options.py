@@ -1,7 +1,7 @@
 """TCP options: MSS (RFC 9293 3.7.1, RFC 6691), window scale and timestamps (RFC 7323), SACK (RFC 2018)."""
 import pytest
 
-from harness import ANY, ISS, PEER_ISN, TcpHarness, s32
+from harness import ANY, ISS, LOCAL_B, PEER_B, PEER_ISN, TcpHarness, s32
 from stack.tcp.states import State
 
 ALL = dict(timestamps=True, sack=True, window_scaling=True)
@@ -394,3 +394,31 @@ def test_sack_gone_when_hole_filled():
     h.send(h.seg("PA", seq=r, load=b"a" * 100))
     h.expect(flags="A", ack=r + 200, options={})
     assert conn.rcvbuf == b"a" * 100 + b"b" * 100
+
+
+def test_active_open_peer_declines_every_option():
+    """RFC 7323 1.3 / RFC 2018 2: we offered window scale, SACK and timestamps; the SYN,ACK carries only MSS ->
+    none of them is used: no TSopt, no SACK blocks, our window field unscaled."""
+    h = TcpHarness(**ALL)
+    conn = h.connect(syn_ack_options=[("MSS", 1460)])
+    assert not conn.ts_enabled and not conn.sack_enabled and conn.rcv_wscale == 0
+    h.send(h.seg("PA", seq=h.p_nxt + 100, load=b"ooo"))
+    e = h.expect(flags="A", ack=h.p_nxt)
+    assert e.options == {} and e.tcp.window == 65535
+
+
+def test_active_open_all_options_accepted():
+    """RFC 7323 2.2/3.2: after a SYN,ACK with WScale and TSopt, our ACK of it carries TSecr = its TSval and a
+    window field scaled by our shift (4 MiB >> 7)."""
+    h = TcpHarness(**ALL)
+    h.lport, h.pport = 50000, 80
+    conn = h.host.tcp.connect((LOCAL_B, 50000), (PEER_B, 80), h.now)
+    h._collect()
+    h.expect(flags="S")
+    h.send(h.seg("SA", seq=PEER_ISN, ack=ISS + 1, options=[("MSS", 1460), ("SAckOK", b""),
+                                                            ("Timestamp", (4242, 1)), ("WScale", 5)]))
+    e = h.expect(flags="A", seq=ISS + 1, ack=PEER_ISN + 1)
+    assert e.options == {"Timestamp": (ANY, 4242)}
+    assert e.tcp.window == (4 << 20) >> 7
+    assert conn.snd_wscale == 5 and conn.sack_enabled
+

@@ -98,3 +98,63 @@ def test_listener_on_other_port_does_not_answer(h):
     h.send(h.seg("S", seq=PEER_ISN))
     h.expect(flags="RA", seq=0, ack=s32(PEER_ISN + 1))
     assert len(h.host.tcp.conns) == 0
+
+
+def test_bad_checksum_is_dropped_without_rst(h):
+    """RFC 9293 3.1 (MUST-2/MUST-3): a segment whose checksum fails is discarded silently: no RST answers it."""
+    from scapy.layers.inet import IP
+    from harness import LOCAL, PEER
+    pkt = IP(src=PEER, dst=LOCAL) / h.seg("S", seq=PEER_ISN)
+    pkt[IP].payload.chksum = 0x1234
+    h.send_raw(bytes(pkt))
+    h.expect_nothing()
+
+
+def test_segment_for_another_address_gets_no_rst(h):
+    """RFC 9293 3.10.7.1 applies to segments for this host only: a segment to another address is not answered."""
+    from scapy.layers.inet import IP
+    from harness import PEER
+    h.send_raw(bytes(IP(src=PEER, dst="192.0.2.3") / h.seg("S", seq=PEER_ISN)))
+    h.expect_nothing()
+
+
+@pytest.mark.parametrize("src", ["224.0.0.5", "255.255.255.255", "0.0.0.0"])
+def test_no_rst_to_multicast_or_broadcast_source(h, src):
+    """RFC 1122 3.2.1.3: a datagram with an invalid (broadcast, multicast, 0.0.0.0) source is silently
+    discarded, so the 3.10.7.1 RST never goes to a broadcast or multicast address."""
+    from scapy.layers.inet import IP
+    from harness import LOCAL
+    h.send_raw(bytes(IP(src=src, dst=LOCAL) / h.seg("S", seq=PEER_ISN)))
+    h.expect_nothing()
+
+
+# ------------------------------------------------------------------ harness self-checks (the oracle can fail)
+def test_harness_expect_catches_wrong_fields(h):
+    """Harness self-check: expect() fails on any wrong specified field and on a missing segment."""
+    h.send(h.seg("S", seq=PEER_ISN))
+    e = h.next()
+    h.out.appendleft(e)
+    for bad in (dict(flags="R"), dict(seq=1), dict(ack=PEER_ISN), dict(window=1), dict(options={"MSS": 1}),
+                dict(payload=b"x"), dict(at=1.0)):
+        with pytest.raises(AssertionError):
+            h.expect(**bad)
+        h.out.appendleft(e)
+    h.expect(flags="AR", seq=0, ack=PEER_ISN + 1)
+    with pytest.raises(AssertionError):
+        h.expect()
+    h.send(h.seg("S", seq=PEER_ISN))
+    with pytest.raises(AssertionError):
+        h.expect_nothing()
+
+
+def test_harness_checksum_check_catches_corruption():
+    """Harness self-check: a packet with a wrong TCP or IP checksum is rejected by the scapy recomputation."""
+    from scapy.layers.inet import IP, TCP
+    from harness import check_checksums
+    good = bytes(IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=1, dport=2, flags="S"))
+    check_checksums(good)
+    for off in (10, 36):  # IP header checksum, TCP checksum
+        bad = bytearray(good)
+        bad[off] ^= 0xFF
+        with pytest.raises(AssertionError):
+            check_checksums(bytes(bad))

@@ -269,3 +269,34 @@ def test_half_closed_fin_wait_2_does_not_time_out():
     h.advance_to(1000.0)
     assert conn.state is State.FIN_WAIT_2
     h.expect_nothing()
+
+
+def test_rto_capped_at_max_rto():
+    """RFC 6298 2.5 (5.5): a maximum value may be placed on RTO (>= 60 s; here max_rto = 120 s): the SYN backoff
+    doubles 1, 2, 4, ... 64 and then stays at 120."""
+    h = TcpHarness(syn_retries=9)
+    h.connect(complete=False)
+    h.advance_to(500.0)
+    assert [e.at for e in h.drain()] == [1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 127.0, 247.0, 367.0]
+
+
+def test_passive_handshake_rtt_sample():
+    """RFC 6298 2.2: the SYN,ACK's round trip (sent once) is the first RTT sample: SRTT = R, RTTVAR = R/2."""
+    h = TcpHarness()
+    conn = h.listen_and_establish(rtt=0.5)
+    assert (conn.rtt.srtt, conn.rtt.rttvar, conn.rtt.current_rto()) == (0.5, 0.25, 1.5)
+
+
+def test_passive_handshake_after_syn_ack_retransmission():
+    """RFC 6298 3 (Karn) and 5.7: the SYN,ACK was retransmitted -> no RTT sample, and the data RTO is 3 s."""
+    h = TcpHarness()
+    h.listen()
+    conn = h.syn_received()
+    h.advance_to(1.5)
+    h.expect(flags="SA", at=1.0)
+    h.send(h.seg("A"))
+    assert conn.state is State.ESTABLISHED and conn.rtt.srtt is None
+    h.app_send(b"first")
+    h.expect(flags="PA", at=1.5)
+    h.advance_to(5.0)
+    h.expect(flags="PA", seq=ISS + 1, payload=b"first", at=4.5)

@@ -397,3 +397,50 @@ def test_delack_must_be_under_half_a_second():
     h.advance(0.5)
     e = h.expect(flags="A")
     assert e.at < 0.5
+
+
+def test_sender_sws_sends_half_max_window():
+    """RFC 9293 3.8.6.2.1 (sender SWS avoidance): send when at least Fs * Max(SND.WND) (Fs = 1/2) can go, even
+    below one MSS: the peer's largest window is 1000, so 1000 octets leave at once."""
+    h = TcpHarness()
+    conn = h.listen_and_establish(window=1000)
+    h.app_send(b"s" * 3000)
+    h.expect(seq=h.l_nxt, length=1000)
+    h.expect_nothing()
+
+
+def test_sender_sws_holds_small_usable_window():
+    """RFC 9293 3.8.6.2.1: with a usable window below min(MSS, Max(SND.WND)/2) and more data queued than fits,
+    wait (for a larger window or the override timeout) instead of sending a tiny segment."""
+    h = TcpHarness()
+    conn = h.listen_and_establish(window=1000)
+    h.app_send(b"s" * 3000)
+    h.drain()
+    h.send(h.seg("A", ack=h.l_nxt + 1000, window=300))
+    h.expect_nothing()
+    h.send(h.seg("A", ack=h.l_nxt + 1000, window=1000))
+    h.expect(seq=h.l_nxt + 1000, length=1000)
+
+
+def test_peer_shrinking_window_stops_new_data():
+    """RFC 9293 3.8.6 (MUST-34 robustness): if the peer shrinks its window below what is in flight, no new data
+    is sent beyond SND.UNA + SND.WND."""
+    h = TcpHarness()
+    conn = h.established()
+    h.app_send(b"a" * 2920)
+    assert len(h.drain()) == 2
+    h.send(h.seg("A", ack=h.l_nxt, window=1000))
+    h.app_send(b"b" * 1460)
+    h.expect_nothing()
+
+
+def test_delayed_ack_timer_not_pushed_back_by_more_data():
+    """RFC 9293 3.8.6.3 (MUST-40): the ACK is delayed at most delack from the first unacknowledged segment; a
+    second small segment does not restart the timer, the one ACK covers both."""
+    h, conn = tx()
+    h.send(h.seg("PA", load=b"a"), at=0.0)
+    h.send(h.seg("PA", seq=h.p_nxt + 1, load=b"b"), at=0.030)
+    h.expect_nothing()
+    h.advance_to(0.5)
+    h.expect(flags="A", ack=h.p_nxt + 2, at=h.config.delack)
+    h.expect_nothing()
