@@ -422,3 +422,42 @@ def test_active_open_all_options_accepted():
     assert e.tcp.window == (4 << 20) >> 7
     assert conn.snd_wscale == 5 and conn.sack_enabled
 
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6000), st.integers(1, 700)), min_size=1, max_size=12),
+       st.booleans())
+def test_sack_blocks_are_true_maximal_and_recent_first(segments, timestamps):
+    """RFC 2018 3-4, for any arrival of out-of-order segments (RCV.NXT never filled): every ACK's SACK blocks
+    are received, isolated (disjoint, non-adjacent, maximal) ranges above RCV.NXT; the first block contains the
+    segment that triggered the ACK; as many blocks as fit (3 with timestamps, else 4) are reported."""
+    kw = dict(sack=True, timestamps=timestamps)
+    h = TcpHarness(**kw)
+    syn = [("MSS", 1460), ("SAckOK", b"")] + ([("Timestamp", (1, 0))] if timestamps else [])
+    h.established(syn_options=syn, ack_options=ts_opts(2) if timestamps else None)
+    r = h.p_nxt
+    have = bytearray(8000)
+    for off, n in segments:
+        h.send(h.seg("PA", seq=r + off, load=b"s" * n, options=ts_opts(3) if timestamps else None))
+        have[off:off + n] = b"\x01" * n
+        acks = h.drain()
+        assert len(acks) == 1
+        blocks = acks[0].options["SAck"]
+        ranges, i = [], 0
+        while i < len(have):
+            if have[i]:
+                j = i
+                while j < len(have) and have[j]:
+                    j += 1
+                ranges.append((r + i, r + j))
+                i = j
+            else:
+                i += 1
+        assert all(b in ranges for b in blocks), (blocks, ranges)
+        assert len(set(blocks)) == len(blocks)
+        assert len(blocks) == min(len(ranges), 3 if timestamps else 4)
+        left, right = blocks[0]
+        assert left <= r + off and r + off + n <= right
