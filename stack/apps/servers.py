@@ -10,6 +10,7 @@ import functools
 import http.server
 import socketserver
 import sys
+import threading
 
 
 class StackServerMixin:
@@ -31,6 +32,73 @@ class StackServerMixin:
             except BaseException:
                 self.server_close()
                 raise
+
+    #: acceptor threads started up front; more start (up to max_workers) when all are busy
+    min_workers = 4
+    max_workers = 512
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until ``shutdown()``, with a pool of threads that each block in ``accept()``.
+
+        socketserver's own loop waits in select() and then starts a thread per connection: two
+        thread hand-offs and a thread start per connection. Here each connection wakes one
+        waiting acceptor, which serves it (keep-alive included) and then accepts again, as
+        pre-forked servers do. A busy pool grows up to ``max_workers``.
+        """
+        self._BaseServer__is_shut_down.clear()
+        self.socket.settimeout(poll_interval)
+        self._pool_lock = threading.Lock()
+        self._idle = 0
+        self._workers: list[threading.Thread] = []
+        try:
+            for _ in range(self.min_workers):
+                self._spawn_worker()
+            while any(t.is_alive() for t in list(self._workers)):
+                for t in list(self._workers):
+                    t.join(poll_interval)
+                    if self._BaseServer__shutdown_request:
+                        break
+                if self._BaseServer__shutdown_request:
+                    break
+        finally:
+            self._BaseServer__shutdown_request = False
+            self._BaseServer__is_shut_down.set()
+
+    def _spawn_worker(self) -> None:
+        with self._pool_lock:
+            if len(self._workers) >= self.max_workers:
+                return
+            t = threading.Thread(target=self._worker, name=f"{type(self).__name__}-worker", daemon=True)
+            self._workers.append(t)
+        t.start()
+
+    def _worker(self) -> None:
+        while not self._BaseServer__shutdown_request:
+            with self._pool_lock:
+                self._idle += 1
+            try:
+                request, client_address = self.get_request()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._BaseServer__shutdown_request or self.socket.closed:
+                    return
+                continue
+            finally:
+                with self._pool_lock:
+                    self._idle -= 1
+                    starved = self._idle == 0
+            if starved:
+                self._spawn_worker()  # keep one acceptor free while this one serves
+            if not self.verify_request(request, client_address):
+                self.shutdown_request(request)
+                continue
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
 
     def handle_error(self, request, client_address):
         """One line instead of socketserver's traceback: a peer that resets is normal on a network."""

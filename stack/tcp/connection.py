@@ -437,7 +437,7 @@ class Connection:
                 self._trace("window_probe_in", now, seq=seq, len=seg_len)
             # zero window: still process ACK and RST of a segment at RCV.NXT (RFC 9293 3.10.7.4 note)
             if rcv_wnd == 0 and seq == self.rcv_nxt and seg.flags & (ACK | RST) and not seg.flags & SYN:
-                if seg.payload:
+                if seg.payload or seg.flags & FIN:  # only the ACK (and RST) of it get through
                     seg.payload = b""
                     seg.flags &= ~(FIN | PSH)
                     self.ack_now = True

@@ -615,9 +615,6 @@ def test_reassembly_of_any_arrival_order(data):
     assert h.drain()[-1].tcp.ack == h.p_nxt + len(stream)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (minor; Linux tcp_data_queue also accepts a bare FIN at RCV.NXT into "
-                   "a zero window, deliberately): _check_sequence's zero-window allowance keeps the FIN of a bare "
-                   "FIN at RCV.NXT, so the stack goes to CLOSE-WAIT although RCV.WND = 0")
 def test_zero_window_bare_fin_not_acceptable():
     """RFC 9293 3.10.7.4 first check: SEG.LEN = 1 (a FIN) with RCV.WND = 0 is not acceptable; the special
     allowance covers only ACKs, URGs and RSTs -> ACK, stay ESTABLISHED."""
