@@ -320,34 +320,44 @@ class socket:
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
+        return self._receive(bufsize, flags, None)
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
+        n = min(nbytes or len(view), len(view))
+        return self._receive(n, flags, view[:n])
+
+    def _receive(self, n: int, flags: int, into: memoryview | None):
+        """recv/recv_into: wait (unless non-blocking) for data, EOF or an error; then copy once."""
+        empty = b"" if into is None else 0
         st = self.stack
         with st.lock:
             conn = self._connected(reading=True)
-            if bufsize == 0:
-                return b""
+            if n == 0:
+                return empty
             if not (self._timeout == 0 or flags & MSG_DONTWAIT):
                 self._wait(lambda: self.readable(), self._deadline(), "recv")
             if conn.rcvbuf:
                 if flags & MSG_PEEK:
-                    return bytes(conn.rcvbuf[:bufsize])
-                data = conn.recv(bufsize, st.clock())
-                st.host.tcp.touch(conn, st.clock())
+                    data = bytes(conn.rcvbuf[:n])
+                    if into is None:
+                        return data
+                    into[:len(data)] = data
+                    return len(data)
+                now = st.clock()
+                result = conn.recv(n, now) if into is None else conn.recv_into(into, now)
+                st.host.tcp.touch(conn, now)
                 st.kick()
                 self._sync_fd()
-                return data
+                return result
             if conn.error and not self._err_reported:
                 self._err_reported = True  # reported once, like sock_error(); then EOF
                 raise _err(conn.error)
             if conn.rcv_closed or self._shut_rd or conn.state is State.CLOSED:
-                return b""
+                return empty
             raise BlockingIOError(errno.EAGAIN, "recv would block")
-
-    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
-        view = memoryview(buffer).cast("B")
-        n = nbytes or len(view)
-        data = self.recv(n, flags)
-        view[:len(data)] = data
-        return len(data)
 
     def _connected(self, reading: bool = False):
         self._check_open()

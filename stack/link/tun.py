@@ -79,8 +79,11 @@ class FdLink:
     def _recv(self) -> bytes:
         return os.read(self._fd, MAX_PACKET)
 
-    def _send(self, packet: bytes) -> None:
-        os.write(self._fd, packet)
+    def _send(self, packet) -> None:
+        if type(packet) is tuple:  # (headers, payload): one packet from two buffers, no joining copy
+            os.writev(self._fd, packet)
+        else:
+            os.write(self._fd, packet)
 
     def read_batch(self, max_packets: int = 64) -> list[bytes]:
         """Read up to ``max_packets`` packets without blocking; [] if none are waiting."""

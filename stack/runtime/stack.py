@@ -217,6 +217,8 @@ class Stack:
         if self.pcap is not None:
             wall = time.time()
             for packet in packets:
+                if type(packet) is tuple:  # (headers, payload) from an offloaded segment
+                    packet = bytes(packet[0]) + bytes(packet[1])
                 self.pcap.write(packet[self._skip:], wall)
         self.link.write_batch(packets)
 

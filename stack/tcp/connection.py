@@ -217,11 +217,22 @@ class Connection:
 
     def recv(self, n: int, now: float) -> bytes:
         """RFC 9293 3.10.3 RECEIVE: take up to n in-order octets; open the window if it grew enough."""
-        data = bytes(self.rcvbuf[:n])
+        with memoryview(self.rcvbuf) as view:
+            data = bytes(view[:n])  # one copy (a bytearray slice and bytes() would be two)
         del self.rcvbuf[:n]
         if data:
             self._maybe_window_update(now)
         return data
+
+    def recv_into(self, buffer: memoryview, now: float) -> int:
+        """RECEIVE straight into the caller's buffer (socket.recv_into): one copy."""
+        k = min(len(buffer), len(self.rcvbuf))
+        if k:
+            with memoryview(self.rcvbuf) as view:
+                buffer[:k] = view[:k]
+            del self.rcvbuf[:k]
+            self._maybe_window_update(now)
+        return k
 
     def readable_bytes(self) -> int:
         return len(self.rcvbuf)
@@ -867,7 +878,7 @@ class Connection:
         in_flight = self.recovery.pipe()
         usable = min(self.snd_wnd, self.cc.cwnd + self.recovery.extra_cwnd()) - in_flight
         mss = self.eff_mss
-        n = min(avail, TSO_MAX // mss * mss if self.tso else mss, usable)
+        n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
         if n <= 0:
             self._arm_persist(now, in_flight)
             return False
@@ -903,7 +914,7 @@ class Connection:
             flags |= FIN
             self.fin_sent = True
             self.fin_seq = seq_add(seq, n)
-        payload = bytes(self.sndbuf[off:off + n]) if n else b""
+        payload = self.sndbuf[off:off + n] if n else b""  # a bytearray copy; the buffer moves on
         seg = TcpSegment(self.local[1], self.remote[1], seq, 0, flags, 0, payload)
         if n > self.eff_mss:
             seg.gso_size = self.eff_mss  # TSO: the kernel cuts it into eff_mss pieces

@@ -162,11 +162,16 @@ def build_tcp(seg: TcpSegment, src: bytes, dst: bytes, partial: bool = False) ->
     ``partial``: leave the checksum for the kernel to finish (TUN offload, NEEDS_CSUM): the
     field then holds the folded pseudo-header sum, as Linux's CHECKSUM_PARTIAL expects.
     """
-    return bytes(build_tcp_after(b"", seg, src, dst, partial))
+    built = build_tcp_after(b"", seg, src, dst, partial)
+    return bytes(built) if not isinstance(built, tuple) else bytes(built[0]) + bytes(built[1])
 
 
-def build_tcp_after(prefix: bytes, seg: TcpSegment, src: bytes, dst: bytes, partial: bool = False) -> bytearray:
-    """``prefix`` (say, the IP header) followed by the encoded segment, in one buffer, one checksum pass."""
+def build_tcp_after(prefix: bytes, seg: TcpSegment, src: bytes, dst: bytes, partial: bool = False):
+    """``prefix`` (say, the IP header) followed by the encoded segment, in one buffer, one checksum pass.
+
+    With ``partial`` (the kernel finishes the checksum) the payload is not touched: the result
+    is the pair (headers, payload), for one ``writev`` without copying the payload again.
+    """
     opts = encode_options(seg) if (seg.mss is not None or seg.wscale is not None or seg.sack_perm
                                    or seg.sack or seg.tsval is not None) else b""
     hlen = HEADER_LEN + len(opts)
@@ -174,11 +179,12 @@ def build_tcp_after(prefix: bytes, seg: TcpSegment, src: bytes, dst: bytes, part
     start = len(buf)
     buf += _HDR.pack(seg.sport, seg.dport, seg.seq, seg.ack, (hlen // 4) << 4, seg.flags, seg.window, 0, seg.urg)
     buf += opts
+    if partial:
+        total = hlen + len(seg.payload)
+        _H.pack_into(buf, start + 16, pseudo_header_sum(src, dst, IPPROTO_TCP, total) or 0xFFFF)
+        return (buf, seg.payload) if seg.payload else buf
     buf += seg.payload
     total = len(buf) - start
-    if partial:
-        csum = pseudo_header_sum(src, dst, IPPROTO_TCP, total) or 0xFFFF
-    else:
-        csum = finish(ones_sum(memoryview(buf)[start:]) + pseudo_header_sum(src, dst, IPPROTO_TCP, total))
+    csum = finish(ones_sum(memoryview(buf)[start:]) + pseudo_header_sum(src, dst, IPPROTO_TCP, total))
     _H.pack_into(buf, start + 16, csum)
     return buf
