@@ -84,6 +84,8 @@ class Connection:
         self.persist_at: float | None = None
         self.persist_backoff = 0
         self.timewait_at: float | None = None
+        self.pto_at: float | None = None           # RFC 8985 7 tail loss probe timer
+        self.tlp_high: int | None = None          # SND.MAX when the probe went out (one probe per episode)
         self.finwait2_at: float | None = None
         self.keepalive_at: float | None = None
         self.keepalive_enabled = False
@@ -279,7 +281,7 @@ class Connection:
         if err:
             self.error = err
         self.rto_at = self.persist_at = self.timewait_at = self.finwait2_at = None
-        self.keepalive_at = self.delack_at = None
+        self.keepalive_at = self.delack_at = self.pto_at = None
         self.ack_now = False
         if self.state is not State.CLOSED:
             self._set_state(State.CLOSED, now, why)
@@ -582,6 +584,8 @@ class Connection:
         elif self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
             self._rtt_sample(now, now - self.rtt_time)
         self.recovery.on_new_ack(seg, acked, now)
+        if self.tlp_high is not None and seq_ge(ack, self.tlp_high):
+            self.tlp_high = None  # RFC 8985 7.4: the probe's episode is over
         if self._pending_cc and not self.recovery.in_recovery:
             self.set_congestion(self._pending_cc, now)
         # RFC 6298 5.2 / 5.3: stop the timer when all is acked, else restart it
@@ -619,7 +623,7 @@ class Connection:
         return True
 
     def _enter_time_wait(self, now: float, why: str) -> None:
-        self.rto_at = self.persist_at = self.finwait2_at = self.keepalive_at = None
+        self.rto_at = self.persist_at = self.finwait2_at = self.keepalive_at = self.pto_at = None
         self.timewait_at = now + 2 * self.config.msl
         self._set_state(State.TIME_WAIT, now, why)
 
@@ -864,6 +868,7 @@ class Connection:
         elif self.snd_nxt != self.snd_max or seq_lt(self.snd_una, self.snd_max):
             if self.rto_at is None:
                 self.rto_at = now + self.rtt.current_rto()  # RFC 6298 5.1
+        self._arm_pto(now)
 
     def _send_one(self, now: float) -> bool:
         """Send the next new segment if allowed; True when one was sent."""
@@ -894,6 +899,41 @@ class Connection:
         if n == avail and idle:
             return True  # all queued data fits and nothing unacknowledged (or TCP_NODELAY)
         return idle and self.max_snd_wnd > 0 and n >= self.max_snd_wnd // 2
+
+    def _arm_pto(self, now: float) -> None:
+        """RFC 8985 7.2: with SACK, outside recovery, data in flight: probe after PTO = 2*SRTT
+        (+ a delayed-ACK allowance for a single segment), unless the RTO would come first."""
+        self.pto_at = None
+        if (not self.sack_enabled or self.recovery.in_recovery or self.tlp_high is not None
+                or self.snd_una == self.snd_max or self.rto_at is None or self.state not in _CAN_SEND):
+            return
+        srtt = self.rtt.srtt
+        pto = 2 * srtt if srtt is not None else 1.0
+        if self.flight_size <= self.eff_mss:
+            pto += 0.2  # RFC 8985 7.2: WCDelAckT, the worst-case delayed ACK
+        at = now + max(pto, 0.01)
+        if at < self.rto_at:
+            self.pto_at = at
+
+    def _on_pto(self, now: float) -> None:
+        """RFC 8985 7.3: send one new segment if the peer's window allows, else resend the last one,
+        so that its ACK (with SACK) reveals a lost tail without waiting for the RTO."""
+        self.pto_at = None
+        if self.recovery.in_recovery or self.snd_una == self.snd_max or self.state not in _CAN_SEND:
+            return
+        off = seq_diff(self.snd_nxt, self.snd_una)
+        avail = len(self.sndbuf) - off
+        if avail > 0 and self.snd_wnd - self.flight_size >= min(avail, self.eff_mss):
+            n = min(avail, self.eff_mss)
+            self._trace("tlp", now, seq=self.snd_nxt, len=n, kind="new_data")
+            self._send_data(off, n, now)
+            self.tlp_high = seq_add(self.snd_una, off + n)
+        else:
+            data_end = self.fin_seq if self.fin_sent else self.snd_max
+            last = seq_add(data_end, -min(self.eff_mss, seq_diff(data_end, self.snd_una)))
+            self.retransmit_range(last, now, "tlp")
+            self.tlp_high = data_end  # the probe's last octet + 1: a SACK reaching it means it arrived
+        self.rto_at = now + self.rtt.current_rto()
 
     def _arm_persist(self, now: float, in_flight: int) -> None:
         """RFC 9293 3.8.6.1: zero (or SWS-blocked) window with nothing in flight -> persist timer."""
@@ -952,7 +992,7 @@ class Connection:
     def next_deadline(self) -> float | None:
         best = None
         for t in (self.rto_at, self.delack_at, self.persist_at, self.timewait_at, self.finwait2_at,
-                  self.keepalive_at):
+                  self.keepalive_at, self.pto_at):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -971,6 +1011,8 @@ class Connection:
             self._on_persist(now)
         if self.keepalive_at is not None and now >= self.keepalive_at:
             self._on_keepalive(now)
+        if self.pto_at is not None and now >= self.pto_at:
+            self._on_pto(now)
         if self.delack_at is not None and now >= self.delack_at:
             self.delack_at = None
             if self.state is not State.CLOSED:
@@ -1000,6 +1042,8 @@ class Connection:
         if self.snd_una == self.snd_max:
             return
         self.recovery.on_rto(now)
+        self.tlp_high = None
+        self.pto_at = None
         self._trace_cc(now, "rto")
         self.retransmit_range(self.snd_una, now, "rto")
         self.rto_at = now + self.rtt.current_rto()

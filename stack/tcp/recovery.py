@@ -31,6 +31,8 @@ class LossRecovery:
         self.high_rxt = conn.iss           # RFC 6675 HighRxt: highest octet retransmitted in recovery
         self.rxt_head = False              # fast retransmit / partial ACK: resend SND.UNA's segment
         self.fast_retransmits = 0
+        self.rxt_snd_max: int | None = None  # SND.MAX when the latest hole was resent (lost-rxt detection)
+        self.lost_retransmits = 0
 
     # ---------------------------------------------------------------- scoreboard
     def _update_scoreboard(self, seg) -> None:
@@ -121,6 +123,7 @@ class LossRecovery:
         c = self.c
         before = self.sacked_bytes() if c.sack_enabled else 0
         self._update_scoreboard(seg)
+        self._detect_lost_retransmissions(now)
         if seg.ack != c.snd_una or c.snd_una == c.snd_max or seg.payload or seg.flags & (SYN | FIN):
             return
         if c.persist_at is not None or seg.window == 0:
@@ -140,6 +143,8 @@ class LossRecovery:
             return
         if self.dupacks >= DUP_THRESH or (c.sack_enabled and self._is_lost(c.snd_una)):
             self._enter_recovery(now)  # RFC 5681 3.2 / RFC 6675 5 (IsLost(HighACK + 1))
+        elif c.tlp_high is not None and self.sacked and seq_ge(self.sacked[-1][1], c.tlp_high):
+            self._enter_recovery(now)  # RFC 8985 7.4 / 6.2: the probe, sent last, arrived; the hole before it is lost
 
     def _enter_recovery(self, now: float) -> None:
         """RFC 6582 3.2 step 2 / RFC 6675 5 (or RFC 5681 3.2 step 2-3)."""
@@ -149,6 +154,7 @@ class LossRecovery:
         self.in_recovery = True
         self.recover = seq_add(c.snd_max, -1)
         self.high_rxt = c.snd_una
+        self.rxt_snd_max = None
         self.fast_retransmits += 1
         c.cc.on_enter_recovery(now, c.flight_size, inflate=not c.sack_enabled)  # RFC 6675 5: pipe, no inflation
         c._trace_cc(now, "fast_retransmit")
@@ -158,6 +164,7 @@ class LossRecovery:
         """SND.UNA advanced by ``acked`` octets."""
         c = self.c
         self._update_scoreboard(seg)
+        self._detect_lost_retransmissions(now)
         self.dupacks = 0
         if not self.in_recovery:
             c.cc.on_ack(acked, now, c.rtt.srtt, c.flight_size)
@@ -166,6 +173,7 @@ class LossRecovery:
             return
         if seq_gt(seg.ack, self.recover) or not c.cc.partial_ack_recovery:
             self.in_recovery = False  # RFC 6582 3.2 step 3: full ACK ends recovery (Reno: any new ACK)
+            self.rxt_snd_max = None
             c.cc.on_exit_recovery(now, c.flight_size)
             c._trace_cc(now, "recovery_exit")
             return
@@ -174,6 +182,19 @@ class LossRecovery:
             c.cc.on_partial_ack(acked)
             self.rxt_head = True
         c._trace_cc(now, "partial_ack")
+
+    def _detect_lost_retransmissions(self, now: float) -> None:
+        """RACK's rule (RFC 8985 6.2) by sequence instead of by clock: once data first sent after our
+        latest retransmission has been SACKed, every retransmitted hole still missing was lost too
+        (absent reordering), so the holes are resent again instead of waiting for the RTO."""
+        c = self.c
+        if self.rxt_snd_max is None or not (self.in_recovery and self.sacked):
+            return
+        if seq_gt(self.sacked[-1][1], self.rxt_snd_max) and seq_lt(c.snd_una, self.high_rxt):
+            self.lost_retransmits += 1
+            c._trace("lost_retransmit", now, snd_una=c.snd_una, high_rxt=self.high_rxt)
+            self.high_rxt = c.snd_una
+            self.rxt_snd_max = None
 
     def on_rto(self, now: float) -> None:
         """RFC 5681 3.1 / RFC 6582 4: after a timeout, resend from SND.UNA in order; no fast retransmit
@@ -185,6 +206,7 @@ class LossRecovery:
         self.dupacks = 0
         self.sacked.clear()  # RFC 2018 8: after a timeout, ignore SACK state (the receiver may renege)
         self.rxt_head = False
+        self.rxt_snd_max = None
         c.snd_nxt = c.snd_una
 
     # ---------------------------------------------------------------- sending
@@ -197,6 +219,7 @@ class LossRecovery:
             end = seq_add(c.snd_una, sent)
             if seq_gt(end, self.high_rxt):
                 self.high_rxt = end
+            self.rxt_snd_max = c.snd_max
         if not (self.in_recovery and c.sack_enabled):
             return
         for _ in range(64):  # bounded: each pass resends one segment
@@ -210,3 +233,4 @@ class LossRecovery:
             if not sent:
                 return
             self.high_rxt = seq_add(seq, sent)
+            self.rxt_snd_max = c.snd_max

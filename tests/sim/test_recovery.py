@@ -93,3 +93,28 @@ def test_rto_backoff_doubles_when_retransmissions_are_lost():
     assert [e["why"] for e in rxt] == ["fast", "rto", "rto", "rto"]
     gaps = [round(b["t"] - a_["t"], 6) for a_, b in zip(rxt, rxt[1:])]
     assert gaps[1] == 2 * gaps[0] and gaps[2] == 2 * gaps[1]
+
+
+def test_tail_loss_probe_repairs_a_lost_tail_without_rto():
+    """RFC 8985 7: the last two segments of a transfer are lost; the probe's SACK starts recovery, no RTO."""
+    size = 30 * 1448
+    sim, sink, a = _run("data:29,30", sack=True, congestion="cubic", size=size)
+    whys = [e["why"] for e in _retransmits(sink)]
+    assert "tlp" in whys and "rto" not in whys
+    assert set(_dropped_seqs(sink)) <= {e["seq"] for e in _retransmits(sink)}
+
+
+def test_lost_retransmission_is_detected_without_rto():
+    """RFC 8985 6.2 (by sequence): a hole's retransmission is lost too; once later data is SACKed
+    the hole is resent again, and the transfer never waits for the RTO."""
+    sim, sink, a = _run("data:12x2", sack=True, congestion="cubic", size=400_000)
+    rxt = [e for e in _retransmits(sink) if e["seq"] == _dropped_seqs(sink)[0]]
+    assert len(rxt) == 2 and all(e["why"] == "sack" for e in rxt)
+    assert _sender(sink.of("lost_retransmit"))
+    assert a.recovery.lost_retransmits == 1
+
+
+def test_without_sack_a_tail_loss_waits_for_the_rto():
+    """The contrast the labs show: no SACK, no probe; the lost tail is found by the RTO."""
+    sim, sink, a = _run("data:29,30", sack=False, congestion="newreno", size=30 * 1448)
+    assert "rto" in [e["why"] for e in _retransmits(sink)]
