@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", type=_port, metavar="PORT", help="serve --root over HTTP/1.1 on this port")
     serve.add_argument("--root", type=_directory, default=".", metavar="DIR", help="directory the HTTP server serves")
     serve.add_argument("--echo", type=_port, metavar="PORT", help="run an echo server (RFC 862) on this port")
+    serve.add_argument("--echo-mode", choices=("threads", "epoll"), default="threads",
+                       help="echo server style: a blocking thread per connection, or one thread on stack.epoll")
     serve.add_argument("--discard", type=_port, metavar="PORT", help="run a discard server (RFC 863) on this port")
     serve.add_argument("--cc", default=None, metavar="NAME",
                        help="congestion control for every connection (reno, newreno, cubic; default: cubic)")
@@ -200,7 +202,10 @@ def _run_servers(stack, args) -> int:
         try:
             if args.http:
                 servers.append(("http", args.http, http_server(stack, args.http, args.root, args.quiet)))
-            if args.echo:
+            if args.echo and args.echo_mode == "epoll":
+                from .apps.epoll_echo import EpollEchoServer
+                servers.append(("echo (epoll)", args.echo, EpollEchoServer(stack, args.echo)))
+            elif args.echo:
                 servers.append(("echo", args.echo, echo_server(stack, args.echo, args.quiet)))
             if args.discard:
                 servers.append(("discard", args.discard, discard_server(stack, args.discard, args.quiet)))

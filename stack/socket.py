@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select as _select
 import socket as _std
 import threading
 import time
@@ -119,17 +120,26 @@ class socket:
         return c.state not in (State.SYN_SENT, State.SYN_RECEIVED)
 
     def poll_events(self) -> int:
-        """The EPOLL* bits this socket reports now (as tcp_poll computes them)."""
-        mask = 0
-        if self.readable():
-            mask |= _std.POLLIN if hasattr(_std, "POLLIN") else 0x1
+        """The EPOLL* bits this socket reports now, computed as Linux's tcp_poll() does."""
+        if self._listener is not None:
+            return _select.EPOLLIN if self._listener.readable else 0
         c = self._conn
-        if c is not None and self.writable():
-            mask |= 0x4
-        if c is not None and (c.error or c.state is State.CLOSED and c.rcv_closed):
-            mask |= 0x8 if c.error else 0
-        if c is not None and c.state is State.CLOSED:
-            mask |= 0x10  # POLLHUP
+        if c is None:
+            return _select.EPOLLHUP if self._closed else 0
+        mask = 0
+        if c.state is State.CLOSED or (c.rcv_closed and c.fin_queued):
+            mask |= _select.EPOLLHUP  # both directions shut down
+        if c.rcv_closed or self._shut_rd:
+            mask |= _select.EPOLLIN | _select.EPOLLRDNORM | _select.EPOLLRDHUP  # the peer's FIN: EOF
+        elif c.rcvbuf:
+            mask |= _select.EPOLLIN | _select.EPOLLRDNORM
+        if c.state not in (State.SYN_SENT, State.SYN_RECEIVED):
+            if c.fin_queued or c.state not in _SYNCHRONIZED_SEND:
+                mask |= _select.EPOLLOUT | _select.EPOLLWRNORM  # a write fails at once (EPIPE)
+            elif c.send_space() > 0:
+                mask |= _select.EPOLLOUT | _select.EPOLLWRNORM
+        if c.error and not self._err_reported:
+            mask |= _select.EPOLLERR
         return mask
 
     def fileno(self) -> int:

@@ -1,0 +1,96 @@
+"""A one-thread echo server on ``stack.epoll``: the "NIO multiplexing" half of the course.
+
+Compare with ``servers.EchoHandler`` (a thread per connection, blocking calls): here one
+thread owns every connection, sockets are non-blocking, and ``epoll.poll`` says which
+ones are ready. Edge-triggered, so each readiness event is drained until EAGAIN.
+"""
+from __future__ import annotations
+
+import threading
+
+from ..epoll import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epoll
+
+
+class EpollEchoServer:
+    def __init__(self, stack, port: int, backlog: int = 128):
+        self.stack = stack
+        self.listener = stack.socket()
+        self.listener.bind(("", port))
+        self.listener.listen(backlog)
+        self.listener.setblocking(False)
+        self.ep = epoll(stack)
+        self.ep.register(self.listener, EPOLLIN)
+        self.conns: dict[int, tuple] = {}   # fd -> (socket, pending output bytearray)
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+
+    def serve_forever(self, poll_interval: float = 0.2) -> None:
+        self._done.clear()
+        try:
+            while not self._stop.is_set():
+                for fd, events in self.ep.poll(poll_interval):
+                    if fd == self.listener.fileno():
+                        self._accept_all()
+                    else:
+                        self._service(fd, events)
+        finally:
+            self._done.set()
+
+    def _accept_all(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            sock.setblocking(False)
+            self.conns[sock.fileno()] = (sock, bytearray())
+            self.ep.register(sock, EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+    def _service(self, fd: int, events: int) -> None:
+        sock, out = self.conns[fd]
+        closing = bool(events & (EPOLLERR | EPOLLHUP))
+        if events & (EPOLLIN | EPOLLRDHUP):
+            while True:  # edge-triggered: drain until EAGAIN
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    closing = True
+                    break
+                if not data:
+                    closing = True
+                    break
+                out += data
+        self._flush(fd, sock, out)
+        if closing and not out:
+            self._drop(fd, sock)
+
+    def _flush(self, fd: int, sock, out: bytearray) -> None:
+        while out:
+            try:
+                n = sock.send(out)
+            except BlockingIOError:
+                self.ep.modify(sock, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+                return
+            except OSError:
+                out.clear()
+                return
+            del out[:n]
+        self.ep.modify(sock, EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+    def _drop(self, fd: int, sock) -> None:
+        del self.conns[fd]
+        sock.close()  # close(2) also removes it from the epoll
+
+    def shutdown(self) -> None:
+        """Stop serve_forever and wait for it to return (as socketserver's shutdown does)."""
+        self._stop.set()
+        self._done.wait(5)
+
+    def server_close(self) -> None:
+        for fd, (sock, _) in list(self.conns.items()):
+            self._drop(fd, sock)
+        self.ep.close()
+        self.listener.close()

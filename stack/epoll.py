@@ -1,0 +1,224 @@
+"""epoll for tunstack sockets, built the way Linux builds it (fs/eventpoll.c), with its names.
+
+The course's epoll slide, in code:
+
+- ``epoll(stack)`` is ``epoll_create``: an event poll object with an interest set (Linux
+  keeps it in a red-black tree, ``rbr``; a dict here) and a ready list (``rdllist``).
+- ``register(sock, events)`` is ``epoll_ctl(EPOLL_CTL_ADD)``: it creates an ``EpItem`` and
+  hangs a callback (``ep_poll_callback``) on the socket's wait queue.
+- When the socket becomes ready, the stack (holding its lock, like softirq) wakes the
+  socket's wait queue; the callback puts the item on the ready list and wakes whoever
+  sleeps in ``poll()`` (``epoll_wait``) on the epoll's own wait queue.
+- ``poll()`` takes items off the ready list, asks each socket for its current events
+  (``ep_send_events`` -> ``tcp_poll``), reports those that match, and puts
+  level-triggered items back on the list; edge-triggered (``EPOLLET``) items come back only
+  with the next wake-up; ``EPOLLONESHOT`` items are disarmed until ``modify()``.
+
+The API mirrors ``select.epoll``: ``register``, ``modify``, ``unregister``, ``poll``,
+``close``, ``fileno``, the ``EPOLL*`` constants of the ``select`` module. Sockets are
+named by their ``fileno()`` in results (a real fd: see stack/socket.py).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import select as _select
+import threading
+import time
+from collections import deque
+
+EPOLLIN, EPOLLOUT, EPOLLPRI = _select.EPOLLIN, _select.EPOLLOUT, _select.EPOLLPRI
+EPOLLERR, EPOLLHUP, EPOLLRDHUP = _select.EPOLLERR, _select.EPOLLHUP, _select.EPOLLRDHUP
+EPOLLET, EPOLLONESHOT = _select.EPOLLET, _select.EPOLLONESHOT
+EPOLLRDNORM, EPOLLWRNORM = _select.EPOLLRDNORM, _select.EPOLLWRNORM
+_ALWAYS = EPOLLERR | EPOLLHUP  # reported whether asked for or not (epoll_ctl(2))
+_PRIVATE = EPOLLET | EPOLLONESHOT
+
+
+class EpItem:
+    """One registered socket: Linux's ``struct epitem``."""
+
+    __slots__ = ("sock", "fd", "events", "on_rdllist", "disabled")
+
+    def __init__(self, sock, fd: int, events: int):
+        self.sock, self.fd, self.events = sock, fd, events
+        self.on_rdllist = False
+        self.disabled = False  # EPOLLONESHOT fired and not re-armed
+
+
+class epoll:
+    """An epoll instance over the sockets of one ``Stack``."""
+
+    def __init__(self, stack, sizehint: int = -1, flags: int = 0):
+        self.stack = stack
+        self.rbr: dict[int, EpItem] = {}          # the interest set
+        self.rdllist: deque[EpItem] = deque()     # the ready list
+        self.wq = threading.Condition(stack.lock)  # epoll_wait sleeps here
+        self._closed = False
+        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # readable while rdllist is not empty
+        self._efd_set = False
+
+    # ---------------------------------------------------------------- epoll_ctl
+    def register(self, sock, eventmask: int = EPOLLIN | EPOLLPRI | EPOLLOUT) -> None:
+        """EPOLL_CTL_ADD. ``sock`` is a tunstack socket (not a bare fd: we need its wait queue)."""
+        with self.stack.lock:
+            self._check_open()
+            fd = self._fd_of(sock)
+            if fd in self.rbr:
+                raise FileExistsError(errno.EEXIST, "already registered")
+            item = EpItem(sock, fd, eventmask)
+            self.rbr[fd] = item
+            sock._watchers.append(self._callback_for(item))
+            self._ep_poll_callback(item)  # ready already? then it goes on the list now, as Linux does
+
+    def modify(self, sock, eventmask: int) -> None:
+        """EPOLL_CTL_MOD: new interest mask; re-arms an EPOLLONESHOT item."""
+        with self.stack.lock:
+            self._check_open()
+            item = self._item(sock)
+            item.events = eventmask
+            item.disabled = False
+            self._ep_poll_callback(item)
+
+    def unregister(self, sock) -> None:
+        """EPOLL_CTL_DEL."""
+        with self.stack.lock:
+            self._check_open()
+            item = self._item(sock)
+            del self.rbr[item.fd]
+            self._unhook(item)
+            if item.on_rdllist:
+                self.rdllist.remove(item)
+                item.on_rdllist = False
+            self._sync_fd()
+
+    # ---------------------------------------------------------------- the callback
+    def _callback_for(self, item: EpItem):
+        def ep_poll_callback(sock, item=item, ep=self):
+            ep._ep_poll_callback(item)
+        ep_poll_callback.epoll = self
+        return ep_poll_callback
+
+    def _ep_poll_callback(self, item: EpItem) -> None:
+        """Called (stack lock held) whenever the socket's wait queue is woken."""
+        if self._closed:
+            return
+        if item.sock.closed:  # closing the socket removes it from every epoll (as close(2) does)
+            if self.rbr.get(item.fd) is item:
+                del self.rbr[item.fd]
+            self._unhook(item)
+            if item.on_rdllist:
+                self.rdllist.remove(item)
+                item.on_rdllist = False
+            self._sync_fd()
+            return
+        if item.disabled:
+            return
+        if not item.sock.poll_events() & (item.events | _ALWAYS):
+            return
+        if not item.on_rdllist:
+            item.on_rdllist = True
+            self.rdllist.append(item)
+        self._sync_fd()
+        self.wq.notify_all()
+
+    # ---------------------------------------------------------------- epoll_wait
+    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+        """epoll_wait: up to ``maxevents`` (fd, events) pairs; waits up to ``timeout`` s (None/-1: forever)."""
+        if timeout is not None and timeout < 0:
+            timeout = None
+        if maxevents == 0 or maxevents < -1:
+            raise ValueError("maxevents must be greater than 0, got %d" % maxevents)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.stack.lock:
+            self._check_open()
+            while True:
+                events = self._ep_send_events(maxevents)
+                if events or (deadline is not None and time.monotonic() >= deadline):
+                    return events
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self.wq.wait(left)
+                self._check_open()
+
+    def _ep_send_events(self, maxevents: int) -> list[tuple[int, int]]:
+        """Report the ready items whose sockets still have wanted events; level-triggered ones stay."""
+        out: list[tuple[int, int]] = []
+        keep: list[EpItem] = []
+        while self.rdllist and (maxevents == -1 or len(out) < maxevents):
+            item = self.rdllist.popleft()
+            item.on_rdllist = False
+            revents = item.sock.poll_events() & (item.events | _ALWAYS) & ~_PRIVATE
+            if not revents or item.disabled:
+                continue
+            out.append((item.fd, revents))
+            if item.events & EPOLLONESHOT:
+                item.disabled = True
+            elif not item.events & EPOLLET:
+                keep.append(item)  # level-triggered: back on the list, checked again next time
+        for item in keep:
+            item.on_rdllist = True
+            self.rdllist.append(item)
+        self._sync_fd()
+        return out
+
+    # ---------------------------------------------------------------- the rest of the API
+    def fileno(self) -> int:
+        """An eventfd readable while the ready list is not empty (so an epoll can be select()ed)."""
+        self._check_open()
+        return self._efd
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        with self.stack.lock:
+            if self._closed:
+                return
+            for item in self.rbr.values():
+                self._unhook(item)
+            self.rbr.clear()
+            self.rdllist.clear()
+            self._closed = True
+            self.wq.notify_all()
+            os.close(self._efd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _unhook(self, item: EpItem) -> None:
+        item.sock._watchers[:] = [cb for cb in item.sock._watchers if getattr(cb, "epoll", None) is not self
+                                  or cb.__defaults__[0] is not item]
+
+    def _fd_of(self, sock) -> int:
+        if isinstance(sock, int):
+            raise TypeError("tunstack epoll needs the socket object, not a bare fd")
+        fd = sock.fileno()
+        if fd < 0:
+            raise OSError(errno.EBADF, "socket is closed")
+        return fd
+
+    def _item(self, sock) -> EpItem:
+        item = self.rbr.get(self._fd_of(sock))
+        if item is None:
+            raise FileNotFoundError(errno.ENOENT, "not registered")
+        return item
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on closed epoll object")
+
+    def _sync_fd(self) -> None:
+        ready = bool(self.rdllist)
+        if ready and not self._efd_set:
+            os.eventfd_write(self._efd, 1)
+            self._efd_set = True
+        elif not ready and self._efd_set:
+            try:
+                os.eventfd_read(self._efd)
+            except BlockingIOError:
+                pass
+            self._efd_set = False

@@ -1,0 +1,238 @@
+"""stack.epoll: level- and edge-triggered readiness as Linux's epoll reports it, over two stacks.
+
+The stacks are joined by an in-memory socketpair link (no TUN), so these tests need no
+namespace; timings are real but bounded and short.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import threading
+import time
+
+import pytest
+
+from stack.apps.epoll_echo import EpollEchoServer
+from stack.epoll import (EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLONESHOT, EPOLLOUT, EPOLLRDHUP,
+                         epoll)
+from stack.link.memory import SocketPairLink
+from stack.runtime.stack import Stack
+
+
+@pytest.fixture
+def stacks():
+    la, lb = SocketPairLink.pair()
+    a = Stack(la, "192.0.2.1").start()
+    b = Stack(lb, "192.0.2.2").start()
+    yield a, b
+    a.close()
+    b.close()
+    la.close()
+    lb.close()
+
+
+def _pair(a, b, port=7000):
+    """(client socket on a, accepted socket on b)."""
+    lst = b.socket()
+    lst.bind(("", port))
+    lst.listen(8)
+    lst.settimeout(5)
+    c = a.socket()
+    c.settimeout(5)
+    c.connect(("192.0.2.2", port))
+    s, _ = lst.accept()
+    s.settimeout(5)
+    lst.close()
+    return c, s
+
+
+def _wait_events(ep, timeout=2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ev = ep.poll(0.05)
+        if ev:
+            return ev
+    return []
+
+
+def test_level_triggered_reports_until_drained(stacks):
+    """Without EPOLLET an item stays on the ready list while the socket is readable."""
+    a, b = stacks
+    c, s = _pair(a, b)
+    with epoll(b) as ep:
+        ep.register(s, EPOLLIN)
+        assert ep.poll(0) == []
+        c.sendall(b"hello")
+        assert _wait_events(ep) == [(s.fileno(), EPOLLIN)]  # only the bits asked for (and ERR/HUP)
+        assert ep.poll(0) == [(s.fileno(), EPOLLIN)]  # not read yet: reported again
+        assert s.recv(100) == b"hello"
+        assert ep.poll(0) == []
+
+
+def test_edge_triggered_reports_each_arrival_once(stacks):
+    """EPOLLET: one report per wake-up, even though the data is still unread."""
+    a, b = stacks
+    c, s = _pair(a, b)
+    with epoll(b) as ep:
+        ep.register(s, EPOLLIN | EPOLLET)
+        c.sendall(b"one")
+        assert _wait_events(ep) == [(s.fileno(), EPOLLIN)]
+        assert ep.poll(0.1) == []  # still readable, but no new edge
+        c.sendall(b"two")
+        assert _wait_events(ep) == [(s.fileno(), EPOLLIN)]
+        time.sleep(0.05)
+        assert s.recv(100) == b"onetwo"
+
+
+def test_oneshot_disarms_until_modify(stacks):
+    a, b = stacks
+    c, s = _pair(a, b)
+    with epoll(b) as ep:
+        ep.register(s, EPOLLIN | EPOLLONESHOT)
+        c.sendall(b"x")
+        assert _wait_events(ep) == [(s.fileno(), EPOLLIN)]
+        c.sendall(b"y")
+        assert ep.poll(0.1) == []
+        ep.modify(s, EPOLLIN | EPOLLONESHOT)  # re-arm: still readable -> reported at once
+        assert ep.poll(0) == [(s.fileno(), EPOLLIN)]
+
+
+def test_listening_socket_ready_when_connection_pending(stacks):
+    a, b = stacks
+    lst = b.socket()
+    lst.bind(("", 7100))
+    lst.listen(8)
+    with epoll(b) as ep:
+        ep.register(lst, EPOLLIN)
+        assert ep.poll(0) == []
+        c = a.socket()
+        c.settimeout(5)
+        c.connect(("192.0.2.2", 7100))
+        assert _wait_events(ep) == [(lst.fileno(), EPOLLIN)]
+        lst.settimeout(5)
+        s, _ = lst.accept()
+        assert ep.poll(0) == []
+        s.close()
+    lst.close()
+
+
+def test_out_rdhup_hup_and_err(stacks):
+    """tcp_poll's bits: EPOLLOUT when writable; EPOLLRDHUP|EPOLLIN at the peer's FIN; EPOLLHUP when
+    both directions are shut; EPOLLERR after a reset."""
+    a, b = stacks
+    c, s = _pair(a, b)
+    with epoll(b) as ep:
+        ep.register(s, EPOLLIN | EPOLLOUT | EPOLLRDHUP)
+        assert ep.poll(0) == [(s.fileno(), EPOLLOUT)]
+        c.shutdown(2 - 1)  # SHUT_WR
+        deadline = time.monotonic() + 2
+        ev = 0
+        while time.monotonic() < deadline and not ev & EPOLLRDHUP:
+            ev = dict(ep.poll(0.05)).get(s.fileno(), 0)
+        assert ev & EPOLLRDHUP and ev & EPOLLIN and not ev & EPOLLHUP
+        s.shutdown(2 - 1)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not ev & EPOLLHUP:
+            ev = dict(ep.poll(0.05)).get(s.fileno(), 0)
+        assert ev & EPOLLHUP
+    c2, s2 = _pair(a, b, 7200)
+    with epoll(b) as ep:
+        ep.register(s2, EPOLLIN)
+        s2.sendall(b"unread")  # the client closes with unread data: RFC 2525 says reset
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not c2.info().get("rcvbuf"):
+            time.sleep(0.01)
+        c2.close()
+        deadline = time.monotonic() + 2
+        ev = 0
+        while time.monotonic() < deadline and not ev & EPOLLERR:
+            ev = dict(ep.poll(0.05)).get(s2.fileno(), 0)
+        assert ev & EPOLLERR and ev & EPOLLHUP  # EPOLLERR/EPOLLHUP are reported even when not asked for
+
+
+def test_poll_timeout_and_maxevents(stacks):
+    a, b = stacks
+    pairs = [_pair(a, b, 7300 + i) for i in range(3)]
+    with epoll(b) as ep:
+        start = time.monotonic()
+        for _, s in pairs:
+            ep.register(s, EPOLLIN)
+        assert ep.poll(0.2) == []
+        assert 0.15 <= time.monotonic() - start < 2
+        for c, _ in pairs:
+            c.sendall(b"z")
+        time.sleep(0.1)
+        first = ep.poll(0, maxevents=2)
+        assert len(first) == 2
+        assert len(ep.poll(0)) == 3  # level-triggered: all three still ready
+        with pytest.raises(ValueError):
+            ep.poll(0, maxevents=0)
+
+
+def test_unregister_and_close_remove_items(stacks):
+    a, b = stacks
+    c, s = _pair(a, b)
+    with epoll(b) as ep:
+        ep.register(s, EPOLLIN)
+        with pytest.raises(FileExistsError):
+            ep.register(s, EPOLLIN)
+        ep.unregister(s)
+        c.sendall(b"x")
+        assert ep.poll(0.1) == []
+        with pytest.raises(FileNotFoundError):
+            ep.unregister(s)
+        ep.register(s, EPOLLIN)
+        assert _wait_events(ep)
+        fd = s.fileno()
+        s.close()
+        assert fd not in ep.rbr and ep.poll(0) == []
+    with pytest.raises(ValueError):
+        ep.poll(0)
+
+
+def test_epoll_fileno_is_selectable(stacks):
+    """An epoll's own fd is readable while its ready list is not empty (epoll in select/epoll)."""
+    a, b = stacks
+    c, s = _pair(a, b)
+    with epoll(b) as ep:
+        ep.register(s, EPOLLIN)
+        assert select.select([ep.fileno()], [], [], 0)[0] == []
+        c.sendall(b"x")
+        assert select.select([ep.fileno()], [], [], 2)[0] == [ep.fileno()]
+
+
+def test_one_thread_epoll_echo_server_serves_many_clients(stacks):
+    """The NIO side of the course: one thread, edge-triggered epoll, 20 clients at once, bytes intact."""
+    a, b = stacks
+    server = EpollEchoServer(b, 7400)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    results = {}
+
+    def client(i):
+        data = os.urandom(50_000 + i * 1000)
+        sock = a.socket()
+        sock.settimeout(10)
+        sock.connect(("192.0.2.2", 7400))
+        got = bytearray()
+        sender = threading.Thread(target=lambda: (sock.sendall(data), sock.shutdown(1)))
+        sender.start()
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        sender.join()
+        sock.close()
+        results[i] = hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    for th in clients:
+        th.start()
+    for th in clients:
+        th.join(30)
+    server.shutdown()
+    t.join(5)
+    server.server_close()
+    assert results == {i: True for i in range(20)}
