@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the stack on a TUN device with HTTP/echo/discard servers",
         description="Create a TUN device in the current network namespace, give the host side an address, "
                     "and run the userspace stack behind it until SIGINT/SIGTERM. Needs CAP_NET_ADMIN (root). "
-                    "Prints 'tunstack: serving ...' when ready.",
+                    "Prints 'tunstack: serving ...' when ready; on SIGUSR1 prints its connections, like ss -ti.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     serve.add_argument("--tun", type=_ifname, default="tun0", metavar="NAME", help="TUN device name to create")
     serve.add_argument("--addr", type=_ipv4, default=DEFAULT_ADDR, help="the stack's own IPv4 address")
@@ -195,8 +195,10 @@ def _run_servers(stack, args) -> int:
     from .apps.servers import discard_server, echo_server, http_server
 
     stop = threading.Event()
+    show = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: show.set())
     servers, threads = [], []
     with stack:
         try:
@@ -218,9 +220,12 @@ def _run_servers(stack, args) -> int:
         what = ", ".join(f"{name} :{port}" for name, port, _ in servers) or "ping only"
         print(f"tunstack: serving on {args.addr} via {args.tun} (host side {args.host_addr}, mtu {args.mtu}): {what}",
               flush=True)
-        while not stop.wait(0.5):
+        while not stop.wait(0.2):
             if stack.loop_error is not None:
                 raise CliError(f"stack thread failed: {stack.loop_error!r}")
+            if show.is_set():
+                show.clear()
+                print(format_connections(stack.connections()), file=sys.stderr, flush=True)
         print("tunstack: shutting down", file=sys.stderr, flush=True)
         for _, _, server in servers:
             server.shutdown()
@@ -228,6 +233,21 @@ def _run_servers(stack, args) -> int:
         stack.close(linger=1.0)
         _print_summary(stack)
     return 0
+
+
+def format_connections(infos: list[dict]) -> str:
+    """An ``ss -ti``-like table (``kill -USR1 <pid>`` of a running ``tunstack serve`` prints it)."""
+    head = f"{'State':<12} {'Local':<21} {'Peer':<21} {'Send-Q':>8} {'Recv-Q':>8}"
+    lines = [f"tunstack: {len(infos)} connection(s)", head]
+    for i in sorted(infos, key=lambda i: (i["state"], i["local"], i["remote"])):
+        lines.append(f"{i['state']:<12} {i['local']:<21} {i['remote']:<21} {i['sndbuf']:>8} {i['rcvbuf']:>8}")
+        srtt = f"{i['srtt'] * 1000:.3f}ms" if i.get("srtt") is not None else "-"
+        lines.append(f"\t {i['cc']} wscale:{i['wscale'][0]},{i['wscale'][1]} rto:{i['rto'] * 1000:.0f}ms "
+                     f"rtt:{srtt} mss:{i['mss']} cwnd:{i['cwnd']} ssthresh:{i['ssthresh']} "
+                     f"snd_wnd:{i['snd_wnd']} rcv_wnd:{i['rcv_wnd']} unacked:{i['unacked']} "
+                     f"retrans:{i['retrans']} segs_out:{i['segs_out']} segs_in:{i['segs_in']}"
+                     f"{' ts' if i['ts'] else ''}{' sack' if i['sack'] else ''}")
+    return "\n".join(lines)
 
 
 def _print_summary(stack) -> None:

@@ -12,6 +12,7 @@ in flight lives in ``congestion/``; RTT and RTO in ``rtt.py``.
 from __future__ import annotations
 
 import errno
+from collections import deque
 from typing import Callable
 
 from ..trace import NULL_TRACER, Tracer
@@ -99,8 +100,8 @@ class Connection:
         self.syn_sent_at = now
         # RTT, congestion control, loss recovery
         self.rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
-        self.rtt_seq: int | None = None           # Karn: the timed segment's end (no timestamps)
-        self.rtt_time = 0.0
+        self.sent_times: deque = deque()          # (end seq, time sent) of new data, for RTT samples
+        self.rtt_ts_fallback = False              # a retransmission left no clean timing: use TSecr
         self.cc = congestion.create(config.congestion, DEFAULT_MSS, now, config.initial_window)
         self.recovery = LossRecovery(self)
         self.stats = {"segs_out": 0, "segs_in": 0, "bytes_out": 0, "bytes_in": 0, "retrans": 0,
@@ -382,10 +383,10 @@ class Connection:
     def _ack_syn(self, seg: TcpSegment, now: float) -> None:
         """Our SYN is acknowledged: take the RTT sample (Karn: only if not retransmitted)."""
         self.snd_una = seg.ack
-        if self.ts_enabled and seg.tsecr:
-            self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))
-        elif self.retries == 0:
+        if self.retries == 0:
             self._rtt_sample(now, now - self.syn_sent_at)  # Karn: only an unretransmitted SYN is timed
+        elif self.ts_enabled and seg.tsecr:
+            self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))  # RFC 7323: the echo names the copy
         if self.retries:
             self.rtt.reset_for_data_after_syn_timeout()  # RFC 6298 5.7
         self.retries = 0
@@ -578,11 +579,7 @@ class Connection:
             self.snd_nxt = ack
         self.retries = 0
         # Karn (RFC 6298 5 note): the backed-off RTO stays until a valid sample resets it in sample()
-        if self.ts_enabled and seg.tsecr:
-            if seq_ge(seg.tsecr, self.ts_at_rto):
-                self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))  # RFC 7323 4.1 RTTM
-        elif self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
-            self._rtt_sample(now, now - self.rtt_time)
+        self._take_rtt_sample(seg, now)
         self.recovery.on_new_ack(seg, acked, now)
         if self.tlp_high is not None and seq_ge(ack, self.tlp_high):
             self.tlp_high = None  # RFC 8985 7.4: the probe's episode is over
@@ -593,10 +590,24 @@ class Connection:
         if data_acked > 0:
             self.notify("writable")
 
+    def _take_rtt_sample(self, seg: TcpSegment, now: float) -> None:
+        """An RTT sample from the newest segment this ACK covers that was sent once only (Karn's
+        rule), timed with our clock, as Linux does; when retransmissions left none, from the
+        timestamp echo (RFC 7323 4.1, 1 ms resolution), but never from an echo older than the
+        last timeout."""
+        sent_at = None
+        times = self.sent_times
+        while times and seq_le(times[0][0], seg.ack):
+            sent_at = times.popleft()[1]
+        if sent_at is not None:
+            self.rtt_ts_fallback = False
+            self._rtt_sample(now, now - sent_at)
+        elif self.rtt_ts_fallback and self.ts_enabled and seg.tsecr and seq_ge(seg.tsecr, self.ts_at_rto):
+            self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))
+
     def _rtt_sample(self, now: float, sample: float) -> None:
         if sample >= 0:
             self.rtt.sample(sample)
-            self.rtt_seq = None
             self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
                         rto=self.rtt.current_rto())
 
@@ -963,17 +974,23 @@ class Connection:
         if seq_gt(end, self.snd_nxt):
             self.snd_nxt = end
         if seq_gt(end, self.snd_max):
-            if self.rtt_seq is None and not retransmit and n:
-                self.rtt_seq, self.rtt_time = end, now  # time one segment per RTT (Karn-safe)
+            if not retransmit and n and seq_ge(seq, self.snd_max):
+                self.sent_times.append((end, now))  # first transmission: an RTT sample when ACKed
             self.stats["bytes_out"] += seq_diff(end, self.snd_max) - (1 if fin else 0)
             self.snd_max = end
         if retransmit:
             self.stats["retrans"] += 1
             self.stats["retrans_bytes"] += n
-            if self.rtt_seq is not None and seq_gt(self.rtt_seq, seq):
-                self.rtt_seq = None  # Karn's rule: never time a retransmitted segment
+            self._forget_timing_from(seq)  # Karn's rule: never time a retransmitted segment
         if self.rto_at is None:
             self.rto_at = now + self.rtt.current_rto()
+
+    def _forget_timing_from(self, seq: int) -> None:
+        """Drop the send times of segments ending after ``seq``: their ACKs are now ambiguous."""
+        times = self.sent_times
+        while times and seq_gt(times[-1][0], seq):
+            times.pop()
+        self.rtt_ts_fallback = True
 
     def retransmit_range(self, seq: int, now: float, why: str, limit: int | None = None) -> int:
         """Resend one segment starting at ``seq``; returns the octets resent (loss recovery calls this)."""
@@ -1030,7 +1047,7 @@ class Connection:
             self.notify("error")
             return
         self.rtt.on_timeout()
-        self.rtt_seq = None
+        self._forget_timing_from(self.snd_una)
         # an ACK that echoes a timestamp from before this timeout answers an earlier copy
         # (its ACK was lost): like Karn's rule, it must not give an RTT sample
         self.ts_at_rto = self._ts_val(now)
