@@ -30,4 +30,5 @@ class TcpConfig:
     challenge_ack_limit: int = 1000    # RFC 5961 7: per second, per stack
     ofo_max_segments: int = 4096       # bound on the out-of-order queue
     syn_backlog: int = 256             # SYN_RECEIVED connections per listener
+    max_time_wait: int = 16384         # like Linux tcp_max_tw_buckets: beyond it, TIME-WAIT is skipped
     persist_max: float = 60.0          # cap on persist-timer backoff

@@ -37,6 +37,7 @@ class TcpLayer:
         self._timers: list = []
         self._tick = count()
         self._dirty: set[Connection] = set()
+        self._time_wait: set[Connection] = set()  # bounded by config.max_time_wait
         self._next_port = self.rng.randint(*EPHEMERAL)
         self._challenge_tokens = float(self.config.challenge_ack_limit)
         self._challenge_time = 0.0
@@ -177,6 +178,13 @@ class TcpLayer:
         if conn.state is State.CLOSED:
             self._forget(conn)
             return
+        if conn.state is State.TIME_WAIT and conn not in self._time_wait:
+            if len(self._time_wait) >= self.config.max_time_wait:
+                self.count("time_wait_overflow")  # as Linux: "time wait bucket table overflow"
+                conn._drop(now, "TIME-WAIT table full")
+                self._forget(conn)
+                return
+            self._time_wait.add(conn)
         deadline = conn.next_deadline()
         scheduled = conn._scheduled
         if deadline is not None and (scheduled is None or deadline < scheduled):
@@ -186,6 +194,7 @@ class TcpLayer:
             heapq.heappush(self._timers, (deadline, next(self._tick), conn))
 
     def _forget(self, conn: Connection) -> None:
+        self._time_wait.discard(conn)
         key = (conn.local[0], conn.local[1], conn.remote[0], conn.remote[1])
         if self.conns.get(key) is conn:
             del self.conns[key]

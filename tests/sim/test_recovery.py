@@ -118,3 +118,21 @@ def test_without_sack_a_tail_loss_waits_for_the_rto():
     """The contrast the labs show: no SACK, no probe; the lost tail is found by the RTO."""
     sim, sink, a = _run("data:29,30", sack=False, congestion="newreno", size=30 * 1448)
     assert "rto" in [e["why"] for e in _retransmits(sink)]
+
+
+def test_time_wait_table_is_bounded():
+    """Like Linux's tcp_max_tw_buckets: past the limit, closing connections skip TIME-WAIT (counted)."""
+    config = TcpConfig(max_time_wait=3)
+    sim = Simulation(seed=2, config_a=config, config_b=config)
+    lst = sim.listen(sim.b, 80)
+    for _ in range(6):
+        a = sim.connect(sim.a, 80)
+        assert sim.run(until=sim.now + 5, condition=lambda: lst.readable)
+        b = lst.accept()
+        sim.close(sim.a, a)  # the active closer ends in TIME-WAIT
+        assert sim.run(until=sim.now + 5, condition=lambda: b.rcv_closed)
+        sim.close(sim.b, b)
+        sim.run(until=sim.now + 1)
+    in_time_wait = [c for c in sim.a.tcp.conns.values() if c.state.name == "TIME_WAIT"]
+    assert len(in_time_wait) == 3
+    assert sim.a.tcp.stats["time_wait_overflow"] == 3
