@@ -271,6 +271,8 @@ class socket:
                 else:
                     raise _err(errno.EISCONN)
             else:
+                if remote[0][0] >= 224 or remote[0][0] == 0 or remote[0] == b"\xff" * 4:
+                    raise _err(errno.ENETUNREACH, "TCP cannot connect to a broadcast or multicast address")
                 tcp = st.host.tcp
                 local_addr = st.address
                 port = self._local[1] if self._local else tcp.allocate_port(local_addr, remote)

@@ -137,6 +137,9 @@ class Host:
 
     def _icmp_error(self, type_: int, code: int, hdr, payload, now: float) -> None:
         """RFC 1122 3.2.2: errors quote the header and 8 octets; rate-limited; never about broadcasts."""
+        if hdr.proto == IPPROTO_ICMP and (len(payload) < 1 or payload[0] not in (icmpw.ECHO_REQUEST, icmpw.ECHO_REPLY)):
+            self.stats["icmp_error_about_error_suppressed"] += 1  # RFC 1122 3.2.2: never about an ICMP error
+            return
         if not self.icmp_limiter.take(now):
             self.stats["icmp_error_rate_limited"] += 1
             return

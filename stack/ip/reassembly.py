@@ -21,7 +21,8 @@ class Reassembler:
 
     Limits: at most ``max_datagrams`` in progress and ``max_bytes`` buffered in all; a datagram not
     complete within ``timeout`` seconds is dropped (RFC 1122 3.3.2: 60-120 s recommended; Linux uses 30 s).
-    Overlapping fragments that disagree drop the datagram (they are an attack, RFC 5722 spirit).
+    A fragment that overlaps another without being its exact duplicate drops the whole datagram
+    (overlaps are how fragment attacks work; RFC 5722 does the same for IPv6).
     """
 
     def __init__(self, max_datagrams: int = 64, max_bytes: int = 4 << 20, timeout: float = 30.0,

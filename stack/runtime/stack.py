@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import select
 import threading
 import time
 
 from ..ip.host import Host
 from ..tcp.config import TcpConfig
+from ..tcp.isn import IsnGenerator
 from ..trace import NULL_TRACER, Tracer
 from ..wire.ipv4 import aton
 
@@ -39,6 +41,8 @@ class Stack:
         self.tracer = tracer or NULL_TRACER
         self.clock = clock
         self.rng = random.Random(seed)
+        if isn is None and seed is None:
+            isn = IsnGenerator(secret=secrets.token_bytes(16))  # RFC 6528: an unguessable key
         self.host = Host(self.address, self.mtu, tcp_config, self.tracer, self.rng, isn)
         self.offload = bool(getattr(link, "offload", False))
         if self.offload:

@@ -19,7 +19,7 @@ class TcpConfig:
     initial_rto: float = 1.0           # RFC 6298 2.1
     min_rto: float = 0.2               # RFC 6298 2.4 says 1 s; Linux uses 200 ms (see docs)
     max_rto: float = 120.0             # RFC 6298 2.5 allows an upper bound >= 60 s
-    syn_retries: int = 6               # like Linux tcp_syn_retries
+    syn_retries: int = 7               # RFC 9293 MUST-23: at least 3 minutes (1+2+...+64+128 = 255 s)
     synack_retries: int = 5            # like Linux tcp_synack_retries
     retries2: int = 15                 # RFC 9293 3.8.3 R2; like Linux tcp_retries2
     congestion: str = "cubic"          # stack.tcp.congestion registry name

@@ -564,6 +564,8 @@ class Connection:
             self.max_snd_wnd = max(self.max_snd_wnd, wnd)
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
             if wnd and opened:
+                if self.persist_at is not None and seq_lt(self.snd_una, self.snd_nxt):
+                    self.snd_nxt = self.snd_una  # an unanswered probe octet goes again with the data
                 self.persist_at = None
                 self.persist_backoff = 0
 
@@ -893,7 +895,7 @@ class Connection:
             return False
         in_flight = self.recovery.pipe()
         usable = min(self.snd_wnd, self.cc.cwnd + self.recovery.extra_cwnd()) - in_flight
-        mss = self.eff_mss
+        mss = self._data_room()
         n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
         if n <= 0:
             self._arm_persist(now, in_flight)
@@ -903,6 +905,14 @@ class Connection:
             return False
         self._send_data(off, n, now, fin=fin_pending and n == avail)
         return True
+
+    def _data_room(self) -> int:
+        """RFC 9293 3.7.1 (MUST-16): the data a segment may carry after *its* options; SACK blocks
+        ride on data segments too while out-of-order data waits, and take room from the data."""
+        if self.sack_enabled and self.ofo:
+            blocks = min(len(self.ofo), 3 if self.ts_enabled else 4)
+            return self.eff_mss - (4 + 8 * blocks)
+        return self.eff_mss
 
     def _may_send_small(self, n: int, avail: int, in_flight: int) -> bool:
         """RFC 9293 3.8.6.2.1 sender SWS avoidance combined with Nagle (RFC 9293 3.7.4)."""
@@ -967,8 +977,9 @@ class Connection:
             self.fin_seq = seq_add(seq, n)
         payload = self.sndbuf[off:off + n] if n else b""  # a bytearray copy; the buffer moves on
         seg = TcpSegment(self.local[1], self.remote[1], seq, 0, flags, 0, payload)
-        if n > self.eff_mss:
-            seg.gso_size = self.eff_mss  # TSO: the kernel cuts it into eff_mss pieces
+        room = self._data_room()
+        if n > room:
+            seg.gso_size = room  # TSO: the kernel cuts it into pieces of this size
         self._emit(seg, now)
         end = seq_add(seq, n + (1 if fin else 0))
         if seq_gt(end, self.snd_nxt):
@@ -997,7 +1008,7 @@ class Connection:
         off = seq_diff(seq, self.snd_una)
         if off < 0:
             return 0
-        n = min(len(self.sndbuf) - off, self.eff_mss if limit is None else limit)
+        n = min(len(self.sndbuf) - off, self._data_room() if limit is None else min(limit, self._data_room()))
         fin = self.fin_sent and seq_add(seq, max(n, 0)) == self.fin_seq
         if n <= 0 and not fin:
             return 0
@@ -1039,6 +1050,10 @@ class Connection:
         """RFC 6298 5.4-5.6: retransmit the earliest unacknowledged segment, back off, restart."""
         self.rto_at = None
         self.retries += 1
+        if self.snd_wnd == 0 and self.state.synchronized and now - self.last_recv_time <= 2 * self.config.max_rto:
+            # the peer shrank its window to zero under data in flight: our retransmissions are
+            # window probes now; it is alive while it answers (RFC 9293 3.8.6.1, MUST-35/37; Linux)
+            self.retries = min(self.retries, 1)
         limit = {State.SYN_SENT: self.config.syn_retries,
                  State.SYN_RECEIVED: self.config.synack_retries}.get(self.state, self.config.retries2)
         if self.retries > limit:
@@ -1086,6 +1101,9 @@ class Connection:
         """RFC 9293 3.8.4: after idle, probe with SEG.SEQ = SND.NXT-1; ETIMEDOUT after keepalive_count."""
         if self.state is not State.ESTABLISHED:
             self.keepalive_at = None
+            return
+        if self.snd_una != self.snd_max or self.sndbuf:
+            self.keepalive_at = now + self.keepalive_idle  # MUST-26: no probe while data is outstanding
             return
         if self.keepalive_probes >= self.keepalive_count:
             self._drop(now, "keepalive timeout", errno.ETIMEDOUT)

@@ -126,7 +126,8 @@ class TcpLayer:
 
     def _reopen_from_time_wait(self, conn: Connection, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 3.10.7.4 / RFC 6191: a new SYN above RCV.NXT may end TIME-WAIT early."""
-        if seg.flags & (SYN | ACK | RST) == SYN and seq_gt(seg.seq, conn.rcv_nxt):
+        listening = (conn.local[0], conn.local[1]) in self.listeners or (bytes(4), conn.local[1]) in self.listeners
+        if listening and seg.flags & (SYN | ACK | RST) == SYN and seq_gt(seg.seq, conn.rcv_nxt):
             conn._drop(now, "new SYN in TIME-WAIT")
             self.touch(conn, now)
             return True
