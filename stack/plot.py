@@ -141,6 +141,7 @@ class TimeSeqData:
     sender: Endpoint
     receiver: Endpoint
     start: float                  # pcap time of the connection's first packet (time zero)
+    isn: int                      # the absolute sequence number plotted as 0
     segments: list[Segment]
     acks: list[AckPoint]
     isn_seen: bool                # the sender's SYN is in the capture (else seq 0 = first seq seen)
@@ -156,6 +157,20 @@ class TimeSeqData:
     @property
     def retransmissions(self) -> list[Segment]:
         return [s for s in self.segments if s.retransmit]
+
+    @property
+    def beyond_window(self) -> list[Segment]:
+        """Segments that end past the right edge of every window the receiver had offered
+        when they were sent (RFC 9293 3.8.6: the sender must not send beyond SND.UNA +
+        SND.WND). One octet past a zero window is a window probe and is allowed."""
+        out, edge, i, acks = [], None, 0, self.acks
+        for s in self.segments:
+            while i < len(acks) and acks[i].t <= s.t:
+                edge = acks[i].edge if edge is None else max(edge, acks[i].edge)
+                i += 1
+            if edge is not None and s.length and s.end - (1 if s.fin else 0) > edge + 1:
+                out.append(s)
+        return out
 
     @property
     def bytes_sent(self) -> int:
@@ -287,7 +302,7 @@ def time_sequence_data(pcap_path, conn=None) -> TimeSeqData:
         sack = [(rel(left), rel(right)) for left, right in (p.sack or ())]
         acks.append(AckPoint(p.t - start, rel(p.ack), window, sack))
 
-    return TimeSeqData(sender, receiver, start, segments, acks, syn is not None, wscale,
+    return TimeSeqData(sender, receiver, start, isn, segments, acks, syn is not None, wscale,
                        bool(syn and peer_syn and syn.sack_perm and peer_syn.sack_perm),
                        peer_syn.mss if peer_syn else None, skipped)
 
@@ -555,10 +570,14 @@ def time_sequence(pcap_path, out_png, conn=None, tmin: float | None = None,
     if not segs and not acks:
         raise PlotError(f"nothing of {d.name} {_range_text(tmin, tmax)} "
                         f"(its packets span 0 to {max([s.t for s in d.segments] + [a.t for a in d.acks]):g} s)")
-    if acks and tmin is not None:  # carry the ACK and window lines in from the left
+    if tmin is not None:  # carry the ACK and window lines in from the left edge
         before = [a for a in d.acks if a.t < lo]
         if before:
             acks.insert(0, AckPoint(lo, before[-1].ack, before[-1].window, []))
+    if acks:  # ... and on to the right edge: the last ACK holds until the next one
+        later = [s.t for s in d.segments if s.t > acks[-1].t] + [a.t for a in d.acks if a.t > acks[-1].t]
+        if later:
+            acks.append(AckPoint(min(max(later), hi), acks[-1].ack, acks[-1].window, []))
 
     fig = Figure(figsize=(11, 6.4), dpi=100, layout="constrained")
     ax = fig.add_subplot()
@@ -576,6 +595,10 @@ def time_sequence(pcap_path, out_png, conn=None, tmin: float | None = None,
         ax.plot([s.t for s in old], [(s.seq + s.end) / 2 for s in old], linestyle="none", marker="o",
                 markersize=5, markerfacecolor="none", markeredgecolor=C_RXT, markeredgewidth=1.3, zorder=4,
                 label="retransmission (bytes sent before)")
+    beyond = [s for s in d.beyond_window if lo <= s.t <= hi]
+    if beyond:
+        ax.plot([s.t for s in beyond], [s.end for s in beyond], linestyle="none", marker="^", markersize=7,
+                color="#e377c2", zorder=5, label="sent past the offered window (RFC 9293 3.8.6: must not)")
     flagged = [s for s in segs if s.syn or s.fin]
     for s in flagged:
         ax.annotate("SYN" if s.syn else "FIN", (s.t, s.end), textcoords="offset points", xytext=(3, 3),
@@ -725,7 +748,8 @@ def cwnd_plot(trace_path, out_png, conn=None, segments: bool = False, tmin: floa
         mss = cc[-1].mss if segments else 1
         wt = [max(t, lo) for t, _ in wnd] + [t_end]
         wv = [w / mss for _, w in wnd] + [wnd[-1][1] / mss]
-        if min(wv) < ymax:
+        below = sum(min(b, t_end) - a for a, b, v in zip(wt, wt[1:], wv) if v < ymax and b > a)
+        if below >= 0.25 * max(t_end - wt[0], 1e-9):  # draw it where it binds, not as a lone spike
             ax.step(wt, wv, where="post", color="#8c6d31", linewidth=1.0, linestyle=":",
                     label="receiver's window", zorder=2)
 
@@ -829,7 +853,7 @@ def _draw_rtt(ax, rtt, t_end, ticker) -> None:
 
 
 # ============================================================================ a run to look at
-DEMO_IMPAIR = "rate=10mbit,queue=25,drop=data:60x3"
+DEMO_IMPAIR = "rate=10mbit,queue=25,drop=data:60x4"
 
 
 @dataclass
@@ -841,9 +865,9 @@ class DemoRun:
     intact: bool           # the receiver got exactly the bytes sent
 
 
-def record_demo(pcap_path, trace_path, impair: str = DEMO_IMPAIR, size: int = 800_000,
+def record_demo(pcap_path, trace_path, impair: str = DEMO_IMPAIR, size: int = 1_000_000,
                 delay: float = 0.020, congestion: str = "newreno", sack: bool = True,
-                rcvbuf: int = 128 * 1024, seed: int = 1) -> DemoRun:
+                rcvbuf: int = 384 * 1024, seed: int = 1) -> DemoRun:
     """Record a pcap and a trace of one bulk transfer in the simulator (virtual time, no TUN,
     no root): host 192.0.2.1 sends ``size`` bytes to 192.0.2.2:80 over a link with one-way
     ``delay`` whose sender-to-receiver direction is impaired by ``impair``; the receiver's
@@ -986,16 +1010,16 @@ def build_parser(prog: str = "tunstack plot") -> argparse.ArgumentParser:
                     "two), write DIR/demo.pcap and DIR/demo.jsonl, and draw DIR/demo-timeseq.png and "
                     "DIR/demo-cwnd.png. Host 192.0.2.1 sends to 192.0.2.2:80; --impair applies to the "
                     "data direction. The defaults show slow start, a window-limited sender, SACK recovery, "
-                    "lost retransmissions and two RTOs.",
+                    "a lost retransmission and an RTO.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     dm.add_argument("dir", metavar="DIR", help="directory for the four files (created if missing)")
     dm.add_argument("--impair", default=DEMO_IMPAIR, metavar="SPEC",
                     help="impairment of the data direction (see docs/impairment.md)")
-    dm.add_argument("--size", type=_positive_int, default=800_000, metavar="BYTES", help="bytes to send")
+    dm.add_argument("--size", type=_positive_int, default=1_000_000, metavar="BYTES", help="bytes to send")
     dm.add_argument("--delay", type=_seconds, default=0.020, metavar="SECONDS", help="one-way propagation delay")
     dm.add_argument("--cc", default="newreno", metavar="NAME", help="congestion control (reno, newreno, cubic)")
     dm.add_argument("--no-sack", dest="sack", action="store_false", help="turn SACK off (RFC 2018)")
-    dm.add_argument("--rcvbuf", type=_positive_int, default=128 * 1024, metavar="BYTES",
+    dm.add_argument("--rcvbuf", type=_positive_int, default=384 * 1024, metavar="BYTES",
                     help="the receiver's buffer (its window)")
     dm.add_argument("--seed", type=int, default=1, metavar="N", help="seed for the impairment and the data")
     return parser

@@ -933,8 +933,12 @@ class Connection:
         if self.flight_size <= self.eff_mss:
             pto += 0.2  # RFC 8985 7.2: WCDelAckT, the worst-case delayed ACK
         at = now + max(pto, 0.01)
-        if at < self.rto_at:
-            self.pto_at = at
+        if at >= self.rto_at:
+            # RFC 8985 7.2 (as Linux): the probe goes out no later than the RTO would, and the
+            # RTO is pushed back behind it
+            at = self.rto_at
+            self.rto_at = at + self.rtt.current_rto()
+        self.pto_at = at
 
     def _on_pto(self, now: float) -> None:
         """RFC 8985 7.3: send one new segment if the peer's window allows, else resend the last one,
@@ -965,9 +969,13 @@ class Connection:
         base = max(self.rtt.current_rto(), self.config.min_rto)
         return min(base * (1 << self.persist_backoff), self.config.persist_max)
 
-    def _send_data(self, off: int, n: int, now: float, fin: bool = False, retransmit: bool = False) -> None:
+    def _send_data(self, off: int, n: int, now: float, fin: bool = False, retransmit: bool = False,
+                   probe: bool = False) -> None:
         """Emit sndbuf[off:off+n] at SND.UNA+off (and FIN when asked)."""
         seq = seq_add(self.snd_una, off)
+        if not retransmit and not probe and n and seq_lt(seq, self.snd_max):
+            retransmit = True  # resent in order after an RTO (go-back-N): a retransmission all the same
+            self._trace("retransmit", now, seq=seq, len=n, why="rto")
         flags = ACK
         if n and off + n == len(self.sndbuf):
             flags |= PSH  # the last segment of what the user wrote carries PSH
@@ -1092,7 +1100,7 @@ class Connection:
         n = 1 if self.snd_wnd == 0 else min(len(self.sndbuf), self.snd_wnd, self.eff_mss)
         self.stats["zero_window_probes"] += 1
         self._trace("persist_probe", now, seq=self.snd_nxt, len=n, backoff=self.persist_backoff)
-        self._send_data(0, n, now, fin=False)
+        self._send_data(0, n, now, fin=False, probe=True)
         self.rto_at = None  # the probe is timed by the persist timer, not the RTO
         self.persist_backoff += 1
         self.persist_at = now + self._persist_interval()

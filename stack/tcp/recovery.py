@@ -31,7 +31,8 @@ class LossRecovery:
         self.high_rxt = conn.iss           # RFC 6675 HighRxt: highest octet retransmitted in recovery
         self.rxt_head = False              # fast retransmit / partial ACK: resend SND.UNA's segment
         self.fast_retransmits = 0
-        self.rxt_snd_max: int | None = None  # SND.MAX when the latest hole was resent (lost-rxt detection)
+        self.rxt_marks: list[list[int]] = []  # [seq, end, SND.MAX then] of each retransmission (lost-rxt detection)
+        self.resend: list[tuple[int, int]] = []  # retransmissions found lost, to send again
         self.lost_retransmits = 0
 
     # ---------------------------------------------------------------- scoreboard
@@ -75,17 +76,36 @@ class LossRecovery:
                 above_bytes += seq_diff(r, l if seq_gt(l, seq) else seq)
         return above_blocks >= DUP_THRESH or above_bytes > (DUP_THRESH - 1) * self.c.eff_mss
 
+    def _holes(self) -> list[tuple[int, int, bool]]:
+        """The unSACKed ranges below the highest SACKed octet, each with IsLost(its start), in one
+        pass from the right (the SACKed blocks and octets above a hole accumulate): linear in the
+        number of holes, not quadratic."""
+        c = self.c
+        sacked = self.sacked
+        limit = (DUP_THRESH - 1) * c.eff_mss
+        holes = []
+        above_blocks = above_bytes = 0
+        for i in range(len(sacked) - 1, -1, -1):
+            l, r = sacked[i]
+            above_blocks += 1
+            above_bytes += seq_diff(r, l)
+            start = sacked[i - 1][1] if i else c.snd_una
+            if seq_lt(start, l):
+                holes.append((start, l, above_blocks >= DUP_THRESH or above_bytes > limit))
+        holes.reverse()
+        return holes
+
     def _next_hole(self) -> tuple[int, int] | None:
         """RFC 6675 NextSeg() rule 1: the first unSACKed, lost octet range above HighRxt."""
         c = self.c
         start = c.snd_una if seq_lt(self.high_rxt, c.snd_una) else self.high_rxt
-        for l, r in self.sacked:
-            if seq_lt(start, l):
-                if self._is_lost(start):
-                    return start, min(seq_diff(l, start), c.eff_mss)
+        for left, right, lost in self._holes():
+            if seq_le(right, start):
+                continue
+            if not lost:
                 return None
-            if seq_lt(start, r):
-                start = r
+            begin = left if seq_gt(left, start) else start
+            return begin, min(seq_diff(right, begin), c.eff_mss)
         return None
 
     # ---------------------------------------------------------------- pipe
@@ -96,14 +116,11 @@ class LossRecovery:
         if not (self.in_recovery and c.sack_enabled and self.sacked):
             return flight
         lost_not_resent = 0
-        start = c.snd_una
-        for l, r in self.sacked:
-            if seq_lt(start, l) and self._is_lost(start):
-                hole_end = l
-                resent_to = self.high_rxt if seq_gt(self.high_rxt, start) else start
-                if seq_lt(resent_to, hole_end):
-                    lost_not_resent += seq_diff(hole_end, resent_to)
-            start = r
+        for left, right, lost in self._holes():
+            if lost:
+                resent_to = self.high_rxt if seq_gt(self.high_rxt, left) else left
+                if seq_lt(resent_to, right):
+                    lost_not_resent += seq_diff(right, resent_to)
         return max(0, flight - self.sacked_bytes() - lost_not_resent)
 
     def extra_cwnd(self) -> int:
@@ -154,7 +171,8 @@ class LossRecovery:
         self.in_recovery = True
         self.recover = seq_add(c.snd_max, -1)
         self.high_rxt = c.snd_una
-        self.rxt_snd_max = None
+        self.rxt_marks.clear()
+        self.resend.clear()
         self.fast_retransmits += 1
         c.cc.on_enter_recovery(now, c.flight_size, inflate=not c.sack_enabled)  # RFC 6675 5: pipe, no inflation
         c._trace_cc(now, "fast_retransmit")
@@ -173,7 +191,8 @@ class LossRecovery:
             return
         if seq_gt(seg.ack, self.recover) or not c.cc.partial_ack_recovery:
             self.in_recovery = False  # RFC 6582 3.2 step 3: full ACK ends recovery (Reno: any new ACK)
-            self.rxt_snd_max = None
+            self.rxt_marks.clear()
+            self.resend.clear()
             c.cc.on_exit_recovery(now, c.flight_size)
             c._trace_cc(now, "recovery_exit")
             return
@@ -184,29 +203,48 @@ class LossRecovery:
         c._trace_cc(now, "partial_ack")
 
     def _detect_lost_retransmissions(self, now: float) -> None:
-        """RACK's rule (RFC 8985 6.2) by sequence instead of by clock: once data first sent after our
-        latest retransmission has been SACKed, every retransmitted hole still missing was lost too
-        (absent reordering), so the holes are resent again instead of waiting for the RTO."""
+        """RACK's rule (RFC 8985 6.2) by sequence instead of by clock: once data first sent after a
+        retransmission has been SACKed, that retransmission, if its octets are still missing, was
+        lost too (absent reordering); the holes are resent again from there instead of waiting
+        for the RTO."""
         c = self.c
-        if self.rxt_snd_max is None or not (self.in_recovery and self.sacked):
+        marks = self.rxt_marks
+        if not marks:
             return
-        if seq_gt(self.sacked[-1][1], self.rxt_snd_max) and seq_lt(c.snd_una, self.high_rxt):
-            self.lost_retransmits += 1
-            c._trace("lost_retransmit", now, snd_una=c.snd_una, high_rxt=self.high_rxt)
-            self.high_rxt = c.snd_una
-            self.rxt_snd_max = None
+        marks[:] = [m for m in marks if seq_lt(c.snd_una, m[1])]  # forget what is now acknowledged
+        if not (self.in_recovery and self.sacked and marks):
+            return
+        highest = self.sacked[-1][1]
+        lost = [m for m in marks if seq_gt(highest, m[2]) and not self._sacked_at(m[0])]
+        if not lost:
+            return
+        self.lost_retransmits += len(lost)
+        c._trace("lost_retransmit", now, seqs=[m[0] for m in lost])
+        marks[:] = [m for m in marks if m not in lost]
+        self.resend.extend((m[0], m[1]) for m in lost)  # only these go again, not every hole above
+
+    def _sacked_at(self, seq: int) -> bool:
+        return seq_lt(seq, self.c.snd_una) or any(seq_le(l, seq) and seq_lt(seq, r) for l, r in self.sacked)
+
+    def _mark_retransmission(self, seq: int, sent: int) -> None:
+        if sent > 0:
+            self.rxt_marks.append([seq, seq_add(seq, sent), self.c.snd_max])
 
     def on_rto(self, now: float) -> None:
         """RFC 5681 3.1 / RFC 6582 4: after a timeout, resend from SND.UNA in order; no fast retransmit
         until the ACKs pass what was outstanding."""
         c = self.c
+        ssthresh = c.cc.ssthresh
         c.cc.on_rto(now, c.flight_size)
+        if self.in_recovery:
+            c.cc.ssthresh = min(c.cc.ssthresh, ssthresh)  # the loss was already answered (as Linux)
         self.recover = seq_add(c.snd_max, -1)
         self.in_recovery = False
         self.dupacks = 0
         self.sacked.clear()  # RFC 2018 8: after a timeout, ignore SACK state (the receiver may renege)
         self.rxt_head = False
-        self.rxt_snd_max = None
+        self.rxt_marks.clear()
+        self.resend.clear()
         c.snd_nxt = c.snd_una
 
     # ---------------------------------------------------------------- sending
@@ -219,9 +257,15 @@ class LossRecovery:
             end = seq_add(c.snd_una, sent)
             if seq_gt(end, self.high_rxt):
                 self.high_rxt = end
-            self.rxt_snd_max = c.snd_max
+            self._mark_retransmission(c.snd_una, sent)
         if not (self.in_recovery and c.sack_enabled):
             return
+        while self.resend and c.cc.cwnd - self.pipe() >= c.eff_mss:
+            seq, end = self.resend.pop(0)
+            if self._sacked_at(seq):
+                continue  # arrived after all (or acknowledged meanwhile)
+            sent = c.retransmit_range(seq, now, "sack", limit=seq_diff(end, seq))
+            self._mark_retransmission(seq, sent)
         for _ in range(64):  # bounded: each pass resends one segment
             if c.cc.cwnd - self.pipe() < c.eff_mss:
                 return
@@ -233,4 +277,4 @@ class LossRecovery:
             if not sent:
                 return
             self.high_rxt = seq_add(seq, sent)
-            self.rxt_snd_max = c.snd_max
+            self._mark_retransmission(seq, sent)
