@@ -28,7 +28,7 @@ import math
 import os
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .pcap import read_pcap
 from .wire.errors import MalformedPacket
@@ -117,7 +117,8 @@ class Segment:
     seq: int           # first sequence number
     end: int           # one past the last (seq + payload length, + 1 for SYN and FIN)
     length: int        # payload octets
-    retransmit: bool   # some of [seq, end) was sent before
+    retransmit: bool   # starts below the highest sequence number sent before it (tcptrace's rule):
+                       # resent bytes, also when the first copy was lost before the capture point
     syn: bool = False
     fin: bool = False
 
@@ -280,7 +281,8 @@ def time_sequence_data(pcap_path, conn=None) -> TimeSeqData:
     wscale = None
     if syn and peer_syn:  # RFC 7323 2.2: scaling is on only when both SYNs carry the option
         wscale = peer_syn.wscale if (syn.wscale is not None and peer_syn.wscale is not None) else 0
-    rel = _Unwrap(isn)
+    rel = _Unwrap(isn)      # each direction unwraps in its own time order: near its previous value
+    rel_ack = _Unwrap(isn)
 
     segments: list[Segment] = []
     high = None  # one past the highest sequence number sent so far
@@ -299,8 +301,10 @@ def time_sequence_data(pcap_path, conn=None) -> TimeSeqData:
         if not p.flags & ACK or p.flags & RST:
             continue
         window = p.window if (p.flags & SYN or not wscale) else p.window << wscale
-        sack = [(rel(left), rel(right)) for left, right in (p.sack or ())]
-        acks.append(AckPoint(p.t - start, rel(p.ack), window, sack))
+        ack = rel_ack(p.ack)
+        sack = [(rel_ack(left), rel_ack(right)) for left, right in (p.sack or ())]
+        rel_ack(p.ack)  # SACK blocks lie above the ACK: keep the reference at the ACK
+        acks.append(AckPoint(p.t - start, ack, window, sack))
 
     return TimeSeqData(sender, receiver, start, isn, segments, acks, syn is not None, wscale,
                        bool(syn and peer_syn and syn.sack_perm and peer_syn.sack_perm),
@@ -327,7 +331,8 @@ class CcPoint:
 class Mark:
     """A point event drawn as a marker: a retransmission, probe, drop, state change."""
     t: float
-    kind: str               # retransmit why (rto, fast, sack, tlp, rto_syn), tlp, persist, drop, state
+    kind: str               # a retransmit's why (rto, fast, sack, tlp, rto_syn); tlp (new-data probe),
+                            # persist, drop, queue_drop, corrupt (the link), zero_window, state
     label: str = ""
     seq: int | None = None
     length: int | None = None
@@ -699,13 +704,21 @@ def cwnd_plot(trace_path, out_png, conn=None, segments: bool = False, tmin: floa
     Figure, ticker = _matplotlib()
     d = cwnd_data(trace_path, conn)
     lo, hi = _window(tmin, tmax)
-    cc = [p for p in d.cc if lo <= p.t <= hi]
-    if not cc:
+    last = max([d.cc[-1].t] + [m.t for m in d.marks + d.states] + [r.t for r in d.rtt])
+    if lo > last or hi < d.cc[0].t:
         raise PlotError(f"no cc events of {d.conn} {_range_text(tmin, tmax)} "
                         f"(they span {d.cc[0].t:g} to {d.cc[-1].t:g} s)")
+    cc = [p for p in d.cc if lo <= p.t <= hi]
+    rtt = [r for r in d.rtt if lo <= r.t <= hi]
+    if tmin is not None:  # carry the lines in from the left edge: the values in force at tmin
+        before = [p for p in d.cc if p.t < lo]
+        if before:
+            cc.insert(0, replace(before[-1], t=lo))
+        before_rtt = [r for r in d.rtt if r.t < lo]
+        if before_rtt:
+            rtt.insert(0, replace(before_rtt[-1], t=lo, sample=None))
     marks = [m for m in d.marks if lo <= m.t <= hi]
     states = [m for m in d.states if lo <= m.t <= hi]
-    rtt = [r for r in d.rtt if lo <= r.t <= hi]
     scale = (lambda v, p: v / p.mss) if segments else (lambda v, p: v)
     unit = "segments (MSS)" if segments else "bytes"
 
@@ -718,7 +731,7 @@ def cwnd_plot(trace_path, out_png, conn=None, segments: bool = False, tmin: floa
     cwnd = [scale(p.cwnd, p) for p in cc]
     ssth = [math.nan if p.ssthresh is None else scale(p.ssthresh, p) for p in cc]
     flight = [math.nan if p.flight is None else scale(p.flight, p) for p in cc]
-    t_end = max([ts[-1]] + [m.t for m in marks] + [r.t for r in rtt])
+    t_end = min(last, hi)
     # extend the step lines to the end of what is shown
     ts_x, cwnd_x, ssth_x = ts + [t_end], cwnd + [cwnd[-1]], ssth + [ssth[-1]]
 
@@ -740,9 +753,13 @@ def cwnd_plot(trace_path, out_png, conn=None, segments: bool = False, tmin: floa
         ax.step(ts_x, ssth_x, where="post", color="#d62728", linewidth=1.4, linestyle="--",
                 label="ssthresh", zorder=3)
     if not all(math.isnan(v) for v in flight):
-        ax.step(ts, flight, where="post", color="#555555", linewidth=0.7, alpha=0.6,
+        ax.step(ts_x, flight + [flight[-1]], where="post", color="#555555", linewidth=0.7, alpha=0.6,
                 label="outstanding (sent, not yet ACKed)", zorder=2)
-    ymax = max([v for v in cwnd + ssth + flight if not math.isnan(v)] + [1]) * 1.12
+    # the y range follows cwnd and ssthresh; what is outstanding may stick out (a cumulative
+    # ACK after a long hole jumps by hundreds of kB) but not flatten the windows
+    ymax = max([v for v in cwnd + ssth if not math.isnan(v)] + [1]) * 1.15
+    peak = max([v for v in flight if not math.isnan(v)] + [0])
+    ymax = max(ymax, min(peak * 1.05, ymax * 1.5))
     wnd = [(t, w) for t, w in d.peer_window if t <= hi]
     if wnd:
         mss = cc[-1].mss if segments else 1
@@ -793,7 +810,7 @@ def cwnd_plot(trace_path, out_png, conn=None, segments: bool = False, tmin: floa
     _draw_rtt(ax2, rtt, t_end, ticker)
     ax2.set_xlabel("time since the connection's first event (s)")
     if tmin is not None or tmax is not None:
-        ax2.set_xlim(max(lo, ts[0]) if tmin is not None else None, hi if tmax is not None else None)
+        ax2.set_xlim(lo if tmin is not None else None, hi if tmax is not None else None)
     _save(fig, out_png)
     return d
 
