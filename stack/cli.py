@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     ladder.add_argument("pcap", metavar="FILE.pcap", help="pcap file to read")
     ladder.add_argument("--addr", type=_ipv4, default=DEFAULT_ADDR, help="the stack's address (for direction)")
     ladder.set_defaults(func=cmd_ladder)
+
+    plot = sub.add_parser("plot", add_help=False,
+                          help="draw a time-sequence graph (from a pcap) or cwnd/RTT (from a trace) as PNG; "
+                               "'tunstack plot --help' for more")
+    plot.add_argument("rest", nargs=argparse.REMAINDER)
+    plot.set_defaults(func=cmd_plot)
     return parser
 
 
@@ -120,6 +126,9 @@ def _add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["plot"]:  # its own parser takes everything after it, --help included
+        return cmd_plot(argparse.Namespace(rest=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -268,3 +277,9 @@ def cmd_ladder(args) -> int:
     if not os.path.exists(args.pcap):
         raise CliError(f"no such file: {args.pcap!r}")
     return ladder_main([args.pcap, "--stack-addr", args.addr])
+
+
+# ---------------------------------------------------------------------------------------------- plot
+def cmd_plot(args) -> int:
+    from .plot import plot_main
+    return plot_main(args.rest)

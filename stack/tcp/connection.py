@@ -894,7 +894,9 @@ class Connection:
                 return False
             return False
         in_flight = self.recovery.pipe()
-        usable = min(self.snd_wnd, self.cc.cwnd + self.recovery.extra_cwnd()) - in_flight
+        # the peer's window bounds what is outstanding (RFC 9293 3.8.6); cwnd bounds pipe (RFC 6675),
+        # which leaves SACKed octets out and so must never stretch the peer's window
+        usable = min(self.snd_wnd - off, self.cc.cwnd + self.recovery.extra_cwnd() - in_flight)
         mss = self._data_room()
         n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
         if n <= 0:
