@@ -601,12 +601,31 @@ def test_data_retransmission_limit_etimedout_on_send(make_pair):
     p.blackhole(p.a, p.b)
     c.sendall(b"into the void")
     t0 = time.monotonic()
+    assert select.select([c], [], [], IO_TIMEOUT)[0] == [c]    # the error makes it readable
+    assert time.monotonic() - t0 < 1.5
+    with pytest.raises(TimeoutError) as ei:
+        c.send(b"more")
+    assert ei.value.errno == errno.ETIMEDOUT, ei.value
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: every send() call runs _output() -> _arm_pto(), which re-arms "
+                                       "the tail-loss probe at now+2*SRTT+0.2 s and pushes rto_at back behind "
+                                       "it; small writes (held by Nagle) to a dead peer postpone the RTO until "
+                                       "a full MSS has queued: ETIMEDOUT after ~4 s instead of ~0.35 s")
+def test_small_writes_do_not_postpone_the_retransmission_timeout(make_pair):
+    """RFC 6298 5.1: a running retransmission timer is not restarted by new sends; the RTO of
+    the oldest outstanding segment fires on time however often the application writes."""
+    p = make_pair(config_a=fast_config(retries2=2, min_rto=0.05))
+    c, s = p.connected()
+    p.blackhole(p.a, p.b)
+    c.sendall(b"into the void")
+    t0 = time.monotonic()
     with pytest.raises(OSError) as ei:
-        for _ in range(1000):
+        for _ in range(150):             # a 4-byte write every 10 ms, for at most ~1.5 s
             c.send(b"more")
             time.sleep(0.01)
     assert ei.value.errno == errno.ETIMEDOUT, ei.value
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 1.0
 
 
 def test_keepalive_detects_dead_peer(make_pair):
@@ -946,15 +965,44 @@ def test_http_client_keepalive_two_requests(pair, web_root):
         assert r.status == 200
         assert body == (web_root / "big.bin").read_bytes()
         assert conn.sock is first_sock and StackHTTPConnection.connects == 1   # kept alive
-        conn.request("GET", "/missing")
-        r = conn.getresponse()
-        r.read()
-        assert r.status == 404
         conn.close()
     finally:
         server.shutdown()
         server.server_close()
         t.join(IO_TIMEOUT)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: http.client closes the connection's socket as soon as it sees "
+                                       "'Connection: close' and reads the body later through the response's "
+                                       "makefile(); our recv_into then raises EBADF (see "
+                                       "test_makefile_keeps_socket_open_until_file_closed)")
+def test_http_client_connection_close_response(pair):
+    """A response that ends the connection ("Connection: close", as http.server's error pages
+    send): http.client closes its socket at once and reads the body through the response's file.
+    The server here sends the headers, waits until getresponse() has returned, then the body."""
+    ls = pair.listener(8080)
+    body = os.urandom(100_000)
+    headers_read = threading.Event()
+
+    def server():
+        s, _ = ls.accept()
+        s.settimeout(IO_TIMEOUT)
+        with s:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += s.recv(4096)
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+            assert headers_read.wait(IO_TIMEOUT)
+            s.sendall(body)
+
+    h = in_thread(server)
+    conn = StackHTTPConnection(pair.a, B_ADDR, 8080, timeout=IO_TIMEOUT)
+    conn.request("GET", "/")
+    r = conn.getresponse()
+    headers_read.set()
+    assert r.status == 200 and r.will_close
+    assert r.read() == body
+    h.result()
 
 
 def test_socketserver_echo(pair):
