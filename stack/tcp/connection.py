@@ -934,13 +934,9 @@ class Connection:
         pto = 2 * srtt if srtt is not None else 1.0
         if self.flight_size <= self.eff_mss:
             pto += 0.2  # RFC 8985 7.2: WCDelAckT, the worst-case delayed ACK
-        at = now + max(pto, 0.01)
-        if at >= self.rto_at:
-            # RFC 8985 7.2 (as Linux): the probe goes out no later than the RTO would, and the
-            # RTO is pushed back behind it
-            at = self.rto_at
-            self.rto_at = at + self.rtt.current_rto()
-        self.pto_at = at
+        # RFC 8985 7.2 (as Linux): the probe goes out no later than the RTO would; if both are
+        # due together the probe runs instead of the timeout (on_timer checks it first)
+        self.pto_at = min(now + max(pto, 0.01), self.rto_at)
 
     def _on_pto(self, now: float) -> None:
         """RFC 8985 7.3: send one new segment if the peer's window allows, else resend the last one,
@@ -1043,14 +1039,14 @@ class Connection:
         if self.finwait2_at is not None and now >= self.finwait2_at:
             self._drop(now, "FIN-WAIT-2 timeout")
             return
+        if self.pto_at is not None and now >= self.pto_at:
+            self._on_pto(now)  # re-arms the RTO one RTO from now
         if self.rto_at is not None and now >= self.rto_at:
             self._on_rto(now)
         if self.persist_at is not None and now >= self.persist_at:
             self._on_persist(now)
         if self.keepalive_at is not None and now >= self.keepalive_at:
             self._on_keepalive(now)
-        if self.pto_at is not None and now >= self.pto_at:
-            self._on_pto(now)
         if self.delack_at is not None and now >= self.delack_at:
             self.delack_at = None
             if self.state is not State.CLOSED:
