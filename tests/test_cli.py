@@ -7,6 +7,8 @@ namespace explicitly (``private_netns``).
 """
 from __future__ import annotations
 
+import argparse
+import importlib
 import itertools
 import os
 import re
@@ -47,12 +49,33 @@ def tun_name() -> str:
     return name
 
 
-def subparser(name: str):
-    parser = build_parser()
-    for action in parser._actions:
-        if action.choices and name in getattr(action, "choices", {}):
-            return action.choices[name]
-    raise AssertionError(f"no subcommand {name!r}")
+def _subparsers(parser):
+    return {name: sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items()}
+
+
+def _delegated(name: str, sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A subcommand that hands everything after its name to its own module's parser
+    (``tunstack plot`` -> ``stack.plot.build_parser()``): introspect that parser instead."""
+    if sub.add_help or not any(a.nargs == argparse.REMAINDER for a in sub._actions):
+        return sub
+    module = importlib.import_module(f"stack.{name}")
+    return module.build_parser()
+
+
+def all_commands(parser=None, path=()) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every (sub)command the parser defines, nested ones included: [(("serve",), parser), ...]."""
+    parser = parser or build_parser()
+    found = []
+    for name, sub in _subparsers(parser).items():
+        sub = _delegated(name, sub) if not path else sub
+        found.append((path + (name,), sub))
+        found.extend(all_commands(sub, path + (name,)))
+    return found
+
+
+def subparser(*path: str) -> argparse.ArgumentParser:
+    return dict(all_commands())[path]
 
 
 def option_strings(parser) -> list[str]:
@@ -65,16 +88,26 @@ def lines(text: str) -> list[str]:
 
 # ============================================================================ help and version
 
-@pytest.mark.parametrize("command", ["serve", "ladder"])
-def test_subcommand_help_mentions_every_flag(command):
-    r = run(command, "--help")
+COMMANDS = [path for path, _ in all_commands()]
+
+
+def test_the_commands_we_expect_exist():
+    assert {("serve",), ("ladder",)} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_every_command_help_mentions_every_flag_and_subcommand(path):
+    r = run(*path, "--help")
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
-    flags = option_strings(subparser(command))
-    assert "--help" in flags and len(flags) > 2
+    assert r.stdout.startswith(f"usage: tunstack {' '.join(path)}")
+    parser = subparser(*path)
+    flags = option_strings(parser)
+    assert "--help" in flags
     missing = [f for f in flags if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", r.stdout)]
-    assert missing == [], f"{command} --help does not mention {missing}"
-    assert r.stdout.startswith(f"usage: tunstack {command}")
+    assert missing == [], f"{' '.join(path)} --help does not mention {missing}"
+    for name in _subparsers(parser):
+        assert re.search(rf"^\s+{re.escape(name)}\s+\S", r.stdout, re.M), f"subcommand {name} not described"
 
 
 def test_serve_help_documents_the_ready_line_and_privileges():
@@ -93,7 +126,7 @@ def test_top_level_help_lists_subcommands():
     r = run("--help")
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.startswith("usage: tunstack")
-    for command in ("serve", "ladder"):
+    for command in _subparsers(build_parser()):
         assert re.search(rf"^\s+{command}\s+\S", r.stdout, re.M), f"{command} not listed with a description"
     assert "--version" in r.stdout
 
