@@ -61,6 +61,8 @@ class socket:
         self._listener = None
         self._conn = None
         self._closed = False
+        self._real_closed = False
+        self._bound = False                      # holds a port reservation in the layer (bind)
         self._io_refs = 0
         self._efd: int | None = None
         self._efd_set = False
@@ -197,6 +199,8 @@ class socket:
             elif tcp.port_in_use(addr, port):
                 raise _err(errno.EADDRINUSE)
             self._local = (addr, port)
+            tcp.bind((addr, port))  # reserved from now on, as bind(2) does
+            self._bound = True
 
     def getsockname(self) -> tuple[str, int]:
         if self._local is None:
@@ -223,7 +227,7 @@ class socket:
                 self.bind(("", 0))
             tcp = self.stack.host.tcp
             self._local = self._local if self._local[0] != bytes(4) else (bytes(4), self._local[1])
-            self._listener = tcp.listen(self._local[0], self._local[1], backlog)
+            self._listener = tcp.listen(self._local[0], self._local[1], backlog, reserved=self._bound)
             self._listener.notify = self._wakeup
 
     def accept(self):
@@ -264,6 +268,11 @@ class socket:
             self._check_open()
             if self._listener is not None:
                 raise _err(errno.EINVAL)
+            if self._conn is not None and self._conn.state is State.CLOSED and not self._conn.rcv_closed:
+                if self._conn.error and not self._err_reported:
+                    self._err_reported = True  # the failed attempt's error, once (e.g. ECONNREFUSED)
+                    return self._conn.error
+                self._conn, self._err_reported = None, False  # then a new attempt, as Linux allows
             if self._conn is not None:
                 if self._conn.state is State.SYN_SENT:
                     if self._timeout == 0:
@@ -378,7 +387,7 @@ class socket:
         return self._conn
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._real_closed:  # close() with live makefile() objects defers the real close, as CPython does
             raise _err(errno.EBADF)
 
     # ------------------------------------------------------------ close
@@ -409,6 +418,12 @@ class socket:
     def _real_close(self) -> None:
         st = self.stack
         with st.lock:
+            if self._real_closed:
+                return
+            self._real_closed = True
+            if self._bound:
+                st.host.tcp.unbind(self._local)
+                self._bound = False
             if self._listener is not None:
                 st.host.tcp.unlisten(self._listener, st.clock())
                 self._listener.notify = lambda what: None
@@ -474,7 +489,11 @@ class socket:
                 raise _err(errno.ENOENT, f"unknown congestion control {name!r}")
             self._opts[(level, option)] = name
         else:
-            self._opts[(level, option)] = int(value)
+            value = int(value)
+            if (level, option) in ((IPPROTO_TCP, TCP_KEEPIDLE), (IPPROTO_TCP, TCP_KEEPINTVL),
+                                   (IPPROTO_TCP, TCP_KEEPCNT)) and value < 1:
+                raise _err(errno.EINVAL, "keepalive idle, interval and count must be at least 1")
+            self._opts[(level, option)] = value
         with self.stack.lock:
             if self._conn is not None:
                 self._apply_options(self._conn)
@@ -485,15 +504,18 @@ class socket:
         with self.stack.lock:
             c = self._conn
             if (level, option) == (SOL_SOCKET, SO_ERROR):
-                err = c.error if c else 0
-                return err
+                if c is not None and c.error and not self._err_reported:
+                    self._err_reported = True  # like sock_error(): the pending error, once
+                    return c.error
+                return 0
             if (level, option) == (IPPROTO_TCP, TCP_CONGESTION):
                 name = c.cc.name if c else self._opts.get((level, option), self.stack.host.tcp.config.congestion)
                 return name.encode() if buflen else name.encode()
-            if (level, option) == (SOL_SOCKET, SO_RCVBUF) and c:
-                return c.rcvbuf_cap
-            if (level, option) == (SOL_SOCKET, SO_SNDBUF) and c:
-                return c.sndbuf_cap
+            config = self.stack.host.tcp.config
+            if (level, option) == (SOL_SOCKET, SO_RCVBUF):
+                return c.rcvbuf_cap if c else self._opts.get((level, option), config.rcvbuf)
+            if (level, option) == (SOL_SOCKET, SO_SNDBUF):
+                return c.sndbuf_cap if c else self._opts.get((level, option), config.sndbuf)
             return self._opts.get((level, option), 0)
 
     def _apply_options(self, conn) -> None:

@@ -61,6 +61,7 @@ class Host:
         self.icmp_limiter = TokenBucket(icmp_rate, icmp_burst)
         self._ident = self.rng.getrandbits(16)
         self._out: list[bytes] = []
+        self._loop: list[bytes] = []  # packets to ourselves, delivered without the link
         self.offload = False  # packets carry a virtio-net header (TUN IFF_VNET_HDR); see set_offload
 
     def set_offload(self, on: bool) -> None:
@@ -71,11 +72,14 @@ class Host:
     # ------------------------------------------------------------ input
     def receive(self, packet, now: float) -> None:
         """RFC 791 / RFC 1122 3.2.1: validate, reassemble, dispatch. Never raises on bad input."""
-        self.stats["ip_in"] += 1
         trusted = False
         if self.offload:
             trusted = vnet.checksum_trusted(packet)  # the kernel made it: its checksum may be unfinished
             packet = memoryview(packet)[vnet.VNET_HDR_LEN:]
+        self._input(packet, now, trusted)
+
+    def _input(self, packet, now: float, trusted: bool) -> None:
+        self.stats["ip_in"] += 1
         try:
             hdr, payload = parse_ipv4(packet)
         except MalformedPacket as exc:
@@ -182,24 +186,43 @@ class Host:
         self.send_ip(dst, IPPROTO_UDP, build_udp(sport, dport, payload, self.address, dst), now, df=False)
 
     def take_output(self, now: float) -> list[bytes]:
-        """Everything to write now: ICMP/UDP packets and the TCP segments (ACKs coalesced per batch)."""
-        tcp = self.tcp
-        tcp.flush(now)
-        if tcp.out:
-            ident = self._ident
-            out = self._out
-            offload = self.offload
-            for src, dst, seg in tcp.take_output():
-                tcp_len = tcp_header_len(seg) + len(seg.payload)
-                ident = (ident + 1) & 0xFFFF
-                ip = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
-                if offload:
-                    ip = vnet.gso_header(20, tcp_len - len(seg.payload), seg.gso_size, 20 + tcp_len) + ip
-                out.append(build_tcp_after(ip, seg, src, dst, partial=offload))
-            self._ident = ident
+        """Everything to write now: ICMP/UDP packets and the TCP segments (ACKs coalesced per batch).
+
+        Packets to our own address never reach the link: they loop back into ``_input`` (as the
+        kernel's ``lo`` does), until no more are produced (bounded)."""
+        for _ in range(256):
+            self._build_tcp_output(now)
+            if not self._loop:
+                break
+            looped, self._loop = self._loop, []
+            self.stats["ip_loopback"] += len(looped)
+            for packet in looped:
+                self._input(packet, now, trusted=True)
         out, self._out = self._out, []
         self.stats["ip_out"] += len(out)
         return out
+
+    def _build_tcp_output(self, now: float) -> None:
+        tcp = self.tcp
+        tcp.flush(now)
+        if not tcp.out:
+            return
+        ident = self._ident
+        out, loop = self._out, self._loop
+        offload = self.offload
+        me = self.address
+        for src, dst, seg in tcp.take_output():
+            tcp_len = tcp_header_len(seg) + len(seg.payload)
+            ident = (ident + 1) & 0xFFFF
+            ip = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
+            if dst == me:
+                loop.append(build_tcp_after(ip, seg, src, dst, partial=False))
+            elif offload:
+                ip = vnet.gso_header(20, tcp_len - len(seg.payload), seg.gso_size, 20 + tcp_len) + ip
+                out.append(build_tcp_after(ip, seg, src, dst, partial=True))
+            else:
+                out.append(build_tcp_after(ip, seg, src, dst))
+        self._ident = ident
 
     # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:

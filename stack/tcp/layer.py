@@ -32,6 +32,7 @@ class TcpLayer:
         self.isn = isn or IsnGenerator(self.rng)
         self.conns: dict[tuple, Connection] = {}
         self.listeners: dict[tuple[bytes, int], Listener] = {}
+        self.bound: dict[tuple[bytes, int], int] = {}  # bind(2) reservations
         self.out: list[tuple[bytes, bytes, TcpSegment]] = []
         self.stats: dict[str, int] = {}
         self._timers: list = []
@@ -49,10 +50,17 @@ class TcpLayer:
         self.stats[reason] = self.stats.get(reason, 0) + n
 
     # ------------------------------------------------------------ user side
-    def listen(self, addr: bytes, port: int, backlog: int) -> Listener:
+    def listen(self, addr: bytes, port: int, backlog: int, reserved: bool = False) -> Listener:
+        """Passive open. ``reserved``: the caller's own bind() reservation of this port does not count."""
         key = (addr, port)
-        if key in self.listeners or self.port_in_use(addr, port):
-            raise OSError(errno.EADDRINUSE, "Address already in use")
+        if reserved:
+            self.unbind(key)
+        try:
+            if key in self.listeners or self.port_in_use(addr, port):
+                raise OSError(errno.EADDRINUSE, "Address already in use")
+        finally:
+            if reserved:
+                self.bind(key)
         lst = Listener(key, backlog, self.config.syn_backlog)
         self.listeners[key] = lst
         return lst
@@ -65,9 +73,20 @@ class TcpLayer:
             conn.abort(now, "listener closed")
             self.touch(conn, now)
 
+    def bind(self, local: tuple[bytes, int]) -> None:
+        """Reserve a local address and port for a socket (bind(2)); released by ``unbind``."""
+        self.bound[local] = self.bound.get(local, 0) + 1
+
+    def unbind(self, local: tuple[bytes, int]) -> None:
+        n = self.bound.get(local, 0) - 1
+        if n > 0:
+            self.bound[local] = n
+        else:
+            self.bound.pop(local, None)
+
     def port_in_use(self, addr: bytes, port: int) -> bool:
         wild = bytes(4)
-        for a, p in self.listeners:
+        for a, p in list(self.listeners) + list(self.bound):
             if p == port and (a == addr or a == wild or addr == wild):
                 return True
         return False
