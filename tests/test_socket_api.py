@@ -269,21 +269,26 @@ def test_makefile_line_protocol(pair):
     assert h.result() == 100
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after sock.close() with a live makefile() object, the file's "
-                                       "send/recv raise EBADF (the real close is deferred, but _check_open "
-                                       "looks at the user-visible _closed flag); CPython keeps the fd usable")
+@pytest.mark.xfail(strict=True, reason="BUG: socket._wait() still raises EBADF when it wakes and sees "
+                                       "self._closed (user-level close), so a BLOCKING read through a live "
+                                       "makefile() object after sock.close() fails; must test _real_closed")
 def test_makefile_keeps_socket_open_until_file_closed(pair):
     """socket.makefile's contract: close() on the socket is deferred while file objects exist.
 
     urllib relies on it: do_open() closes the connection's socket right after getresponse()
     and the caller reads the body later through the response's makefile() object."""
     c, s = pair.connected()
-    w = c.makefile("wb")
+    w, r = c.makefile("wb"), c.makefile("rb")
     c.close()
     w.write(b"still open\n")
     w.flush()
     assert recv_exactly(s, 11) == b"still open\n"
-    w.close()                                     # last reference: now the FIN goes
+    h = in_thread(r.readline)                     # blocks in recv_into: data comes later
+    time.sleep(0.05)
+    s.sendall(b"reply\n")
+    assert h.result() == b"reply\n"
+    w.close()
+    r.close()                                     # last reference: now the FIN goes
     assert s.recv(100) == b""
 
 
@@ -508,23 +513,21 @@ def test_nonblocking_connect_refused_reported_by_so_error(pair):
     c.setblocking(False)
     with pytest.raises(BlockingIOError):
         c.connect((B_ADDR, 9))
-    wait_for(lambda: c.getsockopt(std.SOL_SOCKET, std.SO_ERROR) != 0)
+    # select() reports a socket with a pending error as readable (POLLERR is in its read set)
+    assert select.select([c], [], [], IO_TIMEOUT)[0] == [c]
     assert c.getsockopt(std.SOL_SOCKET, std.SO_ERROR) == errno.ECONNREFUSED
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SO_ERROR is not cleared when read (Linux: sock_error() "
-                                       "returns the pending error once, then 0)")
 def test_so_error_is_cleared_by_reading_it(pair):
     c = pair.client()
     c.setblocking(False)
     with pytest.raises(BlockingIOError):
         c.connect((B_ADDR, 9))
-    wait_for(lambda: c.getsockopt(std.SOL_SOCKET, std.SO_ERROR) != 0)
+    assert select.select([c], [], [], IO_TIMEOUT)[0] == [c]
+    assert c.getsockopt(std.SOL_SOCKET, std.SO_ERROR) == errno.ECONNREFUSED
     assert c.getsockopt(std.SOL_SOCKET, std.SO_ERROR) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: connect()/connect_ex() again after a refused non-blocking "
-                                       "connect says EISCONN (connected!) instead of ECONNREFUSED")
 def test_nonblocking_connect_refused_seen_by_connect_ex_again(pair):
     """The idiom of test_nonblocking_connect_einprogress_then_connected must not mistake a
     refusal for success."""
@@ -538,9 +541,6 @@ def test_nonblocking_connect_refused_seen_by_connect_ex_again(pair):
     assert rc == errno.ECONNREFUSED
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a connection to the stack's own address (also 'localhost', "
-                                       "which _resolve maps to it) is sent out of the link instead of "
-                                       "being looped back to the stack's own listener; connect times out")
 def test_connect_to_own_address(pair):
     ls = pair.listener(9000)
     c = pair.client(pair.b)
@@ -608,10 +608,6 @@ def test_data_retransmission_limit_etimedout_on_send(make_pair):
     assert ei.value.errno == errno.ETIMEDOUT, ei.value
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: every send() call runs _output() -> _arm_pto(), which re-arms "
-                                       "the tail-loss probe at now+2*SRTT+0.2 s and pushes rto_at back behind "
-                                       "it; small writes (held by Nagle) to a dead peer postpone the RTO until "
-                                       "a full MSS has queued: ETIMEDOUT after ~4 s instead of ~0.35 s")
 def test_small_writes_do_not_postpone_the_retransmission_timeout(make_pair):
     """RFC 6298 5.1: a running retransmission timer is not restarted by new sends; the RTO of
     the oldest outstanding segment fires on time however often the application writes."""
@@ -668,8 +664,6 @@ def test_keepalive_options_by_setsockopt(pair):
         assert c.getsockopt(std.IPPROTO_TCP, opt) == value
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: TCP_KEEPIDLE/KEEPINTVL/KEEPCNT accept 0 and negatives "
-                                       "(Linux: EINVAL for values < 1)")
 def test_keepalive_options_reject_nonpositive(pair):
     c, s = pair.connected()
     for opt in (std.TCP_KEEPIDLE, std.TCP_KEEPINTVL, std.TCP_KEEPCNT):
@@ -719,8 +713,6 @@ def test_listen_twice_on_a_port_eaddrinuse(pair):
     assert ei.value.errno == errno.EADDRINUSE
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: bind() reserves nothing; a second socket binds the same port "
-                                       "and EADDRINUSE only comes at listen()/connect() (Linux: at bind())")
 def test_bind_twice_without_listen_eaddrinuse(pair):
     """Linux: a second bind() to a port another socket holds fails at bind() (no SO_REUSEADDR)."""
     first = pair.track(pair.b.socket())
@@ -838,8 +830,6 @@ def test_buffer_sizes_readable_on_connected_socket(pair):
         assert sock.getsockopt(std.SOL_SOCKET, std.SO_SNDBUF) > 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: getsockopt(SO_RCVBUF/SO_SNDBUF) on a socket without a "
-                                       "connection returns 0, not the stack's default (TcpConfig.rcvbuf/sndbuf)")
 def test_buffer_sizes_readable_before_connect(pair):
     """Linux reports the default buffer sizes on a fresh socket, not 0."""
     c = pair.client()
@@ -972,10 +962,10 @@ def test_http_client_keepalive_two_requests(pair, web_root):
         t.join(IO_TIMEOUT)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: http.client closes the connection's socket as soon as it sees "
-                                       "'Connection: close' and reads the body later through the response's "
-                                       "makefile(); our recv_into then raises EBADF (see "
-                                       "test_makefile_keeps_socket_open_until_file_closed)")
+@pytest.mark.xfail(strict=True, reason="BUG: http.client closes its socket on 'Connection: close' and reads "
+                                       "the body later through the response's makefile(); the blocking "
+                                       "recv_into then wakes in socket._wait(), sees self._closed and raises "
+                                       "EBADF (same bug as test_makefile_keeps_socket_open_until_file_closed)")
 def test_http_client_connection_close_response(pair):
     """A response that ends the connection ("Connection: close", as http.server's error pages
     send): http.client closes its socket at once and reads the body through the response's file.
