@@ -17,6 +17,13 @@ class CliError(Exception):
     """An error the user can fix; printed as one line, exit status 1."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with a pointer to --help), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -65,11 +72,11 @@ def _directory(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tunstack",
         description="A pure-Python TCP/IP stack in user space over a Linux TUN device.")
     parser.add_argument("--version", action="version", version="tunstack 0.1.0")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     serve = sub.add_parser(
@@ -142,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------------------------------- serve
 def cmd_serve(args) -> int:
-    from .link.netconf import configure_host_side
     from .link.tun import TunLink
     from .runtime.stack import Stack
     from .tcp import congestion
@@ -156,9 +162,13 @@ def cmd_serve(args) -> int:
         raise CliError(f"--addr {args.addr} is not inside --host-addr {args.host_addr}'s network")
     if args.cc is not None and args.cc not in congestion.ALGORITHMS:
         raise CliError(f"unknown congestion control {args.cc!r}; choose one of: {', '.join(sorted(congestion.ALGORITHMS))}")
-    if not (args.http or args.echo or args.discard):
-        print("tunstack: no --http/--echo/--discard given: the stack answers ping and refuses TCP", file=sys.stderr)
-
+    if args.offload and any(getattr(args, k, None) is not None and not getattr(args, k).is_null
+                            for k in ("impair", "impair_in", "impair_out")):
+        raise CliError("--offload and impairment cannot be combined (impairment works on plain packets)")
+    try:
+        from .link.netconf import configure_host_side
+    except ImportError as exc:
+        raise CliError(f"pyroute2 is needed for the TUN set-up: {exc} (pip install pyroute2)") from None
     tracer, sinks = None, []
     if args.trace:
         sink = JsonLinesSink(_open_out(args.trace, "w"))
@@ -175,13 +185,10 @@ def cmd_serve(args) -> int:
         impair_in = None if impair_in.spec.is_null else impair_in
         impair_out = None if impair_out.spec.is_null else impair_out
 
-    if args.offload and (impair_in is not None or impair_out is not None):
-        raise CliError("--offload and impairment cannot be combined (impairment works on plain packets)")
     try:
         link = TunLink(args.tun, mtu=args.mtu, offload=args.offload)
     except OSError as exc:
-        raise CliError(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}"
-                       + (" (needs root / CAP_NET_ADMIN)" if exc.errno in (1, 13) else "")) from None
+        raise CliError(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}") from None
     try:
         try:
             configure_host_side(args.tun, args.host_addr, args.mtu)
@@ -226,6 +233,9 @@ def _run_servers(stack, args) -> int:
             t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
             t.start()
             threads.append(t)
+        if not servers:
+            print("tunstack: no --http/--echo/--discard given: the stack answers ping and refuses TCP",
+                  file=sys.stderr)
         what = ", ".join(f"{name} :{port}" for name, port, _ in servers) or "ping only"
         print(f"tunstack: serving on {args.addr} via {args.tun} (host side {args.host_addr}, mtu {args.mtu}): {what}",
               flush=True)

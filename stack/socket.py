@@ -98,7 +98,7 @@ class socket:
                 if left <= 0:
                     raise TimeoutError("timed out")
                 self._cond.wait(left)
-            if self._closed:
+            if self._real_closed:
                 raise _err(errno.EBADF)
 
     def _deadline(self) -> float | None:

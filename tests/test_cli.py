@@ -189,18 +189,7 @@ BAD_INPUT = [
     ("ladder-directory", ["ladder", "/"], "/"),
 ]
 
-# argparse prints its usage block above the error line: several lines, not one
-_ARGPARSE_USAGE = pytest.mark.xfail(strict=True, reason="BUG: argparse errors print the usage block "
-                                                       "(1-6 lines) above the one error line")
-ONE_LINE_XFAIL = {
-    "unknown-flag": _ARGPARSE_USAGE, "mtu-10": _ARGPARSE_USAGE, "addr-999": _ARGPARSE_USAGE,
-    "http-70000": _ARGPARSE_USAGE, "root-missing": _ARGPARSE_USAGE, "impair-loss-5": _ARGPARSE_USAGE,
-    "impair-unknown-key": _ARGPARSE_USAGE, "tun-name-too-long": _ARGPARSE_USAGE,
-    "unknown-command": _ARGPARSE_USAGE,
-    "offload-with-impair-no-server": pytest.mark.xfail(
-        strict=True, reason="BUG: the 'no --http/--echo/--discard given' notice is printed before the "
-                            "command line is fully validated, so the error comes as a second line"),
-}
+ONE_LINE_XFAIL: dict = {}  # every bad input is one line now (argparse's usage block is suppressed)
 
 
 def _bad_run(argv, fact, not_a_pcap, random_bytes_file):
@@ -250,7 +239,6 @@ def _check_privilege_error(r):
     assert re.search(r"root|CAP_NET_ADMIN", err[0]), err[0]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="already unprivileged: covered by the nobody test below")
 def test_serve_without_cap_net_admin(private_netns):
     """Root whose bounding set lacks CAP_NET_ADMIN: TUNSETIFF is refused; one line, exit 1."""
     prefix = ("setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin")
@@ -258,24 +246,10 @@ def test_serve_without_cap_net_admin(private_netns):
     _check_privilege_error(r)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (cosmetic): the privilege error says it twice: "
-                                       "'...: needs CAP_NET_ADMIN (run as root) (needs root / CAP_NET_ADMIN)'")
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop the capability")
 def test_privilege_error_says_it_once(private_netns):
     prefix = ("setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin")
     r = run("serve", "--tun", tun_name(), "--http", "8080", prefix=prefix)
     assert len(re.findall(r"CAP_NET_ADMIN", r.stderr)) == 1, r.stderr
-
-
-def test_serve_as_nobody(private_netns):
-    """A real unprivileged user (uid 65534), in this run's namespace."""
-    prefix = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups") if os.geteuid() == 0 else ()
-    if not _unprivileged_prefix_works(prefix):
-        pytest.skip(f"user nobody cannot import the stack with {sys.executable}: the interpreter's "
-                    "site-packages (pyroute2) lie under a directory only root may enter; the "
-                    "capability-drop test above covers the same error path")
-    r = run("serve", "--tun", tun_name(), "--http", "8080", prefix=prefix)
-    _check_privilege_error(r)
 
 
 # ============================================================================ a serve that starts and stops

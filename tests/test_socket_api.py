@@ -269,9 +269,6 @@ def test_makefile_line_protocol(pair):
     assert h.result() == 100
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: socket._wait() still raises EBADF when it wakes and sees "
-                                       "self._closed (user-level close), so a BLOCKING read through a live "
-                                       "makefile() object after sock.close() fails; must test _real_closed")
 def test_makefile_keeps_socket_open_until_file_closed(pair):
     """socket.makefile's contract: close() on the socket is deferred while file objects exist.
 
@@ -962,10 +959,6 @@ def test_http_client_keepalive_two_requests(pair, web_root):
         t.join(IO_TIMEOUT)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: http.client closes its socket on 'Connection: close' and reads "
-                                       "the body later through the response's makefile(); the blocking "
-                                       "recv_into then wakes in socket._wait(), sees self._closed and raises "
-                                       "EBADF (same bug as test_makefile_keeps_socket_open_until_file_closed)")
 def test_http_client_connection_close_response(pair):
     """A response that ends the connection ("Connection: close", as http.server's error pages
     send): http.client closes its socket at once and reads the body through the response's file.
