@@ -221,15 +221,6 @@ def test_bad_input_is_one_line(argv, fact, not_a_pcap, random_bytes_file, privat
 
 # ============================================================================ privileges
 
-def _unprivileged_prefix_works(prefix) -> bool:
-    try:
-        r = subprocess.run([*prefix, sys.executable, "-c", "import stack.cli, stack.link.tun, stack.link.netconf"],
-                           cwd="/", env=env(), capture_output=True, timeout=RUN_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
-
-
 def _check_privilege_error(r):
     assert r.returncode == 1, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr, r.stderr
