@@ -21,11 +21,12 @@ named by their ``fileno()`` in results (a real fd: see stack/socket.py).
 from __future__ import annotations
 
 import errno
-import os
 import select as _select
 import threading
 import time
 from collections import deque
+
+from .readiness import ReadinessFd
 
 EPOLLIN, EPOLLOUT, EPOLLPRI = _select.EPOLLIN, _select.EPOLLOUT, _select.EPOLLPRI
 EPOLLERR, EPOLLHUP, EPOLLRDHUP = _select.EPOLLERR, _select.EPOLLHUP, _select.EPOLLRDHUP
@@ -55,8 +56,7 @@ class epoll:
         self.rdllist: deque[EpItem] = deque()     # the ready list
         self.wq = threading.Condition(stack.lock)  # epoll_wait sleeps here
         self._closed = False
-        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # readable while rdllist is not empty
-        self._efd_set = False
+        self._efd = ReadinessFd()  # readable while rdllist is not empty
 
     # ---------------------------------------------------------------- epoll_ctl
     def register(self, sock, eventmask: int = EPOLLIN | EPOLLPRI | EPOLLOUT) -> None:
@@ -84,13 +84,7 @@ class epoll:
         """EPOLL_CTL_DEL."""
         with self.stack.lock:
             self._check_open()
-            item = self._item(sock)
-            del self.rbr[item.fd]
-            self._unhook(item)
-            if item.on_rdllist:
-                self.rdllist.remove(item)
-                item.on_rdllist = False
-            self._sync_fd()
+            self._remove(self._item(sock))
 
     # ---------------------------------------------------------------- the callback
     def _callback_for(self, item: EpItem):
@@ -104,13 +98,7 @@ class epoll:
         if self._closed:
             return
         if item.sock.closed:  # closing the socket removes it from every epoll (as close(2) does)
-            if self.rbr.get(item.fd) is item:
-                del self.rbr[item.fd]
-            self._unhook(item)
-            if item.on_rdllist:
-                self.rdllist.remove(item)
-                item.on_rdllist = False
-            self._sync_fd()
+            self._remove(item)
             return
         if item.disabled:
             return
@@ -165,7 +153,7 @@ class epoll:
     def fileno(self) -> int:
         """An eventfd readable while the ready list is not empty (so an epoll can be select()ed)."""
         self._check_open()
-        return self._efd
+        return self._efd.fd
 
     @property
     def closed(self) -> bool:
@@ -181,13 +169,23 @@ class epoll:
             self.rdllist.clear()
             self._closed = True
             self.wq.notify_all()
-            os.close(self._efd)
+            self._efd.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _remove(self, item: EpItem) -> None:
+        """Take an item out of the interest set, the socket's wait queue and the ready list."""
+        if self.rbr.get(item.fd) is item:
+            del self.rbr[item.fd]
+        self._unhook(item)
+        if item.on_rdllist:
+            self.rdllist.remove(item)
+            item.on_rdllist = False
+        self._sync_fd()
 
     def _unhook(self, item: EpItem) -> None:
         item.sock._watchers[:] = [cb for cb in item.sock._watchers if getattr(cb, "epoll", None) is not self
@@ -212,13 +210,4 @@ class epoll:
             raise ValueError("I/O operation on closed epoll object")
 
     def _sync_fd(self) -> None:
-        ready = bool(self.rdllist)
-        if ready and not self._efd_set:
-            os.eventfd_write(self._efd, 1)
-            self._efd_set = True
-        elif not ready and self._efd_set:
-            try:
-                os.eventfd_read(self._efd)
-            except BlockingIOError:
-                pass
-            self._efd_set = False
+        self._efd.set(bool(self.rdllist))

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
+from .readiness import ReadinessFd
 from .tcp.states import State
 from .wire.ipv4 import aton, ntoa
 
@@ -64,8 +65,7 @@ class socket:
         self._real_closed = False
         self._bound = False                      # holds a port reservation in the layer (bind)
         self._io_refs = 0
-        self._efd: int | None = None
-        self._efd_set = False
+        self._efd: ReadinessFd | None = None  # created by the first fileno()
         self._opts: dict[tuple[int, int], int] = {}
         self._watchers: list[Callable[[socket], None]] = []  # epoll entries' callbacks
         self._shut_rd = False
@@ -150,24 +150,13 @@ class socket:
             return -1
         with self.stack.lock:
             if self._efd is None:
-                self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-                self._efd_set = False
+                self._efd = ReadinessFd()
                 self._sync_fd()
-            return self._efd
+            return self._efd.fd
 
     def _sync_fd(self) -> None:
-        if self._efd is None:
-            return
-        ready = self.readable()
-        if ready and not self._efd_set:
-            os.eventfd_write(self._efd, 1)
-            self._efd_set = True
-        elif not ready and self._efd_set:
-            try:
-                os.eventfd_read(self._efd)
-            except BlockingIOError:
-                pass
-            self._efd_set = False
+        if self._efd is not None:
+            self._efd.set(self.readable())
 
     # ------------------------------------------------------------ addresses
     def _resolve(self, address) -> tuple[bytes, int]:
@@ -440,7 +429,7 @@ class socket:
             for cb in list(self._watchers):
                 cb(self)
             if self._efd is not None:
-                os.close(self._efd)
+                self._efd.close()
                 self._efd = None
 
     def detach(self):
@@ -455,7 +444,7 @@ class socket:
     def __del__(self):
         try:
             if self._efd is not None:
-                os.close(self._efd)
+                self._efd.close()
         except Exception:
             pass
 
