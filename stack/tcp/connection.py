@@ -26,7 +26,6 @@ from .states import State
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
 TSO_MAX = 65535 - 20 - 60  # a TSO super-segment must fit one IPv4 datagram
-TS_OFFSET_BITS = 32
 
 
 class Connection:
@@ -689,7 +688,6 @@ class Connection:
         """
         rcv_nxt = self.rcv_nxt
         off = seq_diff(seq, rcv_nxt)
-        end = off + len(payload)
         ofo = self.ofo
         if ofo:
             last = ofo[-1]

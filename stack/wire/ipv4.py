@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from .checksum import addr_sum, checksum, finish, verify
+from .checksum import addr_sum, finish, verify
 from .errors import MalformedPacket
 
 _HDR = struct.Struct("!BBHHHBBH4s4s")
