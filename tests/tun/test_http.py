@@ -234,3 +234,14 @@ def test_1000_malformed_packets_counted_by_reason_and_service_continues(served):
     result = curl(f"http://{STACK_ADDR}/index.html")
     assert result.returncode == 0 and result.stdout == b"<h1>tunstack</h1>\n"
     assert per > 0
+
+
+def test_kernel_udp_to_closed_port_is_refused(served):
+    """RFC 1122 4.1.3.1: our ICMP port unreachable reaches the kernel: its connected UDP socket
+    reports ECONNREFUSED."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((STACK_ADDR, 9))
+        s.settimeout(3)
+        s.send(b"anyone there?")
+        with pytest.raises(ConnectionRefusedError):
+            s.recv(100)
