@@ -113,7 +113,7 @@ class Host:
         elif proto == IPPROTO_ICMP:
             self._icmp_arrives(hdr, payload, now)
         elif proto == IPPROTO_UDP:
-            self._udp_arrives(hdr, payload, now)
+            self._udp_arrives(hdr, payload, now, trusted)
         else:
             self._drop("ip_unknown_protocol", now)
             self._icmp_error(icmpw.DEST_UNREACH, icmpw.CODE_PROTO_UNREACH, hdr, payload, now)
@@ -129,8 +129,8 @@ class Host:
         else:
             self._drop("icmp_type_ignored", now)
 
-    def _udp_arrives(self, hdr, payload, now: float) -> None:
-        dgram = parse_udp(payload, hdr.src, hdr.dst)
+    def _udp_arrives(self, hdr, payload, now: float, trusted: bool = False) -> None:
+        dgram = parse_udp(payload, None, None) if trusted else parse_udp(payload, hdr.src, hdr.dst)
         self.stats["udp_in"] += 1
         handler = self.udp_handlers.get(dgram.dport)
         if handler is None:
