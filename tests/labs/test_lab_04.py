@@ -1,0 +1,103 @@
+"""docs/labs/04-blocking-vs-epoll.md: every block prints what the lab shows; every claim holds.
+
+The simulator is not used here: the lab runs two real-time Stacks over a socketpair link,
+as tests/test_epoll.py does; every wait in the lab's code is bounded.
+"""
+from __future__ import annotations
+
+import inspect
+import threading
+
+import pytest
+
+from labdoc import Lab, run_shell
+from stack import epoll as epoll_mod
+from stack.apps import epoll_echo, servers
+from stack.ip.host import Host
+from stack.runtime.stack import Stack
+from stack.socket import socket as StackSocket
+from stack.tcp.connection import Connection
+
+LAB = Lab("04-blocking-vs-epoll.md")
+
+
+@pytest.fixture(scope="module")
+def s():
+    return LAB.run()
+
+
+@pytest.mark.parametrize("block", LAB.output_ids())
+def test_each_block_prints_what_the_lab_shows(s, block):
+    assert s.out[block] == LAB.output(block)
+
+
+def test_the_lab_leaves_no_thread_behind(s):
+    """The cleanup block closed both stacks: their threads ended."""
+    assert not [t for t in threading.enumerate() if t.name in ("tunstack", "epoll-server", "reader")]
+
+
+# ------------------------------------------------------------ the mapping table
+def src(obj) -> str:
+    return inspect.getsource(obj)
+
+
+def test_the_table_names_real_code():
+    assert "_read_packets" in src(Stack._run) and "host.receive" in src(Stack._read_packets)
+    assert hasattr(Host, "receive")
+    sim_conn = Connection.__init__
+    assert "self.rcvbuf = bytearray()" in src(sim_conn) and "self.sndbuf = bytearray()" in src(sim_conn)
+    assert "self._cond = threading.Condition(stack.lock)" in src(StackSocket.__init__)
+    assert "self._cond.wait(" in src(StackSocket._wait)
+    assert "self.rcvbuf += payload" in src(Connection._deliver) and 'self.notify("readable")' in src(Connection._deliver)
+    assert "conn.notify = self._wakeup" in src(StackSocket._attach)
+    wakeup = src(StackSocket._wakeup)
+    assert "self._cond.notify_all()" in wakeup and "for cb in list(self._watchers)" in wakeup
+    reg = src(epoll_mod.epoll.register)
+    assert "EpItem(" in reg and "self.rbr[fd] = item" in reg and "sock._watchers.append" in reg
+    assert "def ep_poll_callback" in src(epoll_mod.epoll._callback_for)
+    cb = src(epoll_mod.epoll._ep_poll_callback)
+    assert "poll_events()" in cb and "self.rdllist.append(item)" in cb and "self.wq.notify_all()" in cb
+    assert "self.wq.wait(" in src(epoll_mod.epoll.poll)
+
+
+# ------------------------------------------------------------ 3. blocking server
+def test_the_blocking_server_keeps_an_acceptor_pool_and_grows_it():
+    """'keeps a small pool of threads waiting in accept() and adds one whenever all are busy'."""
+    assert servers.StackServerMixin.min_workers == 4
+    probe = ('wait_until(lambda: len(sleepers("recv")) == 10)\n'
+             'counts = (len([t for t in threading.enumerate() if t.name == "TCPServer-worker"]),'
+             ' len(sleepers("accept")))')
+    ns = LAB.run(["setup", "threads", "cleanup"], edit=lambda id_, code: code.replace(
+        'wait_until(lambda: len(sleepers("recv")) == 10)', probe).replace(
+        "for s in (client, conn, c1, s1, c2, s2, c3, s3):\n    s.close()\n", "")).ns
+    workers, in_accept = ns["counts"]
+    assert workers >= 11 and in_accept >= 1   # 10 busy in recv(), at least one waiting in accept()
+
+
+# ------------------------------------------------------------ 5. and 6. epoll internals
+def test_edge_triggered_server_drains_until_eagain():
+    code = src(epoll_echo.EpollEchoServer._service)
+    assert "while True:" in code and "except BlockingIOError:" in code and "drain until EAGAIN" in code
+    assert "EPOLLET" in src(epoll_echo.EpollEchoServer._accept_all)
+
+
+def test_level_triggered_items_go_back_on_the_ready_list():
+    code = src(epoll_mod.epoll._ep_send_events)
+    assert "keep.append(item)" in code and "not item.events & EPOLLET" in code
+
+
+# ------------------------------------------------------------ 8. the real thing
+def test_real_tun_thread_counts(private_netns, tmp_path):
+    lines = []
+    for line in LAB.shell("tun").splitlines():
+        if line.startswith(("sudo unshare", "source ", "exit")):
+            continue
+        lines.append(line.replace("tun0", "lab4t").replace("/tmp/lab4", str(tmp_path / "lab4")))
+    res = run_shell("\n".join(lines), tmp_path, timeout=90)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines() == [
+        "threads: 7 threads before",
+        "20 clients connected: 24 threads",
+        "epoll: 3 threads before",
+        "20 clients connected: 3 threads",
+    ]
