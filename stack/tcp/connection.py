@@ -1018,6 +1018,10 @@ class Connection:
             return 0
         self._trace("retransmit", now, seq=seq, len=max(n, 0), why=why)
         self._send_data(off, max(n, 0), now, fin=fin, retransmit=True)
+        if off == 0 and why != "rto":
+            # as Linux does: resending the head restarts the RTO, so that the timer does not fire
+            # while the fast retransmission is still on its way (RFC 6298 leaves this open)
+            self.rto_at = now + self.rtt.current_rto()
         return max(n, 0) + (1 if fin else 0)
 
     # ------------------------------------------------------------------ timers

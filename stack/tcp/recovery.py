@@ -34,6 +34,7 @@ class LossRecovery:
         self.rxt_marks: list[list[int]] = []  # [seq, end, SND.MAX then] of each retransmission (lost-rxt detection)
         self.resend: list[tuple[int, int]] = []  # retransmissions found lost, to send again
         self.lost_retransmits = 0
+        self.after_rto = False             # RFC 6582 4: after a timeout, no fast retransmit below recover
 
     # ---------------------------------------------------------------- scoreboard
     def _update_scoreboard(self, seg) -> None:
@@ -166,8 +167,10 @@ class LossRecovery:
     def _enter_recovery(self, now: float) -> None:
         """RFC 6582 3.2 step 2 / RFC 6675 5 (or RFC 5681 3.2 step 2-3)."""
         c = self.c
-        if not seq_gt(c.snd_una, self.recover) and self.recover != c.iss:
-            return  # RFC 6582 step 2: the ACK does not cover recover: no new fast retransmit
+        guarded = c.cc.partial_ack_recovery or self.after_rto
+        if guarded and not seq_gt(c.snd_una, self.recover) and self.recover != c.iss:
+            return  # RFC 6582 3.2 step 2 / 4: the ACK does not cover recover: no new fast retransmit
+        self.after_rto = False
         self.in_recovery = True
         self.recover = seq_add(c.snd_max, -1)
         self.high_rxt = c.snd_una
@@ -239,6 +242,7 @@ class LossRecovery:
         if self.in_recovery:
             c.cc.ssthresh = min(c.cc.ssthresh, ssthresh)  # the loss was already answered (as Linux)
         self.recover = seq_add(c.snd_max, -1)
+        self.after_rto = True  # Reno too: dupacks from the go-back-N resends are not a new loss
         self.in_recovery = False
         self.dupacks = 0
         self.sacked.clear()  # RFC 2018 8: after a timeout, ignore SACK state (the receiver may renege)
