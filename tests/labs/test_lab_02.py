@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 
 import pytest
 
@@ -351,7 +352,7 @@ def test_real_tun_kernel_receiver(private_netns, tmp_path):
     for line in LAB.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
-        lines.append(line.replace("tun0", "lab2t").replace("/tmp/lab2", str(tmp_path / "lab2")))
+        lines.append(line.replace("tun0", f"lab2t{os.getpid() % 100000}").replace("/tmp/lab2", str(tmp_path / "lab2")))
     res = run_shell("\n".join(lines), tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout.splitlines()

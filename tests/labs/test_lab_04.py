@@ -6,6 +6,7 @@ as tests/test_epoll.py does; every wait in the lab's code is bounded.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 
 import pytest
@@ -32,8 +33,11 @@ def test_each_block_prints_what_the_lab_shows(s, block):
 
 
 def test_the_lab_leaves_no_thread_behind(s):
-    """The cleanup block closed both stacks: their threads ended."""
-    assert not [t for t in threading.enumerate() if t.name in ("tunstack", "epoll-server", "reader")]
+    """The cleanup block closed both stacks: their threads, the reader and the servers' loops ended."""
+    for st in (s.ns["client_stack"], s.ns["server_stack"]):
+        assert st._thread is not None and not st._thread.is_alive()
+    assert not s.ns["reader"].is_alive()
+    assert not [t for t in threading.enumerate() if t.name in ("epoll-server", "reader", "TCPServer-worker")]
 
 
 # ------------------------------------------------------------ the mapping table
@@ -58,6 +62,9 @@ def test_the_table_names_real_code():
     cb = src(epoll_mod.epoll._ep_poll_callback)
     assert "poll_events()" in cb and "self.rdllist.append(item)" in cb and "self.wq.notify_all()" in cb
     assert "self.wq.wait(" in src(epoll_mod.epoll.poll)
+    # 'poll (epoll_wait) only has to take items off that list': it never walks the interest set
+    send = src(epoll_mod.epoll._ep_send_events)
+    assert "self.rdllist.popleft()" in send and "rbr" not in send and "rbr" not in src(epoll_mod.epoll.poll)
 
 
 # ------------------------------------------------------------ 3. blocking server
@@ -92,7 +99,7 @@ def test_real_tun_thread_counts(private_netns, tmp_path):
     for line in LAB.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
-        lines.append(line.replace("tun0", "lab4t").replace("/tmp/lab4", str(tmp_path / "lab4")))
+        lines.append(line.replace("tun0", f"lab4t{os.getpid() % 100000}").replace("/tmp/lab4", str(tmp_path / "lab4")))
     res = run_shell("\n".join(lines), tmp_path, timeout=90)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.splitlines() == [

@@ -61,3 +61,27 @@ def test_quirk_timestamp_clock_truncates():
     assert int((1.0 + 0.005 + 0.005) * 1000) == 1009
     out = Lab("01-handshake.md").output("lostsyn").splitlines()
     assert "ts=2056373524/0" in out[1] and out[3].endswith("ts=2056373533/833066038")
+
+
+ECHO = re.compile(r"^(True|False|\d+)$")  # what the interpreter echoes of sim.run(...), sim.send(...)
+
+
+@pytest.mark.parametrize("name", LAB_FILES)
+def test_pasting_the_lab_into_an_interactive_python_prints_what_the_lab_shows(name, tmp_path):
+    """The labs say 'paste the blocks into one python3 session': do exactly that (a blank line after
+    each block, as after pasting it) and compare the session's output, minus the echoed values of
+    sim.run/sim.send, with the lab's output blocks."""
+    import subprocess
+    import sys
+
+    from labdoc import REPO
+    lab = Lab(name)
+    stdin = "".join(b.body.rstrip("\n") + "\n\n" for b in lab.blocks if b.kind == "run")
+    res = subprocess.run([sys.executable, "-i", "-q"], input=stdin, capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert "Traceback" not in res.stderr and "Error" not in res.stderr, res.stderr[-3000:]
+    got = [line.rstrip() for line in res.stdout.splitlines() if not ECHO.match(line.strip())]
+    want = [line for id_ in lab.run_ids() if id_ in lab.output_ids() for line in lab.output(id_).splitlines()]
+    got = [line for line in got if line]
+    want = [line for line in want if line]
+    assert got == want
