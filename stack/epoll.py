@@ -88,19 +88,24 @@ class epoll:
 
     # ---------------------------------------------------------------- the callback
     def _callback_for(self, item: EpItem):
-        def ep_poll_callback(sock, item=item, ep=self):
-            ep._ep_poll_callback(item)
+        def ep_poll_callback(sock, key=0, item=item, ep=self):
+            ep._ep_poll_callback(item, key)
         ep_poll_callback.epoll = self
+        ep_poll_callback.item = item
         return ep_poll_callback
 
-    def _ep_poll_callback(self, item: EpItem) -> None:
-        """Called (stack lock held) whenever the socket's wait queue is woken."""
+    def _ep_poll_callback(self, item: EpItem, key: int = 0) -> None:
+        """Called (stack lock held) whenever the socket's wait queue is woken. ``key`` says what the
+        wake-up is about (0: anything); like Linux, a wake-up about events the item does not want
+        is ignored, so an edge-triggered reader is not reported again because an ACK arrived."""
         if self._closed:
             return
         if item.sock.closed:  # closing the socket removes it from every epoll (as close(2) does)
             self._remove(item)
             return
         if item.disabled:
+            return
+        if key and not key & (item.events | _ALWAYS):
             return
         if not item.sock.poll_events() & (item.events | _ALWAYS):
             return
@@ -188,8 +193,8 @@ class epoll:
         self._sync_fd()
 
     def _unhook(self, item: EpItem) -> None:
-        item.sock._watchers[:] = [cb for cb in item.sock._watchers if getattr(cb, "epoll", None) is not self
-                                  or cb.__defaults__[0] is not item]
+        item.sock._watchers[:] = [cb for cb in item.sock._watchers
+                                  if getattr(cb, "epoll", None) is not self or cb.item is not item]
 
     def _fd_of(self, sock) -> int:
         if isinstance(sock, int):

@@ -38,6 +38,10 @@ MSG_DONTWAIT = _std.MSG_DONTWAIT
 timeout = TimeoutError
 
 _SYNCHRONIZED_SEND = (State.ESTABLISHED, State.CLOSE_WAIT)
+# what a wake-up is about, as the poll key Linux passes to wait-queue callbacks (0: anything)
+_WAKE_KEYS = {"readable": _select.EPOLLIN | _select.EPOLLRDNORM | _select.EPOLLRDHUP,
+              "writable": _select.EPOLLOUT | _select.EPOLLWRNORM,
+              "error": _select.EPOLLERR | _select.EPOLLHUP | _select.EPOLLIN | _select.EPOLLOUT}
 
 
 def _err(code: int, what: str = "") -> OSError:
@@ -67,7 +71,7 @@ class socket:
         self._io_refs = 0
         self._efd: ReadinessFd | None = None  # created by the first fileno()
         self._opts: dict[tuple[int, int], int] = {}
-        self._watchers: list[Callable[[socket], None]] = []  # epoll entries' callbacks
+        self._watchers: list[Callable[[socket, int], None]] = []  # epoll entries' callbacks (sock, key)
         self._shut_rd = False
         self._err_reported = False
         if _conn is not None:
@@ -83,8 +87,9 @@ class socket:
         """Called by the protocol objects with the stack lock held: wake sleepers and watchers."""
         self._cond.notify_all()
         self._sync_fd()
+        key = _WAKE_KEYS.get(what, 0)
         for cb in list(self._watchers):
-            cb(self)
+            cb(self, key)
 
     def _wait(self, ready: Callable[[], bool], deadline: float | None, blocking_op: str) -> None:
         """Sleep on the wait queue until ``ready()``; EAGAIN for non-blocking, timeout after the deadline."""
@@ -427,7 +432,7 @@ class socket:
                     st.kick()
             self._cond.notify_all()
             for cb in list(self._watchers):
-                cb(self)
+                cb(self, 0)
             if self._efd is not None:
                 self._efd.close()
                 self._efd = None

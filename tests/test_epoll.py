@@ -236,3 +236,18 @@ def test_one_thread_epoll_echo_server_serves_many_clients(stacks):
     t.join(5)
     server.server_close()
     assert results == {i: True for i in range(20)}
+
+
+def test_edge_triggered_ignores_wakeups_about_other_events(stacks):
+    """Like Linux's ep_poll_callback: a wake-up that is about EPOLLOUT (our data being ACKed) does
+    not report an EPOLLIN|EPOLLET item again while its old data is still unread."""
+    a, b = stacks
+    c, s = _pair(a, b)
+    with epoll(b) as ep:
+        ep.register(s, EPOLLIN | EPOLLET)
+        c.sendall(b"one")
+        assert _wait_events(ep) == [(s.fileno(), EPOLLIN)]
+        assert ep.poll(0.1) == []
+        s.sendall(b"reply")  # the client's ACK wakes s's wait queue (writable), no new data
+        assert c.recv(10) == b"reply"
+        assert ep.poll(0.3) == []

@@ -109,6 +109,7 @@ class Connection:
         self.listener = None                      # set for passive opens until accepted
         self.tso = False                          # may emit super-segments the link splits (TSO)
         self._pending_cc: str | None = None       # TCP_CONGESTION set during fast recovery
+        self.resend_why = "rto"                   # why SND.NXT was last rewound: "rto" or "persist"
         self._scheduled: float | None = None      # the layer's timer-heap bookkeeping
 
     # ------------------------------------------------------------------ basics
@@ -565,6 +566,7 @@ class Connection:
             if wnd and opened:
                 if self.persist_at is not None and seq_lt(self.snd_una, self.snd_nxt):
                     self.snd_nxt = self.snd_una  # an unanswered probe octet goes again with the data
+                    self.resend_why = "persist"
                 self.persist_at = None
                 self.persist_backoff = 0
 
@@ -860,7 +862,7 @@ class Connection:
         self.outq.append(seg)
 
     def _ts_val(self, now: float) -> int:
-        return (int(now * 1000) + self.ts_offset) & MASK  # RFC 7323 5.4: a 1 ms clock
+        return (round(now * 1000) + self.ts_offset) & MASK  # RFC 7323 5.4: a 1 ms clock (rounded)
 
     def _ts_rtt(self, tsecr: int, now: float) -> float:
         return ((self._ts_val(now) - tsecr) & MASK) / 1000.0
@@ -970,8 +972,8 @@ class Connection:
         """Emit sndbuf[off:off+n] at SND.UNA+off (and FIN when asked)."""
         seq = seq_add(self.snd_una, off)
         if not retransmit and not probe and n and seq_lt(seq, self.snd_max):
-            retransmit = True  # resent in order after an RTO (go-back-N): a retransmission all the same
-            self._trace("retransmit", now, seq=seq, len=n, why="rto")
+            retransmit = True  # resent in order after SND.NXT was rewound: a retransmission all the same
+            self._trace("retransmit", now, seq=seq, len=n, why=self.resend_why)
         flags = ACK
         if n and off + n == len(self.sndbuf):
             flags |= PSH  # the last segment of what the user wrote carries PSH

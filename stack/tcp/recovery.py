@@ -250,6 +250,7 @@ class LossRecovery:
         self.rxt_marks.clear()
         self.resend.clear()
         c.snd_nxt = c.snd_una
+        c.resend_why = "rto"
 
     # ---------------------------------------------------------------- sending
     def retransmit_due(self, now: float) -> None:

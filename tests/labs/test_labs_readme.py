@@ -1,7 +1,7 @@
 """docs/labs/README.md and the shape every lab shares: listed, linked, runnable, answered.
 
-The README's "known quirks" are pinned here too: when the stack is fixed, these tests
-fail, and the README (and lab 3's wording) must be updated with the fix.
+The README's "details you may meet" are pinned here too: if the stack's behaviour changes,
+these tests fail, and the README (and lab 3's wording) must be updated with it.
 """
 from __future__ import annotations
 
@@ -44,23 +44,23 @@ def test_questions_and_answers_match_in_number(name):
     assert count(questions) == count(answers) >= 5
 
 
-def test_quirk_window_reopening_resend_is_traced_as_an_rto_retransmission():
-    """README quirk 1 (lab 3 part 4): the first segment after the window opens starts with the probe
-    byte and is traced as retransmit why=rto, though no timeout fired."""
+def test_window_reopening_resend_is_traced_as_a_persist_retransmission():
+    """README (lab 3 part 4): the first segment after the window opens starts with the probe byte;
+    it is traced as retransmit why=persist, and no RTO fired."""
     ns = Lab("03-flow-control.md").run(["setup", "window", "fill", "update"]).ns
     a, sink = ns["a"], ns["sink"]
     rxt = [e for e in sink.of("retransmit") if e["conn"] == a.name]
-    assert [(e["t"], (e["seq"] - a.iss) % 2**32, e["why"]) for e in rxt] == [(5.005, 14481, "rto")]
+    assert [(e["t"], (e["seq"] - a.iss) % 2**32, e["why"]) for e in rxt] == [(5.005, 14481, "persist")]
     assert not [e for e in sink.of("cc") if e["conn"] == a.name and e["why"] == "rto"]  # no RTO fired
     assert a.stats["retrans"] == 1
 
 
-def test_quirk_timestamp_clock_truncates():
-    """README quirk 2 (lab 1, lost SYN): the ACK at 1.010 s carries TSval ...533, one less than the
-    SYN's ...524 plus 10 ms, because int(now * 1000) truncates 1009.999... ."""
-    assert int((1.0 + 0.005 + 0.005) * 1000) == 1009
+def test_timestamp_clock_rounds_to_the_millisecond():
+    """README (lab 1, lost SYN): TSval = round(now * 1000) + offset, so the ACK at 1.010 s carries
+    the SYN's ...524 plus 10 even though 1.0 + 0.005 + 0.005 is 1.00999... in floating point."""
+    assert int((1.0 + 0.005 + 0.005) * 1000) == 1009 and round((1.0 + 0.005 + 0.005) * 1000) == 1010
     out = Lab("01-handshake.md").output("lostsyn").splitlines()
-    assert "ts=2056373524/0" in out[1] and out[3].endswith("ts=2056373533/833066038")
+    assert "ts=2056373524/0" in out[1] and out[3].endswith("ts=2056373534/833066039")
 
 
 ECHO = re.compile(r"^(True|False|\d+)$")  # what the interpreter echoes of sim.run(...), sim.send(...)
