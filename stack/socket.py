@@ -504,7 +504,7 @@ class socket:
                 return 0
             if (level, option) == (IPPROTO_TCP, TCP_CONGESTION):
                 name = c.cc.name if c else self._opts.get((level, option), self.stack.host.tcp.config.congestion)
-                return name.encode() if buflen else name.encode()
+                return name.encode()
             config = self.stack.host.tcp.config
             if (level, option) == (SOL_SOCKET, SO_RCVBUF):
                 return c.rcvbuf_cap if c else self._opts.get((level, option), config.rcvbuf)

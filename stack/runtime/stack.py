@@ -11,6 +11,7 @@ thread, the link's file descriptor, the clock and the wake-ups:
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
 import secrets
@@ -21,6 +22,7 @@ import time
 from ..ip.host import Host
 from ..tcp.config import TcpConfig
 from ..tcp.isn import IsnGenerator
+from ..tcp.states import State
 from ..trace import NULL_TRACER, Tracer
 from ..wire.ipv4 import aton
 
@@ -100,9 +102,9 @@ class Stack:
             now = self.clock()
             tcp = self.host.tcp
             for conn in list(tcp.conns.values()):
-                if conn.state.name not in ("CLOSED", "TIME_WAIT"):
+                if conn.state not in (State.CLOSED, State.TIME_WAIT):
                     conn.abort(now, why)
-                    conn.error = conn.error or 104  # ECONNRESET for sleepers
+                    conn.error = conn.error or errno.ECONNRESET  # what sleepers on it are told
                     conn.notify("error")
                     tcp.touch(conn, now)
             for lst in list(tcp.listeners.values()):
@@ -112,7 +114,7 @@ class Stack:
 
     def _busy_connections(self) -> bool:
         with self.lock:
-            return any(c.sndbuf or c.state.name in ("FIN_WAIT_1", "LAST_ACK", "CLOSING")
+            return any(c.sndbuf or c.state in (State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING)
                        for c in self.host.tcp.conns.values())
 
     def socket(self, family=None, type=None, proto=0):

@@ -855,8 +855,6 @@ class Connection:
                 seg.tsval, seg.tsecr = self._ts_val(now), self.ts_recent
             if self.sack_enabled and self.ofo and not seg.flags & SYN:
                 seg.sack = self.sack_blocks()
-        elif seg.flags & RST and self.ts_enabled:
-            pass  # RST carries no options here (RFC 7323 allows either)
         self.stats["segs_out"] += 1
         self.last_send_time = now
         self.outq.append(seg)

@@ -219,9 +219,7 @@ class TcpLayer:
         if self.conns.get(key) is conn:
             del self.conns[key]
         if conn.listener is not None:
-            conn.listener.embryo_closed(conn)
-            if conn in conn.listener.accept_queue:
-                pass  # keep it: accept() returns it and the socket reports the error
+            conn.listener.embryo_closed(conn)  # one in the accept queue stays: accept() reports its error
         conn._scheduled = None
 
     def flush(self, now: float) -> None:

@@ -258,7 +258,7 @@ class LossRecovery:
         c = self.c
         if self.rxt_head:
             self.rxt_head = False
-            sent = c.retransmit_range(c.snd_una, now, "fast" if c.sack_enabled is False else "sack")
+            sent = c.retransmit_range(c.snd_una, now, "sack" if c.sack_enabled else "fast")
             end = seq_add(c.snd_una, sent)
             if seq_gt(end, self.high_rxt):
                 self.high_rxt = end
