@@ -67,7 +67,6 @@ class StackDriver:
     """The stack under test in virtual time: a Host, its clock, its output and its sockets."""
 
     name = "tunstack"
-    local_isn_hint = ISS
 
     def __init__(self, seed: int = 1, **config):
         self.host = Host(LOCAL_B, mtu=1500, tcp_config=TcpConfig(**config), isn=FixedIsn(ISS),

@@ -6,7 +6,8 @@ with scapy and their IP and TCP checksums checked against scapy's recomputation.
 
 Sequence spaces follow packetdrill: inbound ``seq`` and outbound ``ack`` are relative to the
 script's ISN (live = script + ``remote_isn``); outbound ``seq`` and inbound ``ack`` relative to
-the stack's ISN, learned from the stack's SYN or SYN-ACK (before that, the driver's hint).
+the stack's ISN, learned from the stack's SYN or SYN-ACK (before that, raw values: a RST
+from a closed port shows the numbers on the wire).
 SACK blocks follow the same rule. Outbound TS val is mapped like packetdrill: the first one
 the script names is the baseline, later ones must advance by the elapsed ticks
 (``--tcp_ts_tick_usecs``, default 1000 here); inbound TS ecr values the script took from an
@@ -58,7 +59,7 @@ class Runner:
         opts = script.options
         self.tolerance = float(opts.get("tolerance_usecs", getattr(driver, "tolerance_usecs", 0))) / 1e6
         self.ts_tick = float(opts.get("tcp_ts_tick_usecs", getattr(driver, "ts_tick_usecs", 1000))) / 1e6
-        self.local_isn = driver.local_isn_hint
+        self.local_isn = 0                # until the stack's SYN or SYN-ACK names its ISN (packetdrill)
         self.remote_isn = REMOTE_ISN
         self.ts_first = None              # (script val, actual val) baseline, as packetdrill
         self.ts_map: dict[int, int] = {}  # script TS val -> actual TS val of outbound segments
