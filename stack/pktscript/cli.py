@@ -15,6 +15,9 @@ def add_subcommand(sub) -> None:
                     "See docs/packet-scripts.md.")
     p.add_argument("files", nargs="+", metavar="FILE", help="packet script(s), e.g. tests/scripts/*.pkt")
     p.add_argument("--verbose", "-v", action="store_true", help="print every segment and call as it runs")
+    p.add_argument("--against", choices=("tunstack", "linux"), default="tunstack",
+                   help="the stack under test: tunstack's core in virtual time (default), or the Linux "
+                        "kernel in a private network namespace over a TUN, in real time (needs root)")
     p.set_defaults(func=main)
 
 
@@ -32,7 +35,11 @@ def main(args) -> int:
             continue
         if args.verbose:
             print(f"{path}:")
-        result = run_script(script, verbose=args.verbose, echo=print)
+        if args.against == "linux":
+            from .linux import run_against_linux
+            result = run_against_linux(script, verbose=args.verbose, echo=print)
+        else:
+            result = run_script(script, verbose=args.verbose, echo=print)
         if result.ok:
             print(f"PASS {path}")
         else:
