@@ -45,6 +45,11 @@ class Result:
     log: list = field(default_factory=list)
 
 
+def _usec(t: float) -> float:
+    """Script times are whole microseconds, as in packetdrill (no float drift over many '+' steps)."""
+    return round(t * 1e6) / 1e6
+
+
 def _fmt_time(t: float) -> str:
     return f"{t:.3f}" if abs(t * 1000 - round(t * 1000)) < 1e-6 else f"{t:.6f}"
 
@@ -79,10 +84,9 @@ class Runner:
             if isinstance(ev.action, Packet) and ev.action.direction == ">":
                 t_prev = self._outbound(ev, t_prev)
                 continue
-            t = ev.time if ev.time_kind == "abs" else t_prev + ev.time
+            t = _usec(ev.time if ev.time_kind == "abs" else t_prev + ev.time)
             self._no_output_before(ev, t)
             self.driver.advance_to(t)
-            self._no_output_before(ev, t)
             if isinstance(ev.action, Packet):
                 self._inbound(ev, t)
             else:
@@ -181,8 +185,8 @@ class Runner:
             expected_t = None
         else:
             base = t_prev if ev.time_kind in ("rel", "range-rel") else 0.0
-            start = base + ev.time
-            end = base + ev.time_end if ev.time_end is not None else start
+            start = _usec(base + ev.time)
+            end = _usec(base + ev.time_end) if ev.time_end is not None else start
             early, late, expected_t = start - tol, end + tol, start
         if not self.driver.out:
             self.driver.advance_until_output(late)
