@@ -117,7 +117,7 @@ class Runner:
         if self.driver.out:
             at, raw = self.driver.out[0]
             text = self._describe(raw, at)
-            what = "unexpected outbound segment" + (f" before this event" if ev else " after the last event")
+            what = "unexpected outbound segment" + (" before this event" if ev else " after the last event")
             self._fail(ev, what, text)
 
     # ------------------------------------------------------------ inbound
