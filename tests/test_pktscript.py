@@ -133,6 +133,7 @@ def test_changed_stack_behaviour_fails(name, config):
     ("`sysctl -w x=1`", "2: shell commands (`...`) are not supported"),
     ("0 ...0.1 read(3, ..., 1) = 1", "'...' end times"),
     ("0 < udp (10)", "udp packets are not supported"),
+    ("0 > . 1:1(0) ack 1 <nop,nop,TS val * ecr *>", "2: '*' inside an option ('TS val * ecr *'): packetdrill has none"),
     ("// only a comment", "1: no events"),
 ])
 def test_parse_errors_name_file_line_and_expectation(text, says):
@@ -158,6 +159,11 @@ def test_options_and_time_ranges():
     assert not run_text(head + "0.5~0.9 > S 0:0(0) <...>\n").ok
     r = run_text(head + "+1 > S 0:0(0)\n")                              # no option list: none expected
     assert not r.ok and "options <mss,sackOK,TS,nop,wscale> != <>" in r.message
+    syn = "+0 > S 0:0(0) <mss 1460,sackOK,TS val 7 ecr 0,nop,wscale 7>\n"
+    assert run_text(head.replace("+0 > S 0:0(0) <...>\n", syn) + "+1 > S 0:0(0) <mss 1460,sackOK,TS val 1007 ecr 0,nop,wscale 7>\n").ok
+    wrong = head.replace("+0 > S 0:0(0) <...>\n", syn) + "+1 > S 0:0(0) <mss 1460,sackOK,TS val 1000 ecr 0,nop,wscale 7>\n"
+    assert "TS val 1007 != 1000" in run_text(wrong).message         # one tick per millisecond
+    assert run_text("--tcp_ts_tick_usecs=0\n" + wrong).ok            # packetdrill's default: TS val unchecked
 
 
 def test_extra_segment_after_the_last_event_fails():

@@ -227,6 +227,9 @@ def _parse_option(text: str, fail) -> Option:
     if not words:
         fail("empty TCP option in '<...>'")
     name = words[0]
+    if "*" in words:
+        fail(f"'*' inside an option ({text!r}): packetdrill has none; write <...> to skip the option check, "
+             "or --tcp_ts_tick_usecs=0 to skip the TS val check")
     try:
         if name in ("nop", "eol", "sackOK") and len(words) == 1:
             return Option(name)
