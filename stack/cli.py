@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "'tunstack plot --help' for more")
     plot.add_argument("rest", nargs=argparse.REMAINDER)
     plot.set_defaults(func=cmd_plot)
+
+    from .pktscript.cli import add_subcommand as add_script_command
+    add_script_command(sub)
     return parser
 
 
