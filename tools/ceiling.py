@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ceiling: the fastest minimal Python TCP/ICMP responder we can write over a TUN.
 
-It is the yardstick for tunstack's benchmarks (see tools/bench.py): whatever it
+It is the yardstick for tunstack's benchmarks (see tools/bench/): whatever it
 reaches through this TUN on this machine, now, is the most a Python program doing
 the same per-packet work can reach. It is deliberately *not* a TCP stack:
 
@@ -25,7 +25,7 @@ one ``struct`` pack of IP+TCP with checksums summed from per-connection constant
 (RFC 1071 residues; only length, seq, ack, flags, window and the payload vary).
 
 Runs only inside a network namespace other than init's (network safety rule):
-tools/bench.py creates one with ``unshare --net`` and starts this inside it.
+tools/bench creates one with ``unshare --net`` and starts this inside it.
 """
 from __future__ import annotations
 
@@ -553,7 +553,7 @@ def in_private_netns() -> bool:
     """True when this process is in a private network namespace made for a benchmark.
 
     Not init's namespace (when /proc/1 is readable), not the outer namespace that
-    tools/bench.py recorded (TSBENCH_OUTER_NETNS) before `unshare --net`, and with no
+    tools/bench recorded (TSBENCH_OUTER_NETNS) before `unshare --net`, and with no
     interface but lo and benchmark TUNs (tsb*).
     """
     import socket
@@ -609,7 +609,7 @@ def main(argv=None) -> int:
         return 2
     if not in_private_netns():
         print("ceiling: refusing to run outside a private benchmark network namespace; "
-              "run it via tools/bench.py or under `unshare --net`", file=sys.stderr)
+              "run it via scripts/bench or under `unshare --net`", file=sys.stderr)
         return 2
     host_ip = a.host_addr.split("/")[0]
     try:
