@@ -97,6 +97,8 @@ def test_quick_run_writes_sane_json(tmp_path):
                 assert f in ph["idle"], f
             assert ph["idle"]["held"] == 30 and ph["idle"]["status"] == "ok", ph["idle"]
             assert ph["idle"]["rss_held_kib"] > 0 and 0 <= ph["idle"]["idle_cpu_held"] <= 4
+            # SYN, ACK, byte, echo and ACKs for each of the 30: the held part alone crossed the link
+            assert ph["idle"]["link_until_close"]["packets_to_server"] >= 3 * 30
 
     rows = {(r["mtu"], r["metric"]): r for r in rep["rows"]}
     for mtu in (1500, 65535):

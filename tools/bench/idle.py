@@ -13,7 +13,7 @@ import socket
 import time
 
 from .config import ADDR, ECHO_PORT
-from .measure import CpuMeter, r3, rss_kib
+from .measure import CpuMeter, link_counters, link_delta, r3, rss_kib
 
 IN_FLIGHT = 128  # connects outstanding at once: a burst the listen backlog can hold
 
@@ -86,10 +86,11 @@ def _cpu_over(pid: int, seconds: float) -> float | None:
     return meter.done().get("server_cpu")
 
 
-def phase_idle(a, pid: int, port: int = ECHO_PORT) -> dict:
+def phase_idle(a, pid: int, link: str | None = None, port: int = ECHO_PORT) -> dict:
     t_end = time.monotonic() + 2 * a.time_limit  # connecting thousands takes a while: twice the limit
     cpu_empty = _cpu_over(pid, min(2.0, a.idle_time))
     rss_empty = rss_kib(pid)
+    link0 = link_counters(link) if link else None
     t0 = time.perf_counter()
     socks, errors, first = _open_all(a.idle_conns, t_end, port)
     connect_s = time.perf_counter() - t0
@@ -98,6 +99,7 @@ def phase_idle(a, pid: int, port: int = ECHO_PORT) -> dict:
         time.sleep(0.5)  # let delayed ACKs and the echo server's last wake-ups pass
         rss_held = rss_kib(pid)
         cpu_held = _cpu_over(pid, a.idle_time)
+        link_held = link_delta(link0, link_counters(link)) if link else {}
     finally:
         for s in socks:
             s.close()
@@ -106,7 +108,8 @@ def phase_idle(a, pid: int, port: int = ECHO_PORT) -> dict:
            "connect_seconds": r3(connect_s), "conn_per_s": r3(len(socks) / connect_s) if connect_s > 0 else None,
            "rss_empty_kib": rss_empty, "rss_held_kib": rss_held,
            "rss_per_conn_kib": r3((rss_held - rss_empty) / held) if held and rss_empty and rss_held else None,
-           "idle_cpu_empty": cpu_empty, "idle_cpu_held": cpu_held, "idle_seconds": a.idle_time}
+           "idle_cpu_empty": cpu_empty, "idle_cpu_held": cpu_held, "idle_seconds": a.idle_time,
+           "link_until_close": link_held}  # `link` (the whole phase) also counts the burst of FINs at close
     if first:
         out["first_error"] = first
     if not held:

@@ -42,7 +42,9 @@ class Peer:
     def __init__(self, blocks: int):
         (Host, TcpConfig, self.proto, self.build_ipv4, self.parse_ipv4, self.ACK, self.SYN,
          self.Seg, self.build_tcp, self.parse_tcp) = _core()
-        cfg = TcpConfig(ofo_max_segments=max(4096, 2 * blocks + 16), timestamps=False)
+        settings = {"timestamps": False, "ofo_max_segments": max(4096, 2 * blocks + 16)}
+        defaults = TcpConfig()
+        cfg = TcpConfig(**{k: v for k, v in settings.items() if hasattr(defaults, k)})  # a bound that may go
         self.host = Host(LOCAL, mtu=1500, tcp_config=cfg, rng=random.Random(blocks))
         self.host.tcp.listen(LOCAL, LPORT, 8)
         self.now = 0.0

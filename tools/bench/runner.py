@@ -8,6 +8,7 @@ import platform
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -23,7 +24,6 @@ from .workloads import phase_concurrency, phase_connections, phase_download, pha
 
 
 def log(msg: str) -> None:
-    import sys
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
@@ -79,7 +79,7 @@ def run_phase(a, ph, srv):
             "connections": lambda: phase_connections(a),
             "concurrency": lambda: phase_concurrency(a),
             "ping": lambda: phase_ping(a),
-            "idle": lambda: phase_idle(a, srv.proc.pid)}[ph]()
+            "idle": lambda: phase_idle(a, srv.proc.pid, srv.link)}[ph]()
 
 
 def run_target(a, target, mtu, root, n, t_deadline, profile=True, rep=1) -> dict:
