@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ceiling: the fastest minimal Python TCP/ICMP responder we can write over a TUN.
 
-It is the yardstick for tunstack's benchmarks (see tools/bench.py): whatever it
+It is the yardstick for tunstack's benchmarks (see tools/bench/): whatever it
 reaches through this TUN on this machine, now, is the most a Python program doing
 the same per-packet work can reach. It is deliberately *not* a TCP stack:
 
@@ -10,6 +10,9 @@ the same per-packet work can reach. It is deliberately *not* a TCP stack:
   every segment is acknowledged cumulatively, once per batch of reads; no
   checksum is verified (the kernel computed it), no options beyond MSS/WS,
   no SACK, no timestamps, no congestion control.
+* ``--offload``: the TUN is opened with ``IFF_VNET_HDR`` and ``TUN_F_CSUM | TUN_F_TSO4``, as
+  ``tunstack serve --offload`` opens it: data goes out as 64 KiB super-segments whose TCP
+  checksum the kernel finishes and splits (TSO), and comes in as the kernel's merged ones.
 * ``--discard PORT``: data is counted and thrown away (the upload ceiling).
 * ``--http PORT``: ``GET /name`` answers with the file ``ROOT/name`` sent from
   an mmap as fast as the peer's window allows (the download ceiling); HTTP/1.1
@@ -22,7 +25,7 @@ one ``struct`` pack of IP+TCP with checksums summed from per-connection constant
 (RFC 1071 residues; only length, seq, ack, flags, window and the payload vary).
 
 Runs only inside a network namespace other than init's (network safety rule):
-tools/bench.py creates one with ``unshare --net`` and starts this inside it.
+tools/bench creates one with ``unshare --net`` and starts this inside it.
 """
 from __future__ import annotations
 
@@ -39,9 +42,21 @@ import subprocess
 import sys
 import time
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from stack.wire.errors import MalformedPacket  # noqa: E402
+from stack.wire.tcp import parse_tcp  # noqa: E402  (one home for TCP option walking)
+from stack.wire.vnet import PLAIN as VNET_PLAIN, VNET_HDR_LEN, gso_header  # noqa: E402
+
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM, TUN_F_TSO4 = 0x01, 0x02
+SUPER = 65535 - 40  # largest payload of one IPv4 super-segment
 
 ACK, PSH, RST, SYN, FIN = 0x10, 0x08, 0x04, 0x02, 0x01
 IPTCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")  # IPv4 (20) + TCP (20), no options
@@ -160,8 +175,10 @@ class Conn:
 
 
 class Ceiling:
-    def __init__(self, fd, addr, peer, mtu, http_port, discard_port, root, window_shift):
+    def __init__(self, fd, addr, peer, mtu, http_port, discard_port, root, window_shift, offload=False):
         self.fd = fd
+        self.offload = offload
+        self.prefix = VNET_PLAIN if offload else b""  # every packet on a vnet TUN starts with a header
         self.addr = addr
         self.peer = peer
         self.mtu = mtu
@@ -193,9 +210,17 @@ class Ceiling:
         return IPTCP.pack(0x45, 0, tl, 0, 0x4000, 64, 6, ip_ck, self.addr, self.peer,
                           c.dport, c.sport, seq, ack, 0x50, flags, win, tcp_ck, 0)
 
+    def header_partial(self, c: Conn, seq: int, flags: int, plen: int) -> bytes:
+        """Like header(), but the TCP checksum field holds only the pseudo-header sum (NEEDS_CSUM)."""
+        tl = 40 + plen
+        ip_ck = 0xFFFF - (self.ip_base + tl) % 0xFFFF
+        tcp_ck = (self.addr_sum + 20 + plen) % 0xFFFF
+        return IPTCP.pack(0x45, 0, tl, 0, 0x4000, 64, 6, ip_ck, self.addr, self.peer,
+                          c.dport, c.sport, seq, c.rcv_nxt, 0x50, flags, self.rwnd_field, tcp_ck, 0)
+
     def send_ack(self, c: Conn) -> None:
         seq = (c.iss + 1 + c.nxt) & M32
-        os.write(self.fd, self.header(c, seq, ACK, 0, 0))
+        os.write(self.fd, self.prefix + self.header(c, seq, ACK, 0, 0))
         c.need_ack = False
         self.stats["packets_out"] += 1
 
@@ -208,7 +233,7 @@ class Ceiling:
         tcp = bytearray(struct.pack("!HHIIBBHHH", dport, sport, seq, ack, (hl // 4) << 4, flags, window, 0, 0) + options)
         ck = 0xFFFF - (self.addr_sum + hl + word_sum(bytes(tcp))) % 0xFFFF
         struct.pack_into("!H", tcp, 16, ck)
-        os.write(self.fd, bytes(ip + tcp))
+        os.write(self.fd, self.prefix + bytes(ip + tcp))
         self.stats["packets_out"] += 1
 
     def send_synack(self, c: Conn) -> None:
@@ -220,6 +245,7 @@ class Ceiling:
         fd = self.fd
         writev = os.writev
         mss = c.mss
+        seg_max = SUPER if self.offload else mss
         limit = c.una + c.wnd
         end = c.end
         base = c.iss + 1
@@ -232,8 +258,8 @@ class Ceiling:
                 break
             nxt = c.nxt
             n = end - nxt
-            if n > mss:
-                n = mss
+            if n > seg_max:
+                n = seg_max
             room = limit - nxt
             if room < n:
                 # avoid silly windows: wait for a full segment unless nothing is in flight
@@ -243,13 +269,17 @@ class Ceiling:
                 n = room
             payload = c.chunk(nxt, n)
             flags = ACK | PSH if nxt + n == end else ACK
-            hdr = self.header(c, (base + nxt) & M32, flags, n, payload_sum(payload))
-            writev(fd, (hdr, payload))
+            if self.offload:  # the kernel finishes the checksum and splits at the MSS (TSO)
+                hdr = self.header_partial(c, (base + nxt) & M32, flags, n)
+                writev(fd, (gso_header(20, 20, mss, 40 + n), hdr, payload))
+            else:
+                hdr = self.header(c, (base + nxt) & M32, flags, n, payload_sum(payload))
+                writev(fd, (hdr, payload))
             c.nxt = nxt + n
             sent += 1
             self.stats["bytes_out"] += n
         if c.fin_queued and c.nxt == end:
-            os.write(fd, self.header(c, (base + end) & M32, FIN | ACK, 0, 0))
+            os.write(fd, self.prefix + self.header(c, (base + end) & M32, FIN | ACK, 0, 0))
             c.nxt = end + 1
             sent += 1
         if sent:
@@ -273,26 +303,12 @@ class Ceiling:
             self.send_raw_tcp(sport, dport, 0, (seq + 1) & M32, RST | ACK)
             self.stats["resets"] += 1
             return
-        peer_mss, wscale = 536, None
-        opts = bytes(pkt[40:20 + hl])
-        i = 0
-        while i < len(opts):
-            kind = opts[i]
-            if kind == 0:
-                break
-            if kind == 1:
-                i += 1
-                continue
-            if i + 1 >= len(opts):
-                break
-            ln = opts[i + 1]
-            if ln < 2:
-                break
-            if kind == 2 and ln == 4:
-                peer_mss = int.from_bytes(opts[i + 2:i + 4], "big")
-            elif kind == 3 and ln == 3:
-                wscale = min(opts[i + 2], 14)
-            i += ln
+        try:
+            syn = parse_tcp(pkt[20:])  # no addresses: the kernel made it, its checksum is not checked
+        except MalformedPacket:
+            return
+        peer_mss = syn.mss or 536  # RFC 9293 3.7.1: 536 when the peer sends no MSS option
+        wscale = None if syn.wscale is None else min(syn.wscale, 14)
         if wscale is None:  # RFC 7323: scaling only when both sides offer it
             wscale = 0
             self.rwnd_field = 0xFFFF
@@ -381,10 +397,13 @@ class Ceiling:
     # ---- main loop ----------------------------------------------------------
     def run(self) -> None:
         fd = self.fd
-        buf = bytearray(max(self.mtu, 1500) + 64)
+        buf = bytearray((65536 if self.offload else max(self.mtu, 1500)) + 64)
         mv = memoryview(buf)
         readv = os.readv
-        bufs = [buf]
+        vhdr = bytearray(VNET_HDR_LEN)
+        bufs = [vhdr, buf] if self.offload else [buf]
+        skip = VNET_HDR_LEN if self.offload else 0
+        prefix = self.prefix
         unpack = TCP_IN.unpack_from
         conns = self.conns
         senders = self.senders
@@ -403,7 +422,7 @@ class Ceiling:
             nbytes = 0
             while npk < 64 and nbytes < 262144:  # a batch, then flush acks and data
                 try:
-                    n = readv(fd, bufs)
+                    n = readv(fd, bufs) - skip
                 except BlockingIOError:
                     break
                 npk += 1
@@ -445,7 +464,7 @@ class Ceiling:
                     ck = ((out[22] << 8) | out[23]) + 0x0800  # RFC 1624: type 8 -> 0
                     ck = (ck & 0xFFFF) + (ck >> 16)
                     out[22], out[23] = ck >> 8, ck & 0xFF
-                    os.write(fd, out)
+                    os.write(fd, prefix + out)
                     stats["echo"] += 1
                     stats["packets_out"] += 1
             stats["packets_in"] += npk
@@ -517,9 +536,16 @@ class Ceiling:
             self.dead.append(c)
 
 
-def open_tun(name: str) -> int:
+def open_tun(name: str, offload: bool = False) -> int:
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+    flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
+        if offload:  # checksums and TSO both ways, as tunstack's TunLink(offload=True)
+            fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+    except OSError:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -527,7 +553,7 @@ def in_private_netns() -> bool:
     """True when this process is in a private network namespace made for a benchmark.
 
     Not init's namespace (when /proc/1 is readable), not the outer namespace that
-    tools/bench.py recorded (TSBENCH_OUTER_NETNS) before `unshare --net`, and with no
+    tools/bench recorded (TSBENCH_OUTER_NETNS) before `unshare --net`, and with no
     interface but lo and benchmark TUNs (tsb*).
     """
     import socket
@@ -570,6 +596,8 @@ def main(argv=None) -> int:
     p.add_argument("--http", type=int, default=80, metavar="PORT", help="HTTP port serving files from --root (default 80)")
     p.add_argument("--root", default=".", help="directory served over HTTP (default .)")
     p.add_argument("--discard", type=int, default=9, metavar="PORT", help="discard port (default 9)")
+    p.add_argument("--offload", action="store_true",
+                   help="TUN offloads (IFF_VNET_HDR, checksum + TSO), as `tunstack serve --offload`")
     p.add_argument("--window-shift", type=int, default=9, help="our window scale; window = 65535 << shift (default 9 = 32 MB)")
     a = p.parse_args(argv)
     if not 68 <= a.mtu <= 65535:
@@ -581,7 +609,7 @@ def main(argv=None) -> int:
         return 2
     if not in_private_netns():
         print("ceiling: refusing to run outside a private benchmark network namespace; "
-              "run it via tools/bench.py or under `unshare --net`", file=sys.stderr)
+              "run it via scripts/bench or under `unshare --net`", file=sys.stderr)
         return 2
     host_ip = a.host_addr.split("/")[0]
     try:
@@ -591,18 +619,18 @@ def main(argv=None) -> int:
     except (ValueError, AssertionError):
         p.error("--addr and --host-addr must be IPv4 addresses")
     try:
-        fd = open_tun(a.tun)
+        fd = open_tun(a.tun, a.offload)
     except OSError as e:
         print(f"ceiling: cannot create TUN {a.tun!r}: {e}", file=sys.stderr)
         return 2
     configure(a.tun, a.host_addr, a.mtu)
-    srv = Ceiling(fd, addr, peer, a.mtu, a.http, a.discard, a.root, a.window_shift)
+    srv = Ceiling(fd, addr, peer, a.mtu, a.http, a.discard, a.root, a.window_shift, a.offload)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"ceiling: serving {a.addr} on {a.tun} mtu {a.mtu} (http {a.http} from {a.root}, discard {a.discard})", flush=True)
+    print(f"ceiling: serving {a.addr} on {a.tun} mtu {a.mtu}{' offload' if a.offload else ''} (http {a.http} from {a.root}, discard {a.discard})", flush=True)
     try:
         srv.run()
     except KeyboardInterrupt:
