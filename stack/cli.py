@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
     try:
-        from .link.impair import add_impairment_arguments
+        from .link.impair_cli import add_impairment_arguments
     except ImportError:  # the impairment layer is optional for serve
         return
     add_impairment_arguments(parser)
@@ -180,7 +180,7 @@ def cmd_serve(args) -> int:
         pcap = PcapWriter(_open_out(args.pcap, "wb"))
     impair_in = impair_out = None
     if hasattr(args, "impair"):
-        from .link.impair import impairments_from_args
+        from .link.impair_cli import impairments_from_args
         impair_in, impair_out = impairments_from_args(args, tracer)
         impair_in = None if impair_in.spec.is_null else impair_in
         impair_out = None if impair_out.spec.is_null else impair_out
