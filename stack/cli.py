@@ -111,9 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     ladder = sub.add_parser("ladder", help="print a pcap file as a ladder diagram of TCP segments",
                             description="Read a pcap written by 'tunstack serve --pcap' (or tcpdump -w on the "
                                         "TUN) and print one line per TCP segment: direction, flags, relative "
-                                        "seq/ack, window, length, options.")
+                                        "seq/ack, window, length, options (SACK blocks too); retransmissions "
+                                        "are marked, and with --trace the segments the impairment dropped "
+                                        "end in ×.")
     ladder.add_argument("pcap", metavar="FILE.pcap", help="pcap file to read")
     ladder.add_argument("--addr", type=_ipv4, default=DEFAULT_ADDR, help="the stack's address (for direction)")
+    ladder.add_argument("--trace", metavar="FILE.jsonl",
+                        help="trace of the same run (serve --trace): show the segments the impairment dropped")
+    ladder.add_argument("--conn", metavar="CONN", help="only this connection: PORT, IP:PORT or IP:PORT-IP:PORT")
+    ladder.add_argument("--from", dest="t_from", metavar="SECONDS", help="only rows at or after this time")
+    ladder.add_argument("--to", dest="t_to", metavar="SECONDS", help="only rows at or before this time")
+    ladder.add_argument("--ts", action="store_true", help="show timestamps on every segment (default: SYNs only)")
     ladder.set_defaults(func=cmd_ladder)
 
     plot = sub.add_parser("plot", add_help=False,
@@ -286,7 +294,12 @@ def cmd_ladder(args) -> int:
     from .ladder import ladder_main
     if not os.path.exists(args.pcap):
         raise CliError(f"no such file: {args.pcap!r}")
-    return ladder_main([args.pcap, "--stack-addr", args.addr])
+    argv = [args.pcap, "--stack-addr", args.addr]
+    for flag, value in (("--trace", args.trace), ("--conn", args.conn), ("--from", args.t_from),
+                        ("--to", args.t_to)):
+        if value is not None:
+            argv += [flag, value]
+    return ladder_main(argv + (["--ts"] if args.ts else []))
 
 
 # ---------------------------------------------------------------------------------------------- plot

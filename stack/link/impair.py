@@ -344,5 +344,6 @@ class Impairment:
             fields_["seq"] = info.seq
             fields_["flags"] = flag_string(info.flags)
             fields_["paylen"] = info.paylen
+            fields_["sport"], fields_["dport"] = info.flow[1], info.flow[2]  # the ladder places drops
         fields_.update(extra)
         self.tracer.emit("impair", now, **fields_)
