@@ -264,13 +264,14 @@ def _run_servers(stack, args) -> int:
 
 def format_connections(infos: list[dict]) -> str:
     """An ``ss -ti``-like table (``kill -USR1 <pid>`` of a running ``tunstack serve`` prints it)."""
+    from .units import format_ssthresh
     head = f"{'State':<12} {'Local':<21} {'Peer':<21} {'Send-Q':>8} {'Recv-Q':>8}"
     lines = [f"tunstack: {len(infos)} connection(s)", head]
     for i in sorted(infos, key=lambda i: (i["state"], i["local"], i["remote"])):
         lines.append(f"{i['state']:<12} {i['local']:<21} {i['remote']:<21} {i['sndbuf']:>8} {i['rcvbuf']:>8}")
         srtt = f"{i['srtt'] * 1000:.3f}ms" if i.get("srtt") is not None else "-"
         lines.append(f"\t {i['cc']} wscale:{i['wscale'][0]},{i['wscale'][1]} rto:{i['rto'] * 1000:.0f}ms "
-                     f"rtt:{srtt} mss:{i['mss']} cwnd:{i['cwnd']} ssthresh:{i['ssthresh']} "
+                     f"rtt:{srtt} mss:{i['mss']} cwnd:{i['cwnd']} ssthresh:{format_ssthresh(i['ssthresh'])} "
                      f"snd_wnd:{i['snd_wnd']} rcv_wnd:{i['rcv_wnd']} unacked:{i['unacked']} "
                      f"retrans:{i['retrans']} segs_out:{i['segs_out']} segs_in:{i['segs_in']}"
                      f"{' ts' if i['ts'] else ''}{' sack' if i['sack'] else ''}")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 __all__ = ["parse_probability", "parse_time", "parse_rate", "parse_size", "split_number",
-           "format_probability", "format_time", "format_rate", "SIZE_UNITS"]
+           "format_probability", "format_time", "format_rate", "format_ssthresh",
+           "INFINITE_SSTHRESH", "SIZE_UNITS"]
 
 _NUM = r"([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)"
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "usec": 1e-6,
@@ -146,3 +147,15 @@ def parse_size(text: str) -> int:
     if n <= 0:
         raise ValueError(f"{text!r}: size must be positive")
     return n
+
+
+#: What congestion control reports as ssthresh before the first loss (RFC 5681 3.1: "it
+#: SHOULD be set arbitrarily high"); shown as ``inf``.
+INFINITE_SSTHRESH = 0x7FFFFFFF
+
+
+def format_ssthresh(value) -> str:
+    """``ssthresh`` for people: ``inf`` while it is still "arbitrarily high", else octets."""
+    if value is None or value >= INFINITE_SSTHRESH:
+        return "inf"
+    return str(value)

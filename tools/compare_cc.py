@@ -58,7 +58,8 @@ from stack.tcp import congestion  # noqa: E402
 from stack.tcp.config import TcpConfig  # noqa: E402
 from stack.tcp.seq import seq_add, seq_gt  # noqa: E402
 from stack.trace import Tracer  # noqa: E402
-from stack.units import parse_probability, parse_rate, parse_size, parse_time  # noqa: E402
+from stack.units import (INFINITE_SSTHRESH, parse_probability, parse_rate, parse_size,  # noqa: E402
+                         parse_time)
 from stack.wire.tcp import peek_ipv4_tcp  # noqa: E402
 
 ALGORITHMS = ("reno", "newreno", "cubic")
@@ -545,7 +546,7 @@ def plot_cwnd(path: str, series: dict[str, dict], title: str) -> None:
             ts = [t - t0 for t, _, _ in pts] + [r.get("seconds") or pts[-1][0] - t0]
             cw = [c / mss for _, c, _ in pts] + [pts[-1][1] / mss]
             ax.step(ts, cw, where="post", color="C0", linewidth=1.2, label="cwnd")
-            ss = [(t - t0, s / mss) for t, _, s in pts if s < 0x7FFFFFFF]
+            ss = [(t - t0, s / mss) for t, _, s in pts if s < INFINITE_SSTHRESH]
             if ss:
                 ax.step([t for t, _ in ss], [s for _, s in ss], where="post", color="C1",
                         linestyle=":", linewidth=1.2, label="ssthresh")

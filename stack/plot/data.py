@@ -13,12 +13,12 @@ import socket
 from dataclasses import dataclass, field
 
 from ..pcap import read_pcap
+from ..units import INFINITE_SSTHRESH
 from ..wire.errors import MalformedPacket
 from ..wire.ipv4 import parse_ipv4
 from ..wire.tcp import ACK, FIN, RST, SYN, parse_tcp
 
 IPPROTO_TCP = 6
-INFINITE_SSTHRESH = 0x7FFFFFFF  # what the congestion modules report before the first loss
 RETRANSMIT_KINDS = ("rto", "rto_syn", "fast", "sack", "tlp")  # Mark.kind of a retransmission
 _MOD = 1 << 32
 _HALF = 1 << 31
