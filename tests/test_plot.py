@@ -338,3 +338,31 @@ def test_parse_conn():
     for bad in ("192.0.2.2:80", "a:1-b:2", "1.2.3.4:99999-1.2.3.4:1", "1.2.3.4-1.2.3.4:1"):
         with pytest.raises(PlotError):
             parse_conn(bad)
+
+
+@pytest.mark.parametrize("span", [1.0, 0.2, 30.0])
+def test_state_labels_never_overlap(span):
+    """Issue 9: cwnd.png's state labels overprinted; measure the drawn text boxes."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from stack.plot.data import Mark
+    from stack.plot.draw import _state_labels
+    names = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
+    gaps = [0.0, 0.04, 0.02, 0.011, 0.9, 0.005]            # fractions of the span, some tiny
+    t, states = 0.0, []
+    for old, new, g in zip(names, names[1:], gaps[1:]):
+        t += g * span
+        states.append(Mark(t, "state", f"{old}→{new}"))
+    fig = Figure(figsize=(11, 7.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.07, 0.4, 0.62, 0.52))
+    ax.set_xlim(0, span)
+    _state_labels(ax, states, span)
+    renderer = fig.canvas.get_renderer()
+    boxes = sorted((txt.get_window_extent(renderer) for txt in ax.texts), key=lambda b: b.x0)
+    assert 2 <= len(boxes) < len(states)                    # the close ones share a label
+    for a, b in zip(boxes, boxes[1:]):
+        assert a.x1 <= b.x0, (a, b)                         # side by side, never on top
+    words = " ".join(txt.get_text() for txt in ax.texts)
+    assert all(n in words for n in names[1:])               # every state is still named

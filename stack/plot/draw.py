@@ -310,23 +310,37 @@ def cwnd_plot(trace_path, out_png, conn=None, segments: bool = False, tmin: floa
     return d
 
 
-def _state_labels(ax, states, span: float) -> None:
-    """State names along the top of the cwnd panel; changes closer than ~1.5% of the
-    time axis share one label (SYN_SENT→ESTABLISHED→...), so they never overprint."""
-    from matplotlib.transforms import blended_transform_factory
-    tr = blended_transform_factory(ax.transData, ax.transAxes)
+STATE_FONT = 7  # points
+
+
+def _state_label_groups(states, span: float, axes_px: float, dpi: float) -> list[list]:
+    """Group state changes so that labels (rotated text, one line high) stand at least one
+    line height plus a gap apart on the time axis: a change closer than that to the last
+    label joins it (SYN_SENT→ESTABLISHED→...). The gap is in pixels, converted to seconds
+    with the axes' width, so labels never overprint whatever the time span."""
+    gap_px = STATE_FONT * 2.2 / 72 * dpi  # a line of text plus most of a line between
+    gap = span * gap_px / max(axes_px, 1.0)
     groups: list[list] = []
     for m in states:
-        if groups and m.t - groups[-1][-1].t < span * 0.015:
+        if groups and m.t - groups[-1][0].t < gap:
             groups[-1].append(m)
         else:
             groups.append([m])
-    for g in groups:
+    return groups
+
+
+def _state_labels(ax, states, span: float) -> None:
+    """State names along the top of the cwnd panel, one label per group of nearby changes."""
+    from matplotlib.transforms import blended_transform_factory
+    tr = blended_transform_factory(ax.transData, ax.transAxes)
+    fig = ax.get_figure()
+    axes_px = ax.get_position().width * fig.get_figwidth() * fig.dpi
+    for g in _state_label_groups(states, span, axes_px, fig.dpi):
         names = [g[0].label.split("→")[0]] + [m.label.split("→")[-1] for m in g]
         if names[0] in ("CLOSED", "LISTEN") and len(names) > 2:
             names = names[1:]
-        ax.text(g[0].t, 0.985, "→".join(names), transform=tr, rotation=90, fontsize=7, color="#555555",
-                va="top", ha="right", zorder=6, clip_on=True)
+        ax.text(g[0].t, 0.985, "→".join(names), transform=tr, rotation=90, fontsize=STATE_FONT,
+                color="#555555", va="top", ha="right", zorder=6, clip_on=True)
 
 
 def _draw_rtt(ax, rtt, t_end, ticker) -> None:
