@@ -32,10 +32,11 @@ import math
 import socket
 import struct
 import sys
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from stack.pcap import read_pcap
-from stack.wire.tcp import FIN, SYN, option_words
+from stack.wire.tcp import FIN, OPT_SACK, SYN, iter_options, option_words
 
 _IP = struct.Struct("!BBHHHBBH4s4s")
 _TCP = struct.Struct("!HHIIBBHHH")
@@ -175,6 +176,17 @@ def _options(seg: _Segment, flow: _Flow, show_ts: bool) -> str:
     return " ".join(w for w in words if show_ts or not w.startswith("ts="))
 
 
+def _relative_sack(seg: _Segment, flow: _Flow) -> list[tuple[int, int]]:
+    """The SACK blocks of a segment, relative to the peer's ISN."""
+    base = flow.sack_base(seg) or 0
+    for kind, body in iter_options(seg.opts):
+        if kind == OPT_SACK:
+            edges = [(int.from_bytes(body[j:j + 4], "big") - base) & 0xFFFFFFFF
+                     for j in range(0, len(body) - 3, 4)]
+            return list(zip(edges[::2], edges[1::2]))
+    return []
+
+
 def _arrow(label: str, rightward: bool, width: int, dropped: bool = False) -> str:
     body = f" {label} "
     fill = "-" * max(2, width - 2 - len(body))
@@ -292,21 +304,33 @@ def parse_conn_filter(text: str):
     return matches
 
 
-def render_ladder(packets: Iterable[tuple[float, bytes]], local_label: str = "client",
-                  remote_label: str = "server", stack_addr: str = "192.0.2.2", *,
-                  trace: Iterable[dict] | None = None, conn: str | None = None,
-                  t_from: float | None = None, t_to: float | None = None,
-                  show_ts: bool = False) -> str:
-    """Render ``(t, ip_packet)`` pairs as an ASCII ladder; returns the text.
+@dataclass
+class LadderRow:
+    """One arrow of the ladder (``header`` set instead: a connection's first row)."""
+    t: float                    # capture time (seconds, as in the pcap)
+    label: str = ""             # flags, relative seq/ack, window, length (+ [retransmit])
+    rightward: bool = True      # from the host (left) to the stack (right)
+    extra: str = ""             # after the arrow: options, or why it was dropped
+    dropped: bool = False       # the link lost it: the arrow ends in ×
+    retransmit: bool = False
+    sack: list = field(default_factory=list)   # relative SACK blocks it carries
+    header: str | None = None
 
-    The host (``local_label``) is the left column, the stack at ``stack_addr``
-    (``remote_label``) the right one; with no packet from or to ``stack_addr``, the
-    sender of the first packet stands on the left. When the rows shown hold more than one
-    TCP connection, a header line marks each connection's first segment.
-    ``trace``: events of the same run; its ``impair`` drops are drawn with ``×``.
-    ``conn``: only that connection (see :func:`parse_conn_filter`). ``t_from``/``t_to``:
-    only rows in that window, in seconds of the time column (since the first packet).
-    """
+
+@dataclass
+class Ladder:
+    rows: list[LadderRow]       # headers included
+    t0: float                   # time zero of the time column (the first packet)
+    connections: int            # connections among the rows shown
+    skipped: int                # non-IPv4 or malformed packets
+
+
+def ladder_rows(packets: Iterable[tuple[float, bytes]], stack_addr: str = "192.0.2.2", *,
+                trace: Iterable[dict] | None = None, conn: str | None = None,
+                t_from: float | None = None, t_to: float | None = None,
+                show_ts: bool = False) -> Ladder:
+    """The ladder's rows as data (the text and the picture draw the same rows); the
+    arguments are :func:`render_ladder`'s."""
     keep = parse_conn_filter(conn) if conn else (lambda seg: True)
     lo = -math.inf if t_from is None else t_from
     hi = math.inf if t_to is None else t_to
@@ -324,7 +348,7 @@ def render_ladder(packets: Iterable[tuple[float, bytes]], local_label: str = "cl
     timeline += [(ev["t"], 1, i, None, ev) for i, ev in enumerate(alone)]
     timeline.sort(key=lambda row: row[:3])
 
-    rows: list[tuple] = []  # (time, label, rightward, extra, dropped) or (None, header)
+    rows: list[LadderRow] = []
     flows: dict[tuple, _Flow] = {}
     first: dict[tuple, _Segment] = {}   # each connection's first segment (for trace drops)
     shown: set = set()
@@ -359,23 +383,44 @@ def render_ladder(packets: Iterable[tuple[float, bytes]], local_label: str = "cl
             rightward = seg.src == left_addr
         if key is not None and key not in shown:
             shown.add(key)
-            rows.append((None, f"{seg.src}:{seg.sport} -> {seg.dst}:{seg.dport}"))
-        rows.append((t, label, rightward, extra, drop is not None))
+            rows.append(LadderRow(t, header=f"{seg.src}:{seg.sport} -> {seg.dst}:{seg.dport}"))
+        sack = _relative_sack(seg, flow) if flow is not None and not seg.bits & SYN else []
+        rows.append(LadderRow(t, label, rightward, extra, drop is not None,
+                              label.endswith(RETRANSMIT), sack))
+    return Ladder(rows, t0, len(shown), skipped)
 
-    body = [r for r in rows if r[0] is not None]
-    width = max([ARROW_WIDTH] + [len(r[1]) + 8 for r in body])
+
+
+def render_ladder(packets: Iterable[tuple[float, bytes]], local_label: str = "client",
+                  remote_label: str = "server", stack_addr: str = "192.0.2.2", *,
+                  trace: Iterable[dict] | None = None, conn: str | None = None,
+                  t_from: float | None = None, t_to: float | None = None,
+                  show_ts: bool = False) -> str:
+    """Render ``(t, ip_packet)`` pairs as an ASCII ladder; returns the text.
+
+    The host (``local_label``) is the left column, the stack at ``stack_addr``
+    (``remote_label``) the right one; with no packet from or to ``stack_addr``, the
+    sender of the first packet stands on the left. When the rows shown hold more than one
+    TCP connection, a header line marks each connection's first segment.
+    ``trace``: events of the same run; its ``impair`` drops are drawn with ``×``.
+    ``conn``: only that connection (see :func:`parse_conn_filter`). ``t_from``/``t_to``:
+    only rows in that window, in seconds of the time column (since the first packet).
+    """
+    lad = ladder_rows(packets, stack_addr, trace=trace, conn=conn, t_from=t_from, t_to=t_to,
+                      show_ts=show_ts)
+    body = [r for r in lad.rows if r.header is None]
+    width = max([ARROW_WIDTH] + [len(r.label) + 8 for r in body])
     half = (width + 3) // 2
     lines = [f"{'time':>10}  {local_label:<{half}}{remote_label:>{width + 3 - half}}"]
-    for row in rows:
-        if row[0] is None:  # connection header: only worth a line when there are several
-            if len(shown) > 1:
-                lines.append(f"{'':10}  == {row[1]} ==")
+    for row in lad.rows:
+        if row.header is not None:  # connection header: only worth a line when there are several
+            if lad.connections > 1:
+                lines.append(f"{'':10}  == {row.header} ==")
             continue
-        when, label, rightward, extra, dropped = row
-        lines.append(f"{when - t0:10.6f}  {_arrow(label, rightward, width, dropped)}"
-                     f"{'  ' + extra if extra else ''}".rstrip())
-    if skipped:
-        lines.append(f"({skipped} non-IPv4 or malformed packet(s) not shown)")
+        lines.append(f"{row.t - lad.t0:10.6f}  {_arrow(row.label, row.rightward, width, row.dropped)}"
+                     f"{'  ' + row.extra if row.extra else ''}".rstrip())
+    if lad.skipped:
+        lines.append(f"({lad.skipped} non-IPv4 or malformed packet(s) not shown)")
     return "\n".join(lines) + "\n"
 
 
