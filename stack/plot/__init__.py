@@ -22,7 +22,8 @@ object API (``Figure``), never ``pyplot``: no global state, no display needed.
 from .data import (INFINITE_SSTHRESH, LINK_LOSS, RETRANSMIT_KINDS, AckPoint, CcPoint,  # noqa: F401
                    CwndData, Mark, PlotError, RttPoint, Segment, TimeSeqData, conn_name,
                    cwnd_data, parse_conn, pcap_connections, read_trace, time_sequence_data,
-                   trace_connections)
+                   trace_connections, WindowSnapshot, window_at)
+from .pictures import ladder_picture, window_diagram  # noqa: F401
 from .draw import OTHER_STYLE, PHASE_COLOUR, RETRANSMIT_STYLE, cwnd_plot, time_sequence  # noqa: F401
 from .demo import DEMO_IMPAIR, DemoRun, record_demo  # noqa: F401
 from .cli import build_parser, plot_main  # noqa: F401

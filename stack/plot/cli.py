@@ -77,13 +77,37 @@ def build_parser(prog: str = "tunstack plot") -> argparse.ArgumentParser:
     common(cw, "cc events", "'.cwnd.png'")
     cw.add_argument("--segments", action="store_true", help="windows in MSS-sized segments instead of bytes")
 
+    wn = sub.add_parser(
+        "window", help="the send window (SND.UNA, SND.NXT, SND.WND) at one moment, from a pcap file",
+        description="RFC 9293's picture of the send sequence space at one moment of a capture: what is "
+                    "acknowledged, sent and not yet acknowledged (SACKed blocks hatched), may be sent now, "
+                    "and may not be sent yet, with SND.UNA, SND.NXT and SND.UNA + SND.WND marked. Read from "
+                    "the data sender's packets and the receiver's ACKs.")
+    wn.add_argument("file", metavar="FILE.pcap", help="pcap from 'tunstack serve --pcap' or 'tcpdump -w'")
+    wn.add_argument("--at", type=_seconds, required=True, metavar="SECONDS",
+                    help="the moment, in seconds since the connection began (the time-sequence graph's axis)")
+    wn.add_argument("-o", "--output", metavar="OUT.png", help="image to write (default: the input's name with '.window.png')")
+    wn.add_argument("--conn", metavar="IP:PORT-IP:PORT", help="connection (default: the one with the most payload bytes)")
+
+    ld = sub.add_parser(
+        "ladder", help="a Stevens-style ladder picture of a capture (drops ×, retransmissions, SACK)",
+        description="The rows of 'tunstack ladder' drawn as slanted arrows between the two ends: "
+                    "retransmissions in red, segments the impairment dropped ending in × (needs --trace), "
+                    "SACK blocks written on the ACKs. At most 60 segments: pick them with --conn/--from/--to.")
+    ld.add_argument("file", metavar="FILE.pcap", help="pcap from 'tunstack serve --pcap' or 'tunstack plot demo'")
+    ld.add_argument("-o", "--output", metavar="OUT.png", help="image to write (default: the input's name with '.ladder.png')")
+    ld.add_argument("--trace", metavar="FILE.jsonl", help="trace of the same run: show the segments the link dropped")
+    ld.add_argument("--conn", metavar="CONN", help="only this connection: PORT, IP:PORT or IP:PORT-IP:PORT")
+    ld.add_argument("--from", dest="tmin", type=_seconds, metavar="SECONDS", help="first row's time (the ladder's time column)")
+    ld.add_argument("--to", dest="tmax", type=_seconds, metavar="SECONDS", help="last row's time")
+
     dm = sub.add_parser(
         "demo", help="record a transfer in the simulator and draw both graphs (no TUN, no root)",
         description="Run one bulk transfer in the simulator (virtual time: no TUN, no root, a second or "
                     "two), write DIR/demo.pcap and DIR/demo.jsonl, and draw DIR/demo-timeseq.png and "
                     "DIR/demo-cwnd.png. Host 192.0.2.1 sends to 192.0.2.2:80; --impair applies to the "
-                    "data direction. The defaults show slow start, a window-limited sender, SACK recovery, "
-                    "a lost retransmission and an RTO.",
+                    "data direction. The defaults show slow start, a queue filling at the bottleneck, "
+                    "SACK recovery and retransmissions lost again and resent.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     dm.add_argument("dir", metavar="DIR", help="directory for the four files (created if missing)")
     dm.add_argument("--impair", default=DEMO_IMPAIR, metavar="SPEC",
@@ -133,6 +157,20 @@ def plot_main(argv: list[str] | None = None) -> int:
     try:
         if args.kind == "demo":
             return _demo(args)
+        if args.kind == "window":
+            from .pictures import window_diagram
+            out = args.output or _default_output(args.file, ".window.png")
+            w = window_diagram(args.file, out, args.at, args.conn)
+            print(f"tunstack plot: wrote {out}: {w.name} at {w.t:g} s: SND.UNA={w.snd_una} "
+                  f"SND.NXT={w.snd_nxt} SND.WND={w.snd_wnd}, {len(w.sacked)} SACK block(s)")
+            return 0
+        if args.kind == "ladder":
+            from .pictures import ladder_picture
+            out = args.output or _default_output(args.file, ".ladder.png")
+            rows = ladder_picture(args.file, out, args.trace, args.conn, args.tmin, args.tmax)
+            print(f"tunstack plot: wrote {out}: {len(rows)} segments, "
+                  f"{sum(r.dropped for r in rows)} dropped, {sum(r.retransmit for r in rows)} retransmitted")
+            return 0
         if args.kind == "timeseq":
             out = args.output or _default_output(args.file, ".timeseq.png")
             d = time_sequence(args.file, out, args.conn, args.tmin, args.tmax)

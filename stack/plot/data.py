@@ -498,3 +498,41 @@ def cwnd_data(trace, conn=None) -> CwndData:
     rtt.sort(key=lambda r: r.t)
     return CwndData(name, start, cc, marks, states, rtt, peer_window,
                     [c for c in ranked if c != name], skipped)
+
+
+# ============================================================================ the send window at one moment
+@dataclass
+class WindowSnapshot:
+    """The sender's view of its sequence space at time ``t`` (RFC 9293 3.3.1, the picture
+    of the send sequence space), read from the capture: relative sequence numbers."""
+    t: float                     # seconds since the connection's first packet
+    snd_una: int                 # oldest unacknowledged: the highest cumulative ACK received
+    snd_nxt: int                 # next to send: one past the highest sequence number sent
+    snd_wnd: int                 # the window the receiver last offered (octets)
+    sacked: list[tuple[int, int]]   # SACK blocks the last ACK reported above SND.UNA
+    mss: int | None              # the largest payload sent (cells of the picture)
+    name: str
+
+    @property
+    def in_flight(self) -> int:
+        return self.snd_nxt - self.snd_una
+
+    @property
+    def usable(self) -> int:
+        """What may still be sent now: SND.UNA + SND.WND - SND.NXT (never below 0)."""
+        return max(0, self.snd_una + self.snd_wnd - self.snd_nxt)
+
+
+def window_at(ts: TimeSeqData, t: float) -> WindowSnapshot:
+    """SND.UNA, SND.NXT, SND.WND and the SACKed blocks at ``t`` seconds (the time axis of the
+    time-sequence graph), from what the sender had sent and received by then."""
+    sent = [s for s in ts.segments if s.t <= t]
+    acks = [a for a in ts.acks if a.t <= t]
+    if not sent or not acks:
+        raise PlotError(f"nothing sent and acknowledged by {t:g} s in {ts.name} "
+                        f"(the transfer starts at {ts.segments[0].t:g} s)")
+    una = max(a.ack for a in acks)
+    last = acks[-1]
+    sacked = sorted((lo, hi) for lo, hi in last.sack if hi > una)
+    mss = max((s.length for s in sent), default=0) or ts.mss
+    return WindowSnapshot(t, una, max(s.end for s in sent), last.window, sacked, mss, ts.name)
