@@ -238,8 +238,9 @@ def _clock_offset(events: list[dict], captured: list[tuple[float, "_Segment"]]) 
 def _match_drops(drops: list[dict], captured: list, offset: float) -> tuple[dict, list[dict]]:
     """Pair each traced drop with the captured packet it lost (same ports, seq, flags and
     length, at the same time give or take the clock alignment): ``({index: event}, the
-    drops the capture never saw)``."""
-    slack = 1e-6 if offset == 0.0 else 0.25
+    drops the capture never saw)``. A drop on the way out (``dir`` "out") is never in a
+    capture of ``tunstack serve``, which writes outgoing packets after the impairment."""
+    slack = 1e-6 if offset == 0.0 else 0.02
     index: dict[tuple, list[int]] = {}
     for i, (_t, seg) in enumerate(captured):
         if seg.sport is not None:
@@ -247,8 +248,10 @@ def _match_drops(drops: list[dict], captured: list, offset: float) -> tuple[dict
     paired, alone = {}, []
     for ev in drops:
         t = ev["t"] + offset
-        candidates = [i for i in index.get(_drop_key(ev), ())
-                      if i not in paired and abs(captured[i][0] - t) <= slack]
+        # 'tunstack serve --pcap' captures what leaves after --impair-out: never a drop "out"
+        seen = ev.get("dir") != "out"
+        candidates = [i for i in index.get(_drop_key(ev), ()) if seen
+                      and i not in paired and abs(captured[i][0] - t) <= slack]
         if candidates:
             paired[min(candidates, key=lambda i: abs(captured[i][0] - t))] = ev
         else:

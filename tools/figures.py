@@ -99,9 +99,10 @@ def _timeseq(zoom):
         pcap, _ = _record(workdir, DEMO)
         ts = time_sequence_data(pcap)
         lo, hi = zoom or (None, None)
-        shown = [s for s in ts.segments if zoom is None or lo <= s.t <= hi]
+        shown = [s for s in ts.segments if s.length and (zoom is None or lo <= s.t <= hi)]
         data = dict(segments=ts.segments, acks=ts.acks, range=zoom)
-        summary = dict(segments=len(ts.segments), retransmitted=len(ts.retransmissions),
+        summary = dict(segments=sum(1 for s in ts.segments if s.length),  # data segments, as drawn
+                       retransmitted=len(ts.retransmissions),
                        shown=len(shown), bytes_acked=ts.bytes_acked)
         return DEMO, data, summary, lambda png: time_sequence(pcap, png, None, lo, hi)
     return make

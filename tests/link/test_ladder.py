@@ -167,8 +167,8 @@ def test_retransmissions_are_marked_and_first_transmissions_are_not():
     assert f" ACK seq={1 + MSS} ack=1 win=64256 len={MSS} [retransmit] " in rows[-1]
 
 
-def _drop_event(t, pkt, reason="rule data:2"):
-    return {"t": t, "ev": "impair", "dir": "out", "action": "drop", "reason": reason,
+def _drop_event(t, pkt, reason="rule data:2", direction="ab"):
+    return {"t": t, "ev": "impair", "dir": direction, "action": "drop", "reason": reason,
             "seq": pkt[TCP].seq, "flags": "P." if "P" in str(pkt[TCP].flags) else ".",
             "paylen": len(pkt[TCP].payload), "sport": pkt[TCP].sport, "dport": pkt[TCP].dport}
 
@@ -188,7 +188,7 @@ def test_a_drop_only_the_trace_saw_gets_its_own_row_on_the_capture_clock():
     pkts = [p for p in LOSSY if p is not DATA[1]]          # the link lost it before the capture
     times = [wall + i * 0.5 for i in range(len(pkts))]
     trace = [{"t": mono, "ev": "state", "conn": "x", "old": "CLOSED", "new": "SYN_SENT"},
-             _drop_event(mono + 3 * 0.5 + 0.25, DATA[1])]
+             _drop_event(mono + 3 * 0.5 + 0.25, DATA[1], direction="out")]
     rows = render_ladder(list(zip(times, map(bytes, pkts))), trace=trace).splitlines()[1:]
     assert len(rows) == len(LOSSY)
     dropped = rows[4]
@@ -225,3 +225,13 @@ def test_ladder_main_filters_and_trace_and_clean_errors(tmp_path, capsys):
         assert ladder_main([str(path)] + argv) == 1
         err = capsys.readouterr().err
         assert err.startswith("tunstack ladder:") and word in err and "Traceback" not in err
+
+
+def test_serve_never_captures_a_segment_dropped_on_the_way_out():
+    """'serve --pcap' writes outgoing packets after --impair-out: a dir=out drop is its own
+    row even when a copy with the same seq (its retransmission) is in the capture."""
+    trace = [_drop_event(100 + 4 * 0.5, DATA[1], direction="out")]
+    rows = lines_of(LOSSY, trace=trace)[1:]
+    assert len(rows) == len(LOSSY) + 1
+    assert [r.endswith("dropped (rule data:2, from the trace)") for r in rows].count(True) == 1
+    assert sum("×" in r for r in rows) == 1
