@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from stack.pcap import read_pcap
+from stack.trace import read_events
 from stack.wire.tcp import FIN, OPT_SACK, SYN, iter_options, option_words
 
 _IP = struct.Struct("!BBHHHBBH4s4s")
@@ -480,11 +481,7 @@ def ladder_main(argv: list[str] | None = None) -> int:
             parse_conn_filter(args.conn)
         trace = None
         if args.trace:
-            from stack.plot.data import PlotError, read_trace
-            try:
-                trace, _bad = read_trace(args.trace)
-            except PlotError as e:
-                raise ValueError(str(e)) from None
+            trace, _bad = read_events(args.trace)
         text = render_ladder(read_pcap(args.pcap), args.local_label, args.remote_label,
                              args.stack_addr, trace=trace, conn=args.conn, t_from=args.t_from,
                              t_to=args.t_to, show_ts=args.ts)

@@ -6,13 +6,13 @@ reader (``read_trace``) are shared with the ladder. Only reads files; never touc
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
 from dataclasses import dataclass, field
 
 from ..pcap import read_pcap
+from ..trace import read_events
 from ..units import INFINITE_SSTHRESH
 from ..wire.errors import MalformedPacket
 from ..wire.ipv4 import parse_ipv4
@@ -356,37 +356,12 @@ class CwndData:
 
 
 def read_trace(trace_path) -> tuple[list[dict], int]:
-    """The events of a JSON-lines trace and the number of lines that were not events.
-
-    A partly written last line (a trace still being written) is skipped like any other
-    bad line; a file with no event at all is an error.
-    """
-    _check_file(trace_path)
-    events, bad = [], 0
+    """The events of a JSON-lines trace and the number of lines that were not events
+    (``stack.trace.read_events``; bad input raises PlotError)."""
     try:
-        with open(trace_path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    bad += 1
-                    if bad > 20 and not events:
-                        break
-                    continue
-                if isinstance(ev, dict) and "ev" in ev and isinstance(ev.get("t"), (int, float)):
-                    events.append(ev)
-                else:
-                    bad += 1
-    except UnicodeDecodeError:
-        events = []
-    except OSError as exc:
-        raise PlotError(f"cannot read {os.fspath(trace_path)!r}: {exc.strerror}") from None
-    if not events:
-        raise PlotError(f"{os.fspath(trace_path)!r} is not a JSON-lines trace "
-                        f"(write one with 'tunstack serve --trace FILE')")
-    return events, bad
+        return read_events(trace_path)
+    except ValueError as exc:
+        raise PlotError(str(exc)) from None
 
 
 def trace_connections(events) -> dict[str, int]:

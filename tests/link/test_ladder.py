@@ -235,3 +235,16 @@ def test_serve_never_captures_a_segment_dropped_on_the_way_out():
     assert len(rows) == len(LOSSY) + 1
     assert [r.endswith("dropped (rule data:2, from the trace)") for r in rows].count(True) == 1
     assert sum("×" in r for r in rows) == 1
+
+
+def test_tunstack_ladder_passes_the_new_options_through(tmp_path, capsys):
+    from stack.cli import main
+    path, trace = tmp_path / "c.pcap", tmp_path / "t.jsonl"
+    with PcapWriter(path) as w:
+        for i, p in enumerate(LOSSY):
+            w.write(bytes(p), 50 + i)
+    trace.write_text(__import__("json").dumps(_drop_event(54, DATA[1])) + "\n")
+    assert main(["ladder", str(path), "--trace", str(trace), "--conn", "40000", "--from", "3.5",
+                 "--to", "8", "--ts"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 + 5 and "×" in out[2] and "ts=7/9" in out[-2] and "[retransmit]" in out[-1]
