@@ -247,4 +247,4 @@ def test_tunstack_ladder_passes_the_new_options_through(tmp_path, capsys):
     assert main(["ladder", str(path), "--trace", str(trace), "--conn", "40000", "--from", "3.5",
                  "--to", "8", "--ts"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 1 + 5 and "×" in out[2] and "ts=7/9" in out[-2] and "[retransmit]" in out[-1]
+    assert len(out) == 1 + 5 and "×" in out[1] and "ts=7/9" in out[-2] and "[retransmit]" in out[-1]
