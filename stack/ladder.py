@@ -37,13 +37,13 @@ from typing import Iterable
 
 from stack.pcap import read_pcap
 from stack.trace import read_events
-from stack.wire.tcp import FIN, OPT_SACK, SYN, iter_options, option_words
+from stack.wire.tcp import (ACK, CWR, ECE, FIN, OPT_SACK, PSH, RST, SYN, URG, flag_bits,
+                            iter_options, option_words)
 
 _IP = struct.Struct("!BBHHHBBH4s4s")
 _TCP = struct.Struct("!HHIIBBHHH")
-_FLAG_NAMES = [(0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"),
-               (0x10, "ACK"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR")]
-_LETTERS = {"S": 0x02, "F": 0x01, "R": 0x04, "P": 0x08, ".": 0x10, "U": 0x20, "E": 0x40, "W": 0x80}
+_FLAG_NAMES = [(SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"),
+               (ACK, "ACK"), (URG, "URG"), (ECE, "ECE"), (CWR, "CWR")]
 _ICMP_NAMES = {0: "echo-reply", 3: "unreachable", 8: "echo-request", 11: "time-exceeded"}
 ARROW_WIDTH = 52  # inner width of an arrow; longer labels stretch it
 DROP = "×"
@@ -58,7 +58,7 @@ def _before(a: int, b: int) -> bool:
 
 def _flags(bits: int) -> str:
     """``SYN``, ``SYN-ACK``, ``ACK``, ``PSH,ACK``, ``FIN,ACK``, ``RST`` ..."""
-    if bits & 0x12 == 0x12 and not bits & 0x0D:
+    if bits & (SYN | ACK) == SYN | ACK and not bits & (FIN | RST | PSH):
         return "SYN-ACK"
     return ",".join(name for bit, name in _FLAG_NAMES if bits & bit) or "none"
 
@@ -114,7 +114,7 @@ class _Flow:
         me, peer = (seg.src, seg.sport), (seg.dst, seg.dport)
         self.isn.setdefault(me, seg.seq)
         seq = (seg.seq - self.isn[me]) & 0xFFFFFFFF
-        if not seg.bits & 0x10:
+        if not seg.bits & ACK:
             return seq, None
         # Without the peer's SYN (capture started mid-stream) its first ACKed byte is 0.
         self.isn.setdefault(peer, seg.ack)
@@ -141,7 +141,7 @@ class _Flow:
         """The window in bytes. RFC 7323 2.2: scaling applies only when both SYNs carried
         wscale, and never to a SYN's own window; otherwise the raw field."""
         me, peer = (seg.src, seg.sport), (seg.dst, seg.dport)
-        if seg.bits & 0x02:
+        if seg.bits & SYN:
             shifts = [o for o in seg.options if o.startswith("wscale=")]
             self.wscale[me] = min(int(shifts[0][7:]), 14) if shifts else None
             return seg.win
@@ -204,12 +204,8 @@ def _arrow(label: str, rightward: bool, width: int, dropped: bool = False) -> st
 # Drops from the trace
 # ---------------------------------------------------------------------------------------
 
-def _flag_bits(text: str) -> int:
-    return sum(_LETTERS.get(ch, 0) for ch in text if text != "none")
-
-
 def _drop_key(ev: dict) -> tuple:
-    return (ev.get("sport"), ev.get("dport"), ev["seq"], _flag_bits(ev.get("flags", "")),
+    return (ev.get("sport"), ev.get("dport"), ev["seq"], flag_bits(ev.get("flags", "")),
             ev.get("paylen"))
 
 
@@ -268,7 +264,7 @@ class _Dropped(_Segment):
         outward = ev.get("sport") == template.sport
         self.src, self.dst = (template.src, template.dst) if outward else (template.dst, template.src)
         self.sport, self.dport = ev.get("sport"), ev.get("dport")
-        self.seq, self.ack, self.bits = ev["seq"], 0, _flag_bits(ev.get("flags", ""))
+        self.seq, self.ack, self.bits = ev["seq"], 0, flag_bits(ev.get("flags", ""))
         self.win, self.length = 0, ev.get("paylen") or 0
 
 

@@ -190,6 +190,12 @@ def build_tcp_after(prefix: bytes, seg: TcpSegment, src: bytes, dst: bytes, part
     return buf
 
 
+def flag_bits(text: str) -> int:
+    """The inverse of :func:`flag_string`: ``"P."`` -> PSH | ACK; ``"none"`` -> 0."""
+    letters = {name: bit for bit, name in _FLAG_NAMES}
+    return 0 if text == "none" else sum(letters.get(ch, 0) for ch in set(text))
+
+
 # --- Lenient views for observers (impairment, ladder, plots): never raise, never verify ---
 
 _IP_PEEK = struct.Struct("!BxHxxHxB")   # ver/ihl, total length, flags/fragment offset, protocol
