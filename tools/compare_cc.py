@@ -27,8 +27,9 @@ queue holds about one bandwidth-delay product (R x 2d, in 1500-byte packets) unl
 
 The table (Markdown, on stdout) gives the mean over the seeds and, for goodput, the
 lowest and highest seed. ``--json FILE`` writes every run and every summary row.
-``--plot FILE.png`` draws cwnd over time for each algorithm in one scenario (needs
-matplotlib). Runs are spread over ``--jobs`` processes; results do not depend on it.
+``--plot FILE.png`` draws cwnd over time for each algorithm in one scenario of the grid:
+the first non-zero ``--loss`` and the middle ``--delay``, unless ``--plot-loss`` and
+``--plot-delay`` say otherwise (needs matplotlib). Runs are spread over ``--jobs`` processes; results do not depend on it.
 
 Examples::
 
