@@ -34,13 +34,16 @@ def build_parser(prog: str = "tunstack plot") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Draw TCP at work into a PNG (or SVG/PDF, by the output's extension). "
-                    "'timeseq' reads a pcap (tunstack serve --pcap), 'cwnd' reads a JSON-lines "
-                    "trace (tunstack serve --trace). Needs matplotlib (pip install 'tunstack[plot]').",
+                    "'timeseq', 'window' and 'ladder' read a pcap (tunstack serve --pcap), 'cwnd' reads "
+                    "a JSON-lines trace (tunstack serve --trace). Needs matplotlib (pip install "
+                    "'tunstack[plot]').",
         epilog="examples:\n"
                "  tunstack serve --http 8080 --pcap run.pcap --trace run.jsonl --impair-out loss=2%\n"
                "  tunstack plot timeseq run.pcap -o timeseq.png\n"
                "  tunstack plot cwnd run.jsonl -o cwnd.png --segments\n"
                "  tunstack plot timeseq run.pcap -o zoom.png --from 1.2 --to 1.6\n"
+               "  tunstack plot window run.pcap --at 1.3 -o window.png\n"
+               "  tunstack plot ladder run.pcap --trace run.jsonl --from 1.2 --to 1.25 -o ladder.png\n"
                "see docs/plots.md for what to look for in each graph",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="kind", metavar="KIND")
