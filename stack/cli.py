@@ -111,9 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     ladder = sub.add_parser("ladder", help="print a pcap file as a ladder diagram of TCP segments",
                             description="Read a pcap written by 'tunstack serve --pcap' (or tcpdump -w on the "
                                         "TUN) and print one line per TCP segment: direction, flags, relative "
-                                        "seq/ack, window, length, options.")
+                                        "seq/ack, window, length, options (SACK blocks too); retransmissions "
+                                        "are marked, and with --trace the segments the impairment dropped "
+                                        "end in ×.")
     ladder.add_argument("pcap", metavar="FILE.pcap", help="pcap file to read")
     ladder.add_argument("--addr", type=_ipv4, default=DEFAULT_ADDR, help="the stack's address (for direction)")
+    ladder.add_argument("--trace", metavar="FILE.jsonl",
+                        help="trace of the same run (serve --trace): show the segments the impairment dropped")
+    ladder.add_argument("--conn", metavar="CONN", help="only this connection: PORT, IP:PORT or IP:PORT-IP:PORT")
+    ladder.add_argument("--from", dest="t_from", metavar="SECONDS", help="only rows at or after this time")
+    ladder.add_argument("--to", dest="t_to", metavar="SECONDS", help="only rows at or before this time")
+    ladder.add_argument("--ts", action="store_true", help="show timestamps on every segment (default: SYNs only)")
     ladder.set_defaults(func=cmd_ladder)
 
     plot = sub.add_parser("plot", add_help=False,
@@ -129,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
     try:
-        from .link.impair import add_impairment_arguments
+        from .link.impair_cli import add_impairment_arguments
     except ImportError:  # the impairment layer is optional for serve
         return
     add_impairment_arguments(parser)
@@ -183,7 +191,7 @@ def cmd_serve(args) -> int:
         pcap = PcapWriter(_open_out(args.pcap, "wb"))
     impair_in = impair_out = None
     if hasattr(args, "impair"):
-        from .link.impair import impairments_from_args
+        from .link.impair_cli import impairments_from_args
         impair_in, impair_out = impairments_from_args(args, tracer)
         impair_in = None if impair_in.spec.is_null else impair_in
         impair_out = None if impair_out.spec.is_null else impair_out
@@ -259,13 +267,14 @@ def _run_servers(stack, args) -> int:
 
 def format_connections(infos: list[dict]) -> str:
     """An ``ss -ti``-like table (``kill -USR1 <pid>`` of a running ``tunstack serve`` prints it)."""
+    from .units import format_ssthresh
     head = f"{'State':<12} {'Local':<21} {'Peer':<21} {'Send-Q':>8} {'Recv-Q':>8}"
     lines = [f"tunstack: {len(infos)} connection(s)", head]
     for i in sorted(infos, key=lambda i: (i["state"], i["local"], i["remote"])):
         lines.append(f"{i['state']:<12} {i['local']:<21} {i['remote']:<21} {i['sndbuf']:>8} {i['rcvbuf']:>8}")
         srtt = f"{i['srtt'] * 1000:.3f}ms" if i.get("srtt") is not None else "-"
         lines.append(f"\t {i['cc']} wscale:{i['wscale'][0]},{i['wscale'][1]} rto:{i['rto'] * 1000:.0f}ms "
-                     f"rtt:{srtt} mss:{i['mss']} cwnd:{i['cwnd']} ssthresh:{i['ssthresh']} "
+                     f"rtt:{srtt} mss:{i['mss']} cwnd:{i['cwnd']} ssthresh:{format_ssthresh(i['ssthresh'])} "
                      f"snd_wnd:{i['snd_wnd']} rcv_wnd:{i['rcv_wnd']} unacked:{i['unacked']} "
                      f"retrans:{i['retrans']} segs_out:{i['segs_out']} segs_in:{i['segs_in']}"
                      f"{' ts' if i['ts'] else ''}{' sack' if i['sack'] else ''}")
@@ -289,7 +298,12 @@ def cmd_ladder(args) -> int:
     from .ladder import ladder_main
     if not os.path.exists(args.pcap):
         raise CliError(f"no such file: {args.pcap!r}")
-    return ladder_main([args.pcap, "--stack-addr", args.addr])
+    argv = [args.pcap, "--stack-addr", args.addr]
+    for flag, value in (("--trace", args.trace), ("--conn", args.conn), ("--from", args.t_from),
+                        ("--to", args.t_to)):
+        if value is not None:
+            argv += [flag, value]
+    return ladder_main(argv + (["--ts"] if args.ts else []))
 
 
 # ---------------------------------------------------------------------------------------------- plot

@@ -70,3 +70,41 @@ class JsonLinesSink:
         with self._lock:
             self._stream.flush()
             self._stream.close()
+
+
+def read_events(path) -> tuple[list[dict], int]:
+    """The events of a JSON-lines trace file and the number of lines that were not events
+    (for observers: the plots and the ladder). A partly written last line (a trace still
+    being written) is skipped like any other bad line. ValueError with a one-line message
+    when the file is missing, unreadable, or holds no event at all."""
+    import os
+    name = os.fspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"no such file: {name!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"{name!r} is a directory, not a file")
+    events, bad = [], 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    bad += 1
+                    if bad > 20 and not events:
+                        break
+                    continue
+                if isinstance(ev, dict) and "ev" in ev and isinstance(ev.get("t"), (int, float)):
+                    events.append(ev)
+                else:
+                    bad += 1
+    except UnicodeDecodeError:
+        events = []
+    except OSError as exc:
+        raise ValueError(f"cannot read {name!r}: {exc.strerror}") from None
+    if not events:
+        raise ValueError(f"{name!r} is not a JSON-lines trace "
+                         f"(write one with 'tunstack serve --trace FILE')")
+    return events, bad

@@ -338,3 +338,66 @@ def test_parse_conn():
     for bad in ("192.0.2.2:80", "a:1-b:2", "1.2.3.4:99999-1.2.3.4:1", "1.2.3.4-1.2.3.4:1"):
         with pytest.raises(PlotError):
             parse_conn(bad)
+
+
+@pytest.mark.parametrize("span", [1.0, 0.2, 30.0])
+def test_state_labels_never_overlap(span):
+    """Issue 9: cwnd.png's state labels overprinted; measure the drawn text boxes."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from stack.plot.data import Mark
+    from stack.plot.draw import _state_labels
+    names = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
+    gaps = [0.0, 0.04, 0.016, 0.016, 0.9, 0.005]            # fractions of the span, some tiny
+    t, states = 0.0, []
+    for old, new, g in zip(names, names[1:], gaps[1:]):
+        t += g * span
+        states.append(Mark(t, "state", f"{old}→{new}"))
+    fig = Figure(figsize=(11, 7.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.07, 0.4, 0.62, 0.52))
+    ax.set_xlim(0, span)
+    _state_labels(ax, states, span)
+    renderer = fig.canvas.get_renderer()
+    boxes = sorted((txt.get_window_extent(renderer) for txt in ax.texts), key=lambda b: b.x0)
+    assert 2 <= len(boxes) < len(states)                    # the close ones share a label
+    for a, b in zip(boxes, boxes[1:]):
+        assert b.x0 - a.x1 >= 4, (a, b)                     # side by side with a clear gap
+    words = " ".join(txt.get_text() for txt in ax.texts)
+    assert all(n in words for n in names[1:])               # every state is still named
+
+
+# ------------------------------------------------------------------ window and ladder pictures
+def test_window_at_reads_the_send_sequence_space(one_drop):
+    ts = time_sequence_data(one_drop.pcap)
+    hole = next(s for s in ts.segments if s.retransmit)     # the 12th data segment, resent
+    lost_at = hole.seq
+    w = plot.window_at(ts, hole.t)                           # as the hole is resent
+    last = [a for a in ts.acks if a.t <= hole.t][-1]
+    assert w.snd_una == lost_at == 1 + 11 * w.mss           # the hole is the oldest unacknowledged byte
+    assert w.sacked and w.sacked[0][0] == lost_at + w.mss    # the receiver holds what came after it
+    assert w.snd_nxt == max(s.end for s in ts.segments if s.t <= w.t)
+    assert w.snd_wnd == last.window and w.usable == max(0, w.snd_una + w.snd_wnd - w.snd_nxt)
+    with pytest.raises(PlotError, match="nothing sent and acknowledged"):
+        plot.window_at(ts, -1.0)
+
+
+def test_cli_window_and_ladder_pictures(one_drop, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    ts = time_sequence_data(one_drop.pcap)
+    t = next(a.t for a in ts.acks if a.sack)
+    code, out, _ = _run(capsys, "window", one_drop.pcap, "--at", t, "-o", tmp_path / "w.png")
+    assert code == 0 and "SND.UNA=" in out and "1 SACK block(s)" in out
+    assert _png_size(tmp_path / "w.png")[0] >= 900
+    rows = [r for r in __import__("stack.ladder", fromlist=["x"]).ladder_rows(
+        __import__("stack.pcap", fromlist=["x"]).read_pcap(one_drop.pcap)).rows if r.header is None]
+    t_drop = next(r.t for r in rows if r.retransmit) - rows[0].t
+    code, out, _ = _run(capsys, "ladder", one_drop.pcap, "--trace", one_drop.trace, "-o",
+                        tmp_path / "l.png", "--from", t_drop - 0.02, "--to", t_drop)
+    assert code == 0 and " 1 dropped, 1 retransmitted" in out, out
+    assert _png_size(tmp_path / "l.png")[0] >= 900
+    code, _, err = _run(capsys, "ladder", one_drop.pcap, "-o", tmp_path / "x.png")
+    assert code == 1 and "too many for one picture" in err
+    code, _, err = _run(capsys, "window", one_drop.pcap, "--at", "0.0001", "-o", tmp_path / "y.png")
+    assert code == 1 and "nothing sent" in err

@@ -27,8 +27,9 @@ queue holds about one bandwidth-delay product (R x 2d, in 1500-byte packets) unl
 
 The table (Markdown, on stdout) gives the mean over the seeds and, for goodput, the
 lowest and highest seed. ``--json FILE`` writes every run and every summary row.
-``--plot FILE.png`` draws cwnd over time for each algorithm in one scenario (needs
-matplotlib). Runs are spread over ``--jobs`` processes; results do not depend on it.
+``--plot FILE.png`` draws cwnd over time for each algorithm in one scenario of the grid:
+the first non-zero ``--loss`` and the middle ``--delay``, unless ``--plot-loss`` and
+``--plot-delay`` say otherwise (needs matplotlib). Runs are spread over ``--jobs`` processes; results do not depend on it.
 
 Examples::
 
@@ -52,18 +53,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from stack.link.impair import (Impairment, ImpairSpec, parse_probability, parse_rate,  # noqa: E402
-                               parse_time, peek_tcp)
+from stack.link.impair import Impairment, ImpairSpec  # noqa: E402
 from stack.sim import Simulation  # noqa: E402
 from stack.tcp import congestion  # noqa: E402
 from stack.tcp.config import TcpConfig  # noqa: E402
 from stack.tcp.seq import seq_add, seq_gt  # noqa: E402
 from stack.trace import Tracer  # noqa: E402
+from stack.units import (INFINITE_SSTHRESH, parse_probability, parse_rate, parse_size,  # noqa: E402
+                         parse_time)
+from stack.wire.tcp import peek_ipv4_tcp  # noqa: E402
 
 ALGORITHMS = ("reno", "newreno", "cubic")
 DEFAULTS = dict(algorithms="reno,newreno,cubic", loss="0,0.1%,1%,3%", delay="5ms,25ms,50ms",
-                rate="20mbit", queue="1bdp", size="4M", seeds=3, time_limit=600.0,
-                plot_loss="0.1%", plot_delay="25ms")
+                rate="20mbit", queue="1bdp", size="4M", seeds=3, time_limit=600.0)
 PACKET = 1500  # bytes per full-size packet on the bottleneck (the sim link's MTU)
 MB = 10 ** 6
 
@@ -102,23 +104,6 @@ def _list(parse, what):
         return list(dict.fromkeys(values))  # no duplicates, order kept
     convert.__name__ = what + " list"
     return convert
-
-
-def parse_size(text: str) -> int:
-    """``4M`` -> 4000000 (k, M, G are powers of 1000, as tools/bench.py), ``65536``."""
-    t = text.strip().upper().removesuffix("B")
-    mult = 1
-    for suffix, m in (("K", 10 ** 3), ("M", 10 ** 6), ("G", 10 ** 9)):
-        if t.endswith(suffix):
-            t, mult = t[:-1], m
-            break
-    try:
-        value = int(float(t) * mult)
-    except ValueError:
-        raise ValueError("not a size (write 4M, 500k or 65536)") from None
-    if value <= 0:
-        raise ValueError("size must be positive")
-    return value
 
 
 def parse_algorithm(text: str) -> str:
@@ -215,10 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", metavar="FILE", help="also write all runs and the summary as JSON")
     o.add_argument("--plot", metavar="FILE.png",
                    help="draw cwnd over time for every algorithm in one scenario (matplotlib)")
-    o.add_argument("--plot-loss", type=_arg(parse_probability, "loss"), default=DEFAULTS["plot_loss"],
-                   metavar="P", help="loss rate of the plotted scenario")
-    o.add_argument("--plot-delay", type=_arg(parse_time, "delay"), default=DEFAULTS["plot_delay"],
-                   metavar="T", help="one-way delay of the plotted scenario")
+    o.add_argument("--plot-loss", type=_arg(parse_probability, "loss"), default=None,
+                   metavar="P", help="loss rate of the plotted scenario (default: the first "
+                   "non-zero --loss value, so '--loss 1%%' plots 1%%)")
+    o.add_argument("--plot-delay", type=_arg(parse_time, "delay"), default=None,
+                   metavar="T", help="one-way delay of the plotted scenario (default: the middle "
+                   "--delay value)")
     o.add_argument("--plot-seed", type=_arg(positive_int, "seed"), default=1, metavar="N",
                    help="seed of the plotted scenario")
     return p
@@ -312,7 +299,7 @@ class _WireCounter(Impairment):
         self._high = None
 
     def offer(self, packet: bytes, now: float) -> None:
-        info = peek_tcp(packet)
+        info = peek_ipv4_tcp(packet)
         if info is not None and info.paylen:
             self.data_segs += 1
             self.payload_bytes += info.paylen
@@ -560,7 +547,7 @@ def plot_cwnd(path: str, series: dict[str, dict], title: str) -> None:
             ts = [t - t0 for t, _, _ in pts] + [r.get("seconds") or pts[-1][0] - t0]
             cw = [c / mss for _, c, _ in pts] + [pts[-1][1] / mss]
             ax.step(ts, cw, where="post", color="C0", linewidth=1.2, label="cwnd")
-            ss = [(t - t0, s / mss) for t, _, s in pts if s < 0x7FFFFFFF]
+            ss = [(t - t0, s / mss) for t, _, s in pts if s < INFINITE_SSTHRESH]
             if ss:
                 ax.step([t for t, _ in ss], [s for _, s in ss], where="post", color="C1",
                         linestyle=":", linewidth=1.2, label="ssthresh")
@@ -598,6 +585,16 @@ def provenance() -> str:
     if not head:
         return "unknown commit"
     return f"commit {head}" + (" + uncommitted changes in stack/" if dirty else "")
+
+
+def plot_scenario(args) -> tuple[float, float]:
+    """(loss, delay) of the ``--plot`` scenario: ``--plot-loss``/``--plot-delay`` when given,
+    else one the table ran: the first non-zero ``--loss`` and the middle ``--delay``."""
+    loss = args.plot_loss
+    if loss is None:
+        loss = next((x for x in args.loss if x > 0), args.loss[0])
+    delay = args.plot_delay if args.plot_delay is not None else args.delay[len(args.delay) // 2]
+    return loss, delay
 
 
 def _check_writable(path: str, what: str) -> None:
@@ -650,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; {bad} did not finish cleanly" if bad else ""))
 
     if args.plot:
+        args.plot_loss, args.plot_delay = plot_scenario(args)
         title = (f"cwnd, loss {_pct(args.plot_loss)}, one-way delay {_ms(args.plot_delay)}, "
                  f"{args.rate / 1e6:g} Mbit/s, queue {queue_packets(args.queue, args.rate, args.plot_delay)}"
                  f" pkts, {args.size / MB:g} MB, seed {args.plot_seed}, SACK {'on' if args.sack else 'off'}")

@@ -188,3 +188,89 @@ def build_tcp_after(prefix: bytes, seg: TcpSegment, src: bytes, dst: bytes, part
     csum = finish(ones_sum(memoryview(buf)[start:]) + pseudo_header_sum(src, dst, IPPROTO_TCP, total))
     _H.pack_into(buf, start + 16, csum)
     return buf
+
+
+def flag_bits(text: str) -> int:
+    """The inverse of :func:`flag_string`: ``"P."`` -> PSH | ACK; ``"none"`` -> 0."""
+    letters = {name: bit for bit, name in _FLAG_NAMES}
+    return 0 if text == "none" else sum(letters.get(ch, 0) for ch in set(text))
+
+
+# --- Lenient views for observers (impairment, ladder, plots): never raise, never verify ---
+
+_IP_PEEK = struct.Struct("!BxHxxHxB")   # ver/ihl, total length, flags/fragment offset, protocol
+_TCP_PEEK = struct.Struct("!HHIxxxxBB")  # sport, dport, seq, data offset, flags
+
+
+class TcpPeek:
+    """The facts of a TCP segment a link-level observer needs, read without validation."""
+
+    __slots__ = ("flow", "seq", "flags", "paylen")
+
+    def __init__(self, flow: tuple, seq: int, flags: int, paylen: int):
+        self.flow, self.seq, self.flags, self.paylen = flow, seq, flags, paylen
+
+
+def peek_ipv4_tcp(packet) -> TcpPeek | None:
+    """TCP facts of an IPv4 packet without checksum checks: ``flow`` is (the 8 address
+    bytes, sport, dport). None when it is not an unfragmented (or first-fragment) IPv4
+    TCP segment with sane header lengths. Never raises."""
+    if len(packet) < 20:
+        return None
+    vihl, total, frag, proto = _IP_PEEK.unpack_from(packet)
+    if vihl >> 4 != 4 or proto != IPPROTO_TCP or frag & 0x1FFF:
+        return None
+    ihl = (vihl & 0x0F) * 4
+    total = min(total, len(packet))
+    if ihl < 20 or total < ihl + HEADER_LEN:
+        return None
+    sport, dport, seq, off, flags = _TCP_PEEK.unpack_from(packet, ihl)
+    doff = (off >> 4) * 4
+    if doff < HEADER_LEN or ihl + doff > total:
+        return None
+    return TcpPeek((bytes(packet[12:20]), sport, dport), seq, flags, total - ihl - doff)
+
+
+def iter_options(opts):
+    """Walk an options field: yields ``(kind, body)`` for each option but NOP, stopping at
+    EOL (RFC 9293 3.1). A truncated option or one with a bad length yields
+    ``(None, b"")`` and ends the walk, so observers can show it instead of failing."""
+    i, n = 0, len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == OPT_EOL:
+            return
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n or opts[i + 1] < 2 or i + opts[i + 1] > n:
+            yield None, b""
+            return
+        yield kind, bytes(opts[i + 2:i + opts[i + 1]])
+        i += opts[i + 1]
+
+
+def option_words(opts, sack_base: int | None = None) -> list[str]:
+    """Options as short words, in wire order: ``mss=1460 sack_perm ts=VAL/ECR wscale=7
+    sack=L-R,L-R``; an unknown kind shows as ``opt<kind>``, a broken field as
+    ``bad-options``. ``sack_base``: subtract it from SACK edges (relative numbers)."""
+    out = []
+    for kind, body in iter_options(opts):
+        if kind is None:
+            out.append("bad-options")
+        elif kind == OPT_MSS and len(body) == 2:
+            out.append(f"mss={_H.unpack(body)[0]}")
+        elif kind == OPT_WSCALE and len(body) == 1:
+            out.append(f"wscale={body[0]}")
+        elif kind == OPT_SACK_PERM:
+            out.append("sack_perm")
+        elif kind == OPT_SACK:
+            base = sack_base or 0
+            edges = [(_I.unpack_from(body, j)[0] - base) & 0xFFFFFFFF
+                     for j in range(0, len(body) - 3, 4)]
+            out.append("sack=" + ",".join(f"{a}-{b}" for a, b in zip(edges[::2], edges[1::2])))
+        elif kind == OPT_TS and len(body) == 8:
+            out.append("ts={}/{}".format(*_II.unpack(body)))
+        else:
+            out.append(f"opt{kind}")
+    return out

@@ -139,3 +139,112 @@ def test_ladder_main_errors(tmp_path, capsys):
     (tmp_path / "bad.pcap").write_bytes(b"not a pcap at all, no no no")
     assert ladder_main([str(tmp_path / "bad.pcap")]) == 1
     assert "not a pcap file" in capsys.readouterr().err
+
+
+# --- issue 9: options on every segment, retransmissions, drops, filters ----------------------
+
+MSS = 100
+DATA = [c2s("A", CISN + 1 + i * MSS, SISN + 1, bytes([65 + i]) * MSS, window=502) for i in range(4)]
+SACKED = s2c("A", SISN + 1, CISN + 1 + MSS, window=65535,
+             options=[("NOP", None), ("NOP", None), ("Timestamp", (7, 9)),
+                      ("SAck", ((CISN + 1 + 2 * MSS) % 2**32, (CISN + 1 + 4 * MSS) % 2**32))])
+RETX = DATA[1].copy()
+LOSSY = CONVERSATION[:3] + DATA + [SACKED, RETX]
+
+
+def test_sack_blocks_on_dup_acks_relative_and_timestamps_only_when_asked():
+    rows = lines_of(LOSSY)[1:]
+    dup = rows[3 + 4]
+    assert dup.endswith(f"|  sack={1 + 2 * MSS}-{1 + 4 * MSS}"), dup      # relative, no ts
+    with_ts = lines_of(LOSSY, show_ts=True)[1 + 3 + 4]
+    assert with_ts.endswith(f"|  ts=7/9 sack={1 + 2 * MSS}-{1 + 4 * MSS}"), with_ts
+
+
+def test_retransmissions_are_marked_and_first_transmissions_are_not():
+    rows = lines_of(LOSSY)[1:]
+    marked = [i for i, r in enumerate(rows) if "[retransmit]" in r]
+    assert marked == [len(LOSSY) - 1]
+    assert f" ACK seq={1 + MSS} ack=1 win=64256 len={MSS} [retransmit] " in rows[-1]
+
+
+def _drop_event(t, pkt, reason="rule data:2", direction="ab"):
+    return {"t": t, "ev": "impair", "dir": direction, "action": "drop", "reason": reason,
+            "seq": pkt[TCP].seq, "flags": "P." if "P" in str(pkt[TCP].flags) else ".",
+            "paylen": len(pkt[TCP].payload), "sport": pkt[TCP].sport, "dport": pkt[TCP].dport}
+
+
+def test_a_drop_the_capture_holds_is_marked_on_its_row():
+    trace = [_drop_event(100 + 4 * 0.5, DATA[1])]          # same clock as the capture (simulator)
+    rows = lines_of(LOSSY, trace=trace)[1:]
+    hit = rows[4]
+    assert f" ACK seq={1 + MSS} ack=1 win=64256 len={MSS} " in hit
+    assert re.search(r"-×   \|  dropped \(rule data:2\)$", hit), hit
+    assert sum("×" in r for r in rows) == 1                # the retransmission got through
+    assert "×" not in lines_of(LOSSY, trace=[_drop_event(100 + 9, DATA[1])])[5]  # another time
+
+
+def test_a_drop_only_the_trace_saw_gets_its_own_row_on_the_capture_clock():
+    wall, mono = 1_700_000_000.0, 5000.0                   # runtime: pcap wall clock, trace monotonic
+    pkts = [p for p in LOSSY if p is not DATA[1]]          # the link lost it before the capture
+    times = [wall + i * 0.5 for i in range(len(pkts))]
+    trace = [{"t": mono, "ev": "state", "conn": "x", "old": "CLOSED", "new": "SYN_SENT"},
+             _drop_event(mono + 3 * 0.5 + 0.25, DATA[1], direction="out")]
+    rows = render_ladder(list(zip(times, map(bytes, pkts))), trace=trace).splitlines()[1:]
+    assert len(rows) == len(LOSSY)
+    dropped = rows[4]
+    assert dropped.startswith("  1.750000  |-- ACK seq=101 len=100 ") and "×   |" in dropped
+    assert dropped.endswith("dropped (rule data:2, from the trace)")
+    assert "[retransmit]" in rows[-1]
+
+
+def test_connection_and_time_filters():
+    other = [IP(src=HOST, dst=STACK) / TCP(sport=40001, dport=80, flags="S", seq=42),
+             IP(src=STACK, dst=HOST) / TCP(sport=80, dport=40001, flags="SA", seq=9, ack=43)]
+    pkts = CONVERSATION[:2] + other + CONVERSATION[2:4]
+    only = lines_of(pkts, conn="40001")[1:]
+    assert len(only) == 2 and all("SYN" in r for r in only) and "==" not in "".join(only)
+    assert len(lines_of(pkts, conn=f"{STACK}:80-{HOST}:40000")) == 1 + 4
+    assert len(lines_of(pkts, conn=f"{HOST}:40000")) == 1 + 4
+    window = lines_of(pkts, t_from=0.5, t_to=1.5)[1:]     # rows at 0.5, 1.0, 1.5
+    assert [r[:10].strip() for r in window if not r.lstrip().startswith("==")] == \
+        ["0.500000", "1.000000", "1.500000"]
+
+
+def test_ladder_main_filters_and_trace_and_clean_errors(tmp_path, capsys):
+    path, trace = tmp_path / "c.pcap", tmp_path / "t.jsonl"
+    with PcapWriter(path) as w:
+        for i, p in enumerate(LOSSY):
+            w.write(bytes(p), 50 + i)
+    trace.write_text(__import__("json").dumps(_drop_event(54, DATA[1])) + "\n")
+    assert ladder_main([str(path), "--trace", str(trace), "--from", "4", "--to", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and "×" in out[1] and "dropped (rule data:2)" in out[1]
+    for argv, word in ((["--conn", "nonsense"], "bad connection"),
+                       (["--from", "3", "--to", "1"], "empty time range"),
+                       (["--trace", str(tmp_path / "none.jsonl")], "none.jsonl")):
+        assert ladder_main([str(path)] + argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("tunstack ladder:") and word in err and "Traceback" not in err
+
+
+def test_serve_never_captures_a_segment_dropped_on_the_way_out():
+    """'serve --pcap' writes outgoing packets after --impair-out: a dir=out drop is its own
+    row even when a copy with the same seq (its retransmission) is in the capture."""
+    trace = [_drop_event(100 + 4 * 0.5, DATA[1], direction="out")]
+    rows = lines_of(LOSSY, trace=trace)[1:]
+    assert len(rows) == len(LOSSY) + 1
+    assert [r.endswith("dropped (rule data:2, from the trace)") for r in rows].count(True) == 1
+    assert sum("×" in r for r in rows) == 1
+
+
+def test_tunstack_ladder_passes_the_new_options_through(tmp_path, capsys):
+    from stack.cli import main
+    path, trace = tmp_path / "c.pcap", tmp_path / "t.jsonl"
+    with PcapWriter(path) as w:
+        for i, p in enumerate(LOSSY):
+            w.write(bytes(p), 50 + i)
+    trace.write_text(__import__("json").dumps(_drop_event(54, DATA[1])) + "\n")
+    assert main(["ladder", str(path), "--trace", str(trace), "--conn", "40000", "--from", "3.5",
+                 "--to", "8", "--ts"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 + 5 and "×" in out[1] and "ts=7/9" in out[-2] and "[retransmit]" in out[-1]

@@ -110,3 +110,36 @@ def test_plot_writes_a_png(tmp_path, capsys):
                           "--jobs", "1", "--plot", str(png), "--plot-loss", "1%", "--plot-delay", "10ms"])
     assert rc == 0, capsys.readouterr().out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_scenario_follows_the_loss_and_delay_given():
+    """Issue 9: '--loss 1% --plot' plotted 0.1 % (a fixed --plot-loss default)."""
+    def scenario(*argv):
+        return compare_cc.plot_scenario(compare_cc.build_parser().parse_args(list(argv)))
+    assert scenario("--loss", "1%", "--delay", "10ms") == (0.01, 0.01)
+    assert scenario() == (0.001, 0.025)                          # the grid's 0,0.1%,1%,3% x 5,25,50ms
+    assert scenario("--loss", "0,3%", "--delay", "5ms,50ms") == (0.03, 0.05)
+    assert scenario("--loss", "0") == (0.0, 0.025)
+    assert scenario("--loss", "1%", "--plot-loss", "3%", "--plot-delay", "1ms") == (0.03, 0.001)
+
+
+@pytest.mark.timeout(60)
+def test_plot_with_loss_1pct_plots_1pct(tmp_path, capsys, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(compare_cc, "plot_cwnd", lambda path, series, title: drawn.update(
+        title=title, losses={alg: s.get("loss") for alg, s in series.items()}))
+    rc = compare_cc.main(["--loss", "1%", "--delay", "10ms", "--size", "100k", "--seeds", "1",
+                          "--algorithms", "reno", "--jobs", "1", "--plot", str(tmp_path / "c.png")])
+    assert rc == 0, capsys.readouterr().out
+    assert "loss 1%," in drawn["title"] and "one-way delay 10" in drawn["title"], drawn["title"]
+    assert drawn["losses"] == {"reno": 0.01}
+
+
+def test_parse_size_has_one_home():
+    from stack import units
+    assert compare_cc.parse_size is units.parse_size
+    assert units.parse_size("4M") == 4_000_000 and units.parse_size("500k") == 500_000
+    assert units.parse_size("64KiB") == 65536 and units.parse_size("1.5G") == 1_500_000_000
+    for bad in ("lots", "0", "4Q", "-1"):
+        with pytest.raises(ValueError):
+            units.parse_size(bad)
