@@ -133,7 +133,7 @@ def format_rate(bits: float, exact: bool = False) -> str:
 
 def parse_size(text: str) -> int:
     """Bytes: ``4M`` -> 4000000, ``500k``, ``1.5G``, ``65536``, ``64kB``; k, M, G are
-    powers of 1000 (as tools/bench.py and tools/compare_cc.py always took them), ``KiB``
+    powers of 1000 (as scripts/bench and tools/compare_cc.py always took them), ``KiB``
     and ``MiB`` powers of 1024. Must be positive."""
     t = text.strip()
     try:

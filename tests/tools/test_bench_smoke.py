@@ -151,6 +151,7 @@ def test_bad_flag_is_one_clean_line():
 def test_parse_size_and_percentile():
     assert bench.parse_size("200M") == 200_000_000
     assert bench.parse_size("4k") == 4000
+    assert bench.config.units.parse_size is __import__("stack.units").units.parse_size  # one home
     assert bench.parse_size("65536") == 65536
     assert bench.parse_size("1.5G") == 1_500_000_000
     assert bench.percentile([3, 1, 2], 50) == 2

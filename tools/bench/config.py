@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+from stack import units  # noqa: E402
 ADDR = "192.0.2.2"
 HOST_ADDR = "192.0.2.1/24"
 HTTP_PORT = 80
@@ -26,19 +30,11 @@ class BenchError(Exception):
 
 
 def parse_size(text: str) -> int:
-    t = text.strip().upper().removesuffix("B")
-    mult = 1
-    for suffix, m in (("K", 10**3), ("M", 10**6), ("G", 10**9)):
-        if t.endswith(suffix):
-            t, mult = t[:-1], m
-            break
+    """``--size``: stack.units.parse_size (the one home for sizes), as an argparse type."""
     try:
-        value = int(float(t) * mult)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 200M, 4M, 1G, 65536)")
-    if value <= 0:
-        raise argparse.ArgumentTypeError("size must be positive")
-    return value
+        return units.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_list(choices):
