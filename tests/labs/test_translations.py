@@ -10,10 +10,11 @@ fixture in each test_lab_NN.py).
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 
-from labdoc import LABS, LANGS, SOURCE, fences, lab_path
+from labdoc import _FENCE, LABS, LANGS, SOURCE, fences, lab_path
 
 PAGES = sorted(p.name for p in LABS.glob("[0-9][0-9]-*.md")) + ["README.md"]
 OTHER = [lang for lang in LANGS if lang != "en"]
@@ -66,3 +67,25 @@ def test_the_hash_check_fails_when_the_english_changes(tmp_path):
     page.write_bytes((LABS / "01-handshake.md").read_bytes() + b"\n")
     recorded = SOURCE.search(lab_path("01-handshake.md", "zh").read_text())["sha"]
     assert sha256(page) != recorded
+
+
+def _prose(text: str) -> str:
+    """A page without its fenced blocks and HTML comments: what a translator rewrites."""
+    return _FENCE.sub("", re.sub(r"<!--.*?-->", "", text, flags=re.S))
+
+
+@pytest.mark.parametrize("lang", OTHER)
+@pytest.mark.parametrize("name", PAGES)
+def test_the_prose_quotes_the_same_numbers_and_code(name, lang):
+    """The labs' tests check every number the prose quotes against the stack; a translation must
+    quote the same numbers (1194239061, 0.225, 14480 ...) and the same inline code (`seq=5793`,
+    `Connection._deliver` ...), so those checks hold for its prose too."""
+    en, other = _prose((LABS / name).read_text()), _prose(lab_path(name, lang).read_text())
+    numbers = lambda s: set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?!\w)", s))
+    code = lambda s: set(re.findall(r"`([^`\n]+)`", s))
+    assert numbers(other) == numbers(en), (
+        f"{lang}/{name}: numbers only in the English {sorted(numbers(en) - numbers(other))}, "
+        f"only in the translation {sorted(numbers(other) - numbers(en))}")
+    assert code(other) == code(en), (
+        f"{lang}/{name}: code only in the English {sorted(code(en) - code(other))}, "
+        f"only in the translation {sorted(code(other) - code(en))}")
