@@ -23,7 +23,8 @@ def test_readme_lists_every_lab_and_every_link_exists(lang):
     text = lab_path("README.md", lang).read_text()
     links = re.findall(r"\]\((\d\d-[\w-]+\.md)\)", text)
     assert links == LAB_FILES == ["01-handshake.md", "02-loss-and-retransmission.md",
-                                  "03-flow-control.md", "04-blocking-vs-epoll.md", "05-http.md"]
+                                  "03-flow-control.md", "04-blocking-vs-epoll.md", "05-http.md",
+                                  "06-congestion.md"]
     assert all(lab_path(name, lang).exists() for name in links)
 
 
