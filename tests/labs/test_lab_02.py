@@ -303,7 +303,7 @@ def test_single_segment_probe_waits_for_a_delayed_ack_but_never_beyond_the_rto()
     transfer is not closed: a FIN on the last segment counts as one more byte in flight.)"""
     sink = ListSink()
     tracer = Tracer(sink)
-    config = TcpConfig(congestion="newreno", sack=True)
+    config = TcpConfig(congestion="newreno", sack=True, initial_window=10)  # as the lab: IW10
     sim = Simulation(seed=1, config_a=config, config_b=config, tracer=tracer,
                      impair_ab=Impairment("drop=data:70", tracer=tracer))
     listener = sim.listen(sim.b, 80)

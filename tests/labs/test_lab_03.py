@@ -93,7 +93,8 @@ def test_persist_interval_is_capped_and_the_sender_never_gives_up():
     """'up to 60 s'; 'the sender never gives up as long as the probes are answered'; answer 2: the
     next probe after 3.025 s comes at 6.225 s."""
     sink = ListSink()
-    sim = Simulation(seed=1, tracer=Tracer(sink), config_b=TcpConfig(rcvbuf=10 * MSS))
+    sim = Simulation(seed=1, tracer=Tracer(sink), config_a=TcpConfig(initial_window=10),
+                     config_b=TcpConfig(rcvbuf=10 * MSS))  # as the lab: IW10
     lst = sim.listen(sim.b, 80)
     a = sim.connect(sim.a, 80)
     sim.run(until=1, condition=lambda: lst.readable)
@@ -122,7 +123,8 @@ def test_window_update_at_once_then_a_full_window_from_the_probe_byte(zw):
 def test_receiver_sws_avoidance_waits_for_one_mss():
     """'it waits until the window has grown by at least one MSS (or half the buffer)'."""
     sink = ListSink()
-    sim = Simulation(seed=1, tracer=Tracer(sink), config_b=TcpConfig(rcvbuf=10 * MSS))
+    sim = Simulation(seed=1, tracer=Tracer(sink), config_a=TcpConfig(initial_window=10),
+                     config_b=TcpConfig(rcvbuf=10 * MSS))  # as the lab: IW10
     lst = sim.listen(sim.b, 80)
     a = sim.connect(sim.a, 80)
     sim.run(until=1, condition=lambda: lst.readable)
@@ -211,7 +213,7 @@ def test_a_sub_mss_window_is_filled_by_the_persist_timer():
     """Part 8 / answer 8: a window below one MSS (and below half the largest) is not used at once;
     the persist timer fires after the RTO (0.2 s) and sends what fits, as a probe."""
     sink = ListSink()
-    sim = Simulation(seed=1, tracer=Tracer(sink), config_a=TcpConfig(congestion="newreno"),
+    sim = Simulation(seed=1, tracer=Tracer(sink), config_a=TcpConfig(congestion="newreno", initial_window=10),
                      config_b=TcpConfig(rcvbuf=16384))
     lst = sim.listen(sim.b, 80)
     a = sim.connect(sim.a, 80)
