@@ -41,6 +41,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LABS = REPO / "docs" / "labs"
+# every lab exists in these languages: English in docs/labs/, each other one in docs/labs/<lang>/
+LANGS = ("en", "zh")
+# a translated page names the English file it translates and that file's sha256
+SOURCE = re.compile(r"<!--\s*source:\s*(?P<name>[\w.-]+)\s+sha256=(?P<sha>[0-9a-f]{64})\s*-->")
 
 # a fenced block: its body is every line up to the closing fence (possibly none)
 _MARK = re.compile(r"<!--\s*lab:(?P<kind>run|output|shell)\s+id=(?P<id>[\w.-]+)\s*-->[ \t]*\n"
@@ -68,9 +72,25 @@ def _normalize(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
 
 
+def fences(text: str) -> list[tuple[str, str]]:
+    """Every fenced block of a page in order, as (its lab: marker or "", the block with its
+    fences): what a translation must keep byte for byte."""
+    out = []
+    for m in _FENCE.finditer(text):
+        before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        out.append((before if before.startswith("<!-- lab:") else "", m.group(0)))
+    return out
+
+
+def lab_path(filename: str, lang: str = "en") -> Path:
+    """docs/labs/<filename> in English, docs/labs/<lang>/<filename> in another language."""
+    return LABS / filename if lang == "en" else LABS / lang / filename
+
+
 class Lab:
-    def __init__(self, filename: str):
-        self.path = LABS / filename
+    def __init__(self, filename: str, lang: str = "en"):
+        self.lang = lang
+        self.path = lab_path(filename, lang)
         self.text = self.path.read_text()
         self.blocks: list[Block] = []
         for m in _MARK.finditer(self.text):
@@ -161,7 +181,8 @@ def main(argv: list[str]) -> int:
     paths = [a for a in argv if not a.startswith("--")]
     sys.path.insert(0, str(REPO))
     for p in paths:
-        lab = Lab(Path(p).name)
+        lang = Path(p).resolve().parent.name
+        lab = Lab(Path(p).name, lang if lang in LANGS else "en")
         session = lab.run()
         if write:
             lab.path.write_text(lab.write_outputs(session))

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from labdoc import Lab, run_shell
+from labdoc import LANGS, Lab, run_shell
 from stack.pcap import read_pcap
 from stack.sim import Simulation
 from stack.tcp.config import TcpConfig
@@ -22,12 +22,19 @@ from stack.tcp.states import State
 from stack.wire.ipv4 import parse_ipv4
 from stack.wire.tcp import ACK, FIN, PSH, SYN, TcpSegment, parse_tcp, tcp_header_len
 
-LAB = Lab("01-handshake.md")
+NAME = "01-handshake.md"
+LAB = Lab(NAME)  # the English page: its block ids (the twins' blocks are equal: test_translations.py)
+
+
+@pytest.fixture(scope="module", params=LANGS)
+def lab(request):
+    """The lab in each language: every check below runs on the English page and on its translation."""
+    return Lab(NAME, request.param)
 
 
 @pytest.fixture(scope="module")
-def s():
-    return LAB.run()
+def s(lab):
+    return lab.run()
 
 
 def segments(log, start=0):
@@ -40,15 +47,15 @@ def segments(log, start=0):
 
 
 @pytest.mark.parametrize("block", LAB.output_ids())
-def test_each_block_prints_what_the_lab_shows(s, block):
-    assert s.out[block] == LAB.output(block)
+def test_each_block_prints_what_the_lab_shows(lab, s, block):
+    assert s.out[block] == lab.output(block)
 
 
 # ------------------------------------------------------------ 2. the handshake
 @pytest.fixture(scope="module")
-def hs():
+def hs(lab):
     """The handshake part again, alone: (sim, log, client, server)."""
-    return LAB.run(["setup", "handshake"]).ns
+    return lab.run(["setup", "handshake"]).ns
 
 
 def test_syn_syn_ack_ack_numbers(hs):
@@ -113,9 +120,9 @@ def test_effective_mss_is_1460_less_the_12_byte_timestamp_option(hs):
 
 # ------------------------------------------------------------ 3. request, answer, teardown
 @pytest.fixture(scope="module")
-def conv():
+def conv(lab):
     """Parts 2 to 5 alone (later blocks rebind sim, client, log ...)."""
-    return LAB.run(["setup", "handshake", "conversation", "states", "timewait"]).ns
+    return lab.run(["setup", "handshake", "conversation", "states", "timewait"]).ns
 
 
 def test_request_answer_and_four_segment_goodbye(conv):
@@ -136,21 +143,21 @@ def test_request_answer_and_four_segment_goodbye(conv):
     assert conv["request"] == b"GET / HTTP/1.0\r\n\r\n" and len(conv["request"]) == 18
 
 
-def test_the_servers_ack_left_before_its_application_closed():
+def test_the_servers_ack_left_before_its_application_closed(lab):
     """'the server's ACK of the client's FIN went out as soon as the FIN arrived, before the
     server's application had called close()': the FIN arrived at 0.030 and the ACK went out in
     that same step, while the application's close() could only come after the step."""
     probe = "acks_before_close = [x for x in log[mark:] if x[0] == sim.now]\nsim.close(sim.b, server)"
-    ns = LAB.run(["setup", "handshake", "conversation"],
+    ns = lab.run(["setup", "handshake", "conversation"],
                  edit=lambda id_, code: code.replace("sim.close(sim.b, server)", probe)).ns
     before = [parse_tcp(parse_ipv4(p)[1]) for _, p in ns["acks_before_close"]]
     assert [seg.flags for seg in before] == [ACK] and ns["sim"].now >= 0.030
 
 
-def test_a_fin_can_ride_on_the_ack_when_the_application_closes_first():
+def test_a_fin_can_ride_on_the_ack_when_the_application_closes_first(lab):
     """Answer 4: 'had the server's application closed before that ACK left, one segment could have
     done both jobs': an application that closes while the FIN is being processed sends one FIN,ACK."""
-    ns = LAB.run(["setup", "handshake"]).ns
+    ns = lab.run(["setup", "handshake"]).ns
     sim, client, log = ns["sim"], ns["client"], ns["log"]
     server = ns["server"]
     receive = sim.b.receive
@@ -194,21 +201,21 @@ def test_time_wait_is_two_msl(s):
 
 
 # ------------------------------------------------------------ 6. experiments
-def test_lost_syn_is_resent_after_the_initial_rto_and_rto_is_then_3s(s):
+def test_lost_syn_is_resent_after_the_initial_rto_and_rto_is_then_3s(lab, s):
     """Answer 6: resent at 1.000 s, the initial RTO of 1 s (RFC 6298 2.1); same sequence number;
     RTO 3 s once established (RFC 6298 5.7)."""
     assert TcpConfig().initial_rto == 1.0
-    ns = LAB.run(["setup", "lostsyn"]).ns
+    ns = lab.run(["setup", "lostsyn"]).ns
     syns = [(t, seg) for t, _, seg in segments(ns["log"]) if seg.flags == SYN]
     assert [t for t, _ in syns] == [0.0, 1.0]
     assert syns[0][1].seq == syns[1][1].seq == ns["client"].iss
     assert ns["client"].rtt.current_rto() == 3.0
 
 
-def test_no_options_offered_none_used(s):
+def test_no_options_offered_none_used(lab, s):
     """Answer 7: only MSS in the SYN-ACK; effective MSS 1460; the server's window at most 65535;
     65535 bytes per 100 ms round trip is about 5 Mbit/s."""
-    ns = LAB.run(["setup", "noopts"]).ns
+    ns = lab.run(["setup", "noopts"]).ns
     synack = segments(ns["log"])[1][2]
     assert synack.flags == SYN | ACK and synack.mss == 1460
     assert synack.wscale is None and not synack.sack_perm and synack.tsval is None
@@ -219,11 +226,11 @@ def test_no_options_offered_none_used(s):
 
 
 # ------------------------------------------------------------ 7. the real thing
-def test_real_tun_curl_against_the_stack(private_netns, tmp_path):
+def test_real_tun_curl_against_the_stack(lab, private_netns, tmp_path):
     """The lab's shell commands, run as written (minus sudo/unshare/venv/exit, which the test run
     provides: it is root in its own network namespace), with a unique TUN name and temp files."""
     script = []
-    for line in LAB.shell("tun").splitlines():
+    for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
         script.append(line.replace("tun0", f"lab1t{os.getpid() % 100000}").replace("/tmp/lab1", str(tmp_path / "lab1")))
@@ -258,4 +265,8 @@ def test_real_tun_curl_against_the_stack(private_netns, tmp_path):
         if ip.src == bytes([192, 0, 2, 2]) and seg.payload:
             stack_data.append(bytes(seg.payload))
     assert stack_data[0].startswith(b"HTTP/1.") and stack_data[0].endswith(b"\r\n\r\n")
-    assert len(stack_data) >= 2
+    # '... the body being exactly the 20 bytes of hello.txt'; the header names the Python version
+    assert stack_data[1:] == [b"hello from tunstack\n"] and len(stack_data[1]) == 20
+    assert b"\r\nServer: SimpleHTTP/" in stack_data[0] and f"Python/{sys.version.split()[0]}".encode() in stack_data[0]
+    # the body segment's ladder row shows len=20; the page does not depend on a file in the repo
+    assert any("<" in r and " len=20 --|" in r for r in rows)

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from labdoc import Lab, run_shell
+from labdoc import LANGS, Lab, run_shell
 from stack.link.impair import Impairment
 from stack.sim import Simulation
 from stack.tcp import congestion
@@ -22,18 +22,25 @@ from stack.wire.ipv4 import parse_ipv4
 from stack.trace import ListSink, Tracer
 from stack.wire.tcp import FIN, parse_tcp
 
-LAB = Lab("02-loss-and-retransmission.md")
+NAME = "02-loss-and-retransmission.md"
+LAB = Lab(NAME)  # the English page: its block ids (the twins' blocks are equal: test_translations.py)
+
+
+@pytest.fixture(scope="module", params=LANGS)
+def lab(request):
+    """The lab in each language: every check below runs on the English page and on its translation."""
+    return Lab(NAME, request.param)
 MSS = 1448
 
 
 @pytest.fixture(scope="module")
-def s():
-    return LAB.run()
+def s(lab):
+    return lab.run()
 
 
 @pytest.mark.parametrize("block", LAB.output_ids())
-def test_each_block_prints_what_the_lab_shows(s, block):
-    assert s.out[block] == LAB.output(block)
+def test_each_block_prints_what_the_lab_shows(lab, s, block):
+    assert s.out[block] == lab.output(block)
 
 
 # ------------------------------------------------------------ helpers
@@ -55,8 +62,8 @@ class _Tapped(Simulation):
 class Run:
     """One call of the lab's run(): its sender, trace, and the packets, with relative numbers."""
 
-    def __init__(self, *args, **kw):
-        ns = LAB.run(["setup"]).ns
+    def __init__(self, lab, *args, **kw):
+        ns = lab.run(["setup"]).ns
         ns["Simulation"] = _Tapped
         with contextlib.redirect_stdout(io.StringIO()) as out:
             self.sim, self.sink, self.a = ns["run"](*args, **kw)
@@ -86,9 +93,9 @@ class Run:
         return [p for p in self.packets if p[1] == "a>b" and p[5] and t0 < p[0] < t1]
 
 
-def test_setup_numbers():
+def test_setup_numbers(lab):
     """'a 100 000 bytes ... 5 ms of delay each way (a 10 ms round trip)'; 'the first data byte is 1'."""
-    r = Run("data:5")
+    r = Run(lab, "data:5")
     assert Simulation().ab.delay == Simulation().ba.delay == 0.005
     assert r.a.stats["bytes_out"] == 100_000
     first = next(p for p in r.packets if p[1] == "a>b" and p[5])
@@ -97,8 +104,8 @@ def test_setup_numbers():
 
 # ------------------------------------------------------------ 2. one loss, no SACK
 @pytest.fixture(scope="module")
-def one():
-    return Run("data:5")
+def one(lab):
+    return Run(lab, "data:5")
 
 
 def test_initial_window_is_ten_segments_and_the_fifth_is_lost(one):
@@ -144,8 +151,8 @@ def test_recovery_ends_when_the_retransmission_is_acked(one):
 
 # ------------------------------------------------------------ 3. SACK
 @pytest.fixture(scope="module")
-def sack():
-    return Run("data:5", sack=True)
+def sack(lab):
+    return Run(lab, "data:5", sack=True)
 
 
 def test_the_new_ack_already_sacked_segment_six_and_islost_fires_on_the_second_duplicate(sack):
@@ -160,8 +167,8 @@ def test_the_new_ack_already_sacked_segment_six_and_islost_fires_on_the_second_d
     assert fr["cwnd"] == fr["ssthresh"] == 18824 // 2 == 9412
 
 
-def test_islost_rule_is_more_than_two_mss_sacked_above():
-    r = Run("data:5", sack=True)
+def test_islost_rule_is_more_than_two_mss_sacked_above(lab):
+    r = Run(lab, "data:5", sack=True)
     rec = r.a.recovery
     una = r.a.snd_una
     rec.sacked = [[una + 100, una + 100 + 2 * r.a.eff_mss]]
@@ -172,8 +179,8 @@ def test_islost_rule_is_more_than_two_mss_sacked_above():
 
 # ------------------------------------------------------------ 4. several losses
 @pytest.fixture(scope="module")
-def several():
-    return {name: Run("data:5,7,9", cc=cc, sack=sk)
+def several(lab):
+    return {name: Run(lab, "data:5,7,9", cc=cc, sack=sk)
             for name, cc, sk in (("newreno", "newreno", False), ("reno", "reno", False),
                                  ("sack", "newreno", True))}
 
@@ -216,8 +223,8 @@ def test_sack_repairs_all_three_holes_within_one_round_trip(several):
 
 # ------------------------------------------------------------ 5. RTO and backoff
 @pytest.fixture(scope="module")
-def rto():
-    return Run("data:5x4")
+def rto(lab):
+    return Run(lab, "data:5x4")
 
 
 def test_a_lost_fast_retransmit_is_found_only_by_the_timer(rto):
@@ -248,8 +255,8 @@ def test_the_ack_of_the_fourth_transmission_collapses_the_rto(rto):
     assert rto.a.rtt.backoff == 0 and rto.a.rtt.current_rto() == 0.2
 
 
-def test_with_sack_lost_retransmissions_are_found_without_a_timer():
-    r = Run("data:5x4", sack=True)
+def test_with_sack_lost_retransmissions_are_found_without_a_timer(lab):
+    r = Run(lab, "data:5x4", sack=True)
     assert r.retransmits() == [(0.025, 5793, "sack"), (0.045, 5793, "sack"), (0.055, 5793, "sack"),
                                (0.065, 5793, "sack")]
     assert [e["t"] for e in r.events("lost_retransmit")] == [0.045, 0.055, 0.065]
@@ -264,8 +271,8 @@ def test_with_sack_lost_retransmissions_are_found_without_a_timer():
 
 
 # ------------------------------------------------------------ 6. tail loss probe
-def test_tail_loss_probe_two_srtt_after_the_last_ack():
-    r = Run("data:69,70", sack=True, size=70 * MSS)
+def test_tail_loss_probe_two_srtt_after_the_last_ack(lab):
+    r = Run(lab, "data:69,70", sack=True, size=70 * MSS)
     last_ack = max(e["t"] for e in r.events("cc", why="ack") if e["t"] < 0.085)
     assert last_ack == 0.065 and r.a.rtt.srtt == pytest.approx(0.010)
     assert r.retransmits() == [(0.085, 99913, "tlp"), (0.095, 98465, "sack")]
@@ -275,8 +282,8 @@ def test_tail_loss_probe_two_srtt_after_the_last_ack():
     assert "done in 0.085 s" in r.summary
 
 
-def test_without_sack_the_tail_waits_for_the_rto_and_a_delayed_ack():
-    r = Run("data:69,70", sack=False, size=70 * MSS)
+def test_without_sack_the_tail_waits_for_the_rto_and_a_delayed_ack(lab):
+    r = Run(lab, "data:69,70", sack=False, size=70 * MSS)
     assert r.retransmits() == [(0.265, 98465, "rto"), (0.315, 99913, "rto")]
     assert not r.events("tlp")
     acks = [p for p in r.packets if p[1] == "b>a" and 0.265 < p[0] < 0.315]
@@ -284,8 +291,8 @@ def test_without_sack_the_tail_waits_for_the_rto_and_a_delayed_ack():
     assert "done in 0.305 s" in r.summary
 
 
-def test_flight_of_2897_is_two_segments_and_the_fin():
-    r = Run("data:69,70", sack=True, size=70 * MSS)
+def test_flight_of_2897_is_two_segments_and_the_fin(lab):
+    r = Run(lab, "data:69,70", sack=True, size=70 * MSS)
     last = [p for p in r.packets if p[1] == "a>b" and p[3] == 99913][0]
     assert last[2] & FIN and r.events("cc", why="fast_retransmit")[0]["flight"] == 2 * MSS + 1
 
@@ -296,7 +303,7 @@ def test_single_segment_probe_waits_for_a_delayed_ack_but_never_beyond_the_rto()
     transfer is not closed: a FIN on the last segment counts as one more byte in flight.)"""
     sink = ListSink()
     tracer = Tracer(sink)
-    config = TcpConfig(congestion="newreno", sack=True)
+    config = TcpConfig(congestion="newreno", sack=True, initial_window=10)  # as the lab: IW10
     sim = Simulation(seed=1, config_a=config, config_b=config, tracer=tracer,
                      impair_ab=Impairment("drop=data:70", tracer=tracer))
     listener = sim.listen(sim.b, 80)
@@ -312,9 +319,9 @@ def test_single_segment_probe_waits_for_a_delayed_ack_but_never_beyond_the_rto()
 
 
 # ------------------------------------------------------------ answers
-def test_one_reordered_segment_yields_one_duplicate_ack_and_no_retransmission():
+def test_one_reordered_segment_yields_one_duplicate_ack_and_no_retransmission(lab):
     """Answer 1: a segment overtaken by one other yields one duplicate ACK; no fast retransmit."""
-    ns = LAB.run(["setup"]).ns
+    ns = lab.run(["setup"]).ns
 
     class Swapped(Simulation):
         def __init__(self, *args, **kw):
@@ -347,9 +354,9 @@ def test_answer_6_max_rto():
 
 
 # ------------------------------------------------------------ 7. the real thing
-def test_real_tun_kernel_receiver(private_netns, tmp_path):
+def test_real_tun_kernel_receiver(lab, private_netns, tmp_path):
     lines = []
-    for line in LAB.shell("tun").splitlines():
+    for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
         lines.append(line.replace("tun0", f"lab2t{os.getpid() % 100000}").replace("/tmp/lab2", str(tmp_path / "lab2")))

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from labdoc import Lab, run_shell
+from labdoc import LANGS, Lab, run_shell
 from stack.apps.servers import FileHandler
 from stack.link.memory import SocketPairLink
 from stack.runtime.stack import Stack
@@ -18,18 +18,25 @@ from stack.trace import ListSink, Tracer
 from stack.wire.ipv4 import parse_ipv4
 from stack.wire.tcp import SYN, parse_tcp
 
-LAB = Lab("03-flow-control.md")
+NAME = "03-flow-control.md"
+LAB = Lab(NAME)  # the English page: its block ids (the twins' blocks are equal: test_translations.py)
+
+
+@pytest.fixture(scope="module", params=LANGS)
+def lab(request):
+    """The lab in each language: every check below runs on the English page and on its translation."""
+    return Lab(NAME, request.param)
 MSS = 1448
 
 
 @pytest.fixture(scope="module")
-def s():
-    return LAB.run()
+def s(lab):
+    return lab.run()
 
 
 @pytest.mark.parametrize("block", LAB.output_ids())
-def test_each_block_prints_what_the_lab_shows(s, block):
-    assert s.out[block] == LAB.output(block)
+def test_each_block_prints_what_the_lab_shows(lab, s, block):
+    assert s.out[block] == lab.output(block)
 
 
 def packets(log, conn):
@@ -47,9 +54,9 @@ def packets(log, conn):
 
 
 @pytest.fixture(scope="module")
-def zw():
+def zw(lab):
     """Parts 2 to 4 alone."""
-    return LAB.run(["setup", "window", "fill", "fill-events", "update"]).ns
+    return lab.run(["setup", "window", "fill", "fill-events", "update"]).ns
 
 
 # ------------------------------------------------------------ 2. the window
@@ -60,12 +67,12 @@ def test_syn_ack_offers_the_whole_buffer_unscaled(zw):
 
 
 # ------------------------------------------------------------ 3. zero window, persist
-def test_initial_window_fills_the_buffer_and_the_ack_closes_it(zw):
+def test_initial_window_fills_the_buffer_and_the_ack_closes_it(lab, zw):
     p = packets(zw["log"], zw["a"])
     first = [x for x in p if x[1] == "a>b" and x[5] and x[0] == 0.015]
     assert len(first) == 10
     assert [x for x in p if x[1] == "b>a" and x[0] == 0.020] == [(0.020, "b>a", 1, 14481, 0, 0)]
-    a = LAB.run(["setup", "window", "fill"]).ns["a"]  # as it is at 5 s, before the read
+    a = lab.run(["setup", "window", "fill"]).ns["a"]  # as it is at 5 s, before the read
     assert a.cc.cwnd > 10 * MSS                      # cwnd would allow more
     assert len(a.sndbuf) == 50_000 - 14480 == 35520  # waiting in the send buffer
 
@@ -86,7 +93,8 @@ def test_persist_interval_is_capped_and_the_sender_never_gives_up():
     """'up to 60 s'; 'the sender never gives up as long as the probes are answered'; answer 2: the
     next probe after 3.025 s comes at 6.225 s."""
     sink = ListSink()
-    sim = Simulation(seed=1, tracer=Tracer(sink), config_b=TcpConfig(rcvbuf=10 * MSS))
+    sim = Simulation(seed=1, tracer=Tracer(sink), config_a=TcpConfig(initial_window=10),
+                     config_b=TcpConfig(rcvbuf=10 * MSS))  # as the lab: IW10
     lst = sim.listen(sim.b, 80)
     a = sim.connect(sim.a, 80)
     sim.run(until=1, condition=lambda: lst.readable)
@@ -115,7 +123,8 @@ def test_window_update_at_once_then_a_full_window_from_the_probe_byte(zw):
 def test_receiver_sws_avoidance_waits_for_one_mss():
     """'it waits until the window has grown by at least one MSS (or half the buffer)'."""
     sink = ListSink()
-    sim = Simulation(seed=1, tracer=Tracer(sink), config_b=TcpConfig(rcvbuf=10 * MSS))
+    sim = Simulation(seed=1, tracer=Tracer(sink), config_a=TcpConfig(initial_window=10),
+                     config_b=TcpConfig(rcvbuf=10 * MSS))  # as the lab: IW10
     lst = sim.listen(sim.b, 80)
     a = sim.connect(sim.a, 80)
     sim.run(until=1, condition=lambda: lst.readable)
@@ -131,35 +140,35 @@ def test_receiver_sws_avoidance_waits_for_one_mss():
 
 
 # ------------------------------------------------------------ 5. a slow reader
-def test_one_segment_five_ms_after_each_read(s):
-    ns = LAB.run(["setup", "slow"]).ns
+def test_one_segment_five_ms_after_each_read(lab, s):
+    ns = lab.run(["setup", "slow"]).ns
     sent = ns["sent"]
     assert sent[:10] == [0.015] * 10
     assert sent[10:] == [round(0.105 + 0.1 * i, 3) for i in range(20)]
     assert ns["a"].cc.cwnd == 17376 and ns["a"].cc.grow_only_when_cwnd_limited
 
 
-def test_reading_twice_as_much_sends_two_segments_per_read():
+def test_reading_twice_as_much_sends_two_segments_per_read(lab):
     """Answer 4."""
-    ns = LAB.run(["setup", "slow"], edit=lambda id_, code: code.replace("sim.recv(sim.b, b, 1448)",
+    ns = lab.run(["setup", "slow"], edit=lambda id_, code: code.replace("sim.recv(sim.b, b, 1448)",
                                                                          "sim.recv(sim.b, b, 2896)")).ns
     sent = ns["sent"]
     assert sent[10:16] == [0.105, 0.105, 0.205, 0.205, 0.305, 0.305]
 
 
 # ------------------------------------------------------------ 6. delayed ACK, 7. Nagle
-def test_delayed_ack_40ms_and_every_second_full_segment_at_once(s):
+def test_delayed_ack_40ms_and_every_second_full_segment_at_once(lab, s):
     assert TcpConfig().delack == 0.040
-    ns = LAB.run(["setup", "delack"]).ns
+    ns = lab.run(["setup", "delack"]).ns
     p = packets(ns["log"][3:], ns["a"])
     acks = [x for x in p if x[1] == "b>a"]
     assert [(x[0], x[3]) for x in acks] == [(0.060, 1449), (0.120, 4345)]
     assert round(0.060 - 0.020, 6) == 0.040 and 0.120 == round(0.115 + 0.005, 6)
 
 
-def test_nagle_holds_the_second_message_for_the_delayed_ack(s):
+def test_nagle_holds_the_second_message_for_the_delayed_ack(lab, s):
     probe = "    show(log, a, start=mark)\n    runs[nodelay] = (log[mark:], a)"
-    ns = LAB.run(["setup", "nagle"], edit=lambda id_, code: code.replace("    show(log, a, start=mark)", probe)
+    ns = lab.run(["setup", "nagle"], edit=lambda id_, code: code.replace("    show(log, a, start=mark)", probe)
                  .replace("for nodelay in", "runs = {}\nfor nodelay in")).ns
     runs = {k: [(t, d, seq, ln) for t, d, seq, _, _, ln in packets(log, a)] for k, (log, a) in ns["runs"].items()}
     assert runs[False] == [(0.015, "a>b", 1, 100), (0.060, "b>a", 1, 0), (0.065, "a>b", 101, 100),
@@ -204,7 +213,7 @@ def test_a_sub_mss_window_is_filled_by_the_persist_timer():
     """Part 8 / answer 8: a window below one MSS (and below half the largest) is not used at once;
     the persist timer fires after the RTO (0.2 s) and sends what fits, as a probe."""
     sink = ListSink()
-    sim = Simulation(seed=1, tracer=Tracer(sink), config_a=TcpConfig(congestion="newreno"),
+    sim = Simulation(seed=1, tracer=Tracer(sink), config_a=TcpConfig(congestion="newreno", initial_window=10),
                      config_b=TcpConfig(rcvbuf=16384))
     lst = sim.listen(sim.b, 80)
     a = sim.connect(sim.a, 80)
@@ -220,9 +229,9 @@ def test_a_sub_mss_window_is_filled_by_the_persist_timer():
 
 
 # ------------------------------------------------------------ 8. the real thing
-def test_real_tun_kernel_slow_reader(private_netns, tmp_path):
+def test_real_tun_kernel_slow_reader(lab, private_netns, tmp_path):
     lines = []
-    for line in LAB.shell("tun").splitlines():
+    for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
         lines.append(line.replace("tun0", f"lab3t{os.getpid() % 100000}").replace("/tmp/lab3", str(tmp_path / "lab3")))

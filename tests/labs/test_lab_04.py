@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from labdoc import Lab, run_shell
+from labdoc import LANGS, Lab, run_shell
 from stack import epoll as epoll_mod
 from stack.apps import epoll_echo, servers
 from stack.ip.host import Host
@@ -19,17 +19,24 @@ from stack.runtime.stack import Stack
 from stack.socket import socket as StackSocket
 from stack.tcp.connection import Connection
 
-LAB = Lab("04-blocking-vs-epoll.md")
+NAME = "04-blocking-vs-epoll.md"
+LAB = Lab(NAME)  # the English page: its block ids (the twins' blocks are equal: test_translations.py)
+
+
+@pytest.fixture(scope="module", params=LANGS)
+def lab(request):
+    """The lab in each language: every check below runs on the English page and on its translation."""
+    return Lab(NAME, request.param)
 
 
 @pytest.fixture(scope="module")
-def s():
-    return LAB.run()
+def s(lab):
+    return lab.run()
 
 
 @pytest.mark.parametrize("block", LAB.output_ids())
-def test_each_block_prints_what_the_lab_shows(s, block):
-    assert s.out[block] == LAB.output(block)
+def test_each_block_prints_what_the_lab_shows(lab, s, block):
+    assert s.out[block] == lab.output(block)
 
 
 def test_the_lab_leaves_no_thread_behind(s):
@@ -56,6 +63,8 @@ def test_the_table_names_real_code():
     assert "conn.notify = self._wakeup" in src(StackSocket._attach)
     wakeup = src(StackSocket._wakeup)
     assert "self._cond.notify_all()" in wakeup and "for cb in list(self._watchers)" in wakeup
+    # 'here epoll.rbr is a dict keyed by fd'
+    assert "self.rbr: dict[int, EpItem] = {}" in src(epoll_mod.epoll.__init__) and "self.rbr[fd] = item" in src(epoll_mod.epoll.register)
     reg = src(epoll_mod.epoll.register)
     assert "EpItem(" in reg and "self.rbr[fd] = item" in reg and "sock._watchers.append" in reg
     assert "def ep_poll_callback" in src(epoll_mod.epoll._callback_for)
@@ -68,13 +77,13 @@ def test_the_table_names_real_code():
 
 
 # ------------------------------------------------------------ 3. blocking server
-def test_the_blocking_server_keeps_an_acceptor_pool_and_grows_it():
+def test_the_blocking_server_keeps_an_acceptor_pool_and_grows_it(lab):
     """'keeps a small pool of threads waiting in accept() and adds one whenever all are busy'."""
     assert servers.StackServerMixin.min_workers == 4
     probe = ('wait_until(lambda: len(sleepers("recv")) == 10)\n'
              'counts = (len([t for t in threading.enumerate() if t.name == "TCPServer-worker"]),'
              ' len(sleepers("accept")))')
-    ns = LAB.run(["setup", "threads", "cleanup"], edit=lambda id_, code: code.replace(
+    ns = lab.run(["setup", "threads", "cleanup"], edit=lambda id_, code: code.replace(
         'wait_until(lambda: len(sleepers("recv")) == 10)', probe).replace(
         "for s in (client, conn, c1, s1, c2, s2, c3, s3):\n    s.close()\n", "")).ns
     workers, in_accept = ns["counts"]
@@ -94,9 +103,9 @@ def test_level_triggered_items_go_back_on_the_ready_list():
 
 
 # ------------------------------------------------------------ 8. the real thing
-def test_real_tun_thread_counts(private_netns, tmp_path):
+def test_real_tun_thread_counts(lab, private_netns, tmp_path):
     lines = []
-    for line in LAB.shell("tun").splitlines():
+    for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
         lines.append(line.replace("tun0", f"lab4t{os.getpid() % 100000}").replace("/tmp/lab4", str(tmp_path / "lab4")))
