@@ -14,7 +14,7 @@ import pytest
 from labdoc import Lab, run_shell
 from stack import epoll as epoll_mod
 from stack.apps import epoll_echo, servers
-from stack.ip.host import Host
+from stack.netstack import NetStack as Host
 from stack.runtime.stack import Stack
 from stack.socket import socket as StackSocket
 from stack.tcp.connection import Connection
