@@ -36,8 +36,8 @@ class NetStack:
                  tracer: Tracer = NULL_TRACER, rng: random.Random | None = None, isn=None,
                  icmp_rate: float = 100.0, icmp_burst: float = 20.0):
         self.rng = rng or random.Random()
+        self.tcp = TcpLayer(mtu - 40, tcp_config, tracer, self.rng, isn)  # draws from rng first (seeded runs)
         self.ip = IpLayer(address, mtu, tracer, self.rng, icmp_rate, icmp_burst)
-        self.tcp = TcpLayer(mtu - 40, tcp_config, tracer, self.rng, isn)
         self.ip.protocols[IPPROTO_TCP] = self._tcp_arrives
         self.tracer = tracer
         self.stats = self.ip.stats  # one Counter for the host (the TCP layer keeps its own)

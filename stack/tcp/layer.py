@@ -55,7 +55,8 @@ class TcpLayer:
         # the send order: (conn, n) = conn.outq up to its n-th segment; (None, (src, dst, seg)) = a
         # reply that belongs to no connection (a RST). Drained by segments_to_send.
         self._send_order: list[tuple] = []
-        self._acks_due: set[Connection] = set()   # got input this batch: may owe a (coalesced) ACK
+        # got input this batch: may owe a (coalesced) ACK; a dict for a deterministic order
+        self._acks_due: dict[Connection, None] = {}
         self._time_wait: set[Connection] = set()  # bounded by config.max_time_wait
         self._next_port = self.rng.randint(*EPHEMERAL)
         limit = self.config.challenge_ack_limit
@@ -153,7 +154,7 @@ class TcpLayer:
                 except Exception as exc:  # a bug in one connection must not take the stack down
                     self._internal_error(conn, now, exc, f"segment {seg!r}")
                     return
-                self._acks_due.add(conn)
+                self._acks_due[conn] = None
                 self._note_output(conn)
                 self._settle(conn, now)
                 return
@@ -268,7 +269,7 @@ class TcpLayer:
         First the ACKs that became due over the batch (coalesced, like GRO), then each
         connection's ``outq`` is drained in the order its segments were noted."""
         if self._acks_due:
-            due, self._acks_due = self._acks_due, set()
+            due, self._acks_due = self._acks_due, {}
             for conn in due:
                 self.after_user_call(conn, now)
         order, self._send_order = self._send_order, []

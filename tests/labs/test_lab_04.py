@@ -53,7 +53,7 @@ def test_the_table_names_real_code():
     assert "self._cond = threading.Condition(stack.lock)" in src(StackSocket.__init__)
     assert "self._cond.wait(" in src(StackSocket._wait)
     assert "self.rcvbuf += payload" in src(Connection._deliver) and 'self.notify("readable")' in src(Connection._deliver)
-    assert "conn.notify = self._wakeup" in src(StackSocket._attach)
+    assert "conn.notify = self.stack.deferred(self._wakeup)" in src(StackSocket._attach)
     wakeup = src(StackSocket._wakeup)
     assert "self._cond.notify_all()" in wakeup and "for cb in list(self._watchers)" in wakeup
     reg = src(epoll_mod.epoll.register)
