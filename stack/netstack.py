@@ -40,24 +40,24 @@ class NetStack:
         self.ip = IpLayer(address, mtu, tracer, self.rng, icmp_rate, icmp_burst)
         self.ip.protocols[IPPROTO_TCP] = self._tcp_arrives
         self.tracer = tracer
-        self.stats = self.ip.stats  # one Counter for the host (the TCP layer keeps its own)
         self._loop: list[bytes] = []  # packets to ourselves, delivered without the link
+        # what the IP layer owns, under the names drivers and tests use (the same objects)
+        self.address, self.mtu, self.offload = address, mtu, False
+        self.stats = self.ip.stats  # one Counter for the host (the TCP layer keeps its own)
+        self.udp_handlers = self.ip.udp_handlers
+        self.reassembler = self.ip.reassembler
+        self.icmp_limiter = self.ip.icmp_limiter
 
-    # ------------------------------------------------------------ what the IP layer owns
-    address = property(lambda self: self.ip.address)
-    mtu = property(lambda self: self.ip.mtu)
-    offload = property(lambda self: self.ip.offload)
-    udp_handlers = property(lambda self: self.ip.udp_handlers)
-    reassembler = property(lambda self: self.ip.reassembler)
-    icmp_limiter = property(lambda self: self.ip.icmp_limiter)
-    drops = property(lambda self: self.ip.drops)
+    @property
+    def drops(self) -> dict[str, int]:
+        return self.ip.drops
 
     def send_udp(self, sport: int, dst: bytes, dport: int, payload: bytes, now: float) -> None:
         self.ip.send_udp(sport, dst, dport, payload, now)
 
     def set_offload(self, on: bool) -> None:
         """TUN offloads: checksums left to the kernel and TSO super-segments (stack.wire.vnet)."""
-        self.ip.offload = on
+        self.ip.offload = self.offload = on
         self.tcp.tso = on
 
     # ------------------------------------------------------------ input
@@ -127,7 +127,7 @@ class NetStack:
     # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
         """When the stack next needs ``on_timers`` (None: never, until something arrives)."""
-        a, b = self.tcp.next_deadline(), self.ip.next_deadline()
+        a, b = self.tcp.next_deadline(), self.reassembler.next_deadline()  # IpLayer.next_deadline, one call less
         if a is None:
             return b
         return a if b is None or a < b else b

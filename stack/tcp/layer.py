@@ -272,7 +272,10 @@ class TcpLayer:
             due, self._acks_due = self._acks_due, {}
             for conn in due:
                 self.after_user_call(conn, now)
-        order, self._send_order = self._send_order, []
+        order = self._send_order
+        if not order:
+            return []
+        self._send_order = []
         out: list[tuple[bytes, bytes, TcpSegment]] = []
         taken: dict[Connection, int] = {}
         for conn, upto in order:
@@ -324,9 +327,11 @@ class TcpLayer:
             conn.error = conn.error or errno.ECONNRESET
             conn.notify("error")
             self._note_output(conn)
-        except Exception:  # the connection is too broken even to abort: just forget it
-            conn.outq.clear()
-            conn.state = State.CLOSED
+        except Exception:  # too broken even to abort: no RST, but its socket still learns of the reset
+            try:
+                conn._drop(now, "internal error", errno.ECONNRESET)
+            except Exception:
+                pass
         self._forget(conn)
 
     def _challenge_ok(self, now: float) -> bool:

@@ -113,3 +113,36 @@ def test_a_fault_while_processing_a_packet_is_counted_not_raised(monkeypatch, ca
     monkeypatch.undo()
     host.receive(raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8) / Raw(b"x")), 0.0)
     assert [IP(p)[ICMP].type for p in host.take_output(0.0)] == [0]  # and it keeps answering
+
+
+def _break(monkeypatch, *methods):
+    from stack.tcp.connection import Connection
+
+    def broken(self, *args, **kw):
+        raise RuntimeError("injected")
+
+    for m in methods:
+        monkeypatch.setattr(Connection, m, broken)
+
+
+def test_a_fault_in_segment_processing_resets_the_connection_with_an_acceptable_rst(monkeypatch):
+    import errno
+    h = TcpHarness()
+    conn = h.listen_and_establish()
+    _break(monkeypatch, "segment_arrives")
+    h.send(h.seg("PA", load=b"hello"))
+    h.expect(flags="R", seq=h.l_nxt)            # RFC 9293 3.10.5 ABORT: RST at SND.NXT
+    h.expect_nothing()
+    assert h.host.tcp.stats["internal_error"] == 1
+    assert h.host.tcp.conns == {} and conn.error == errno.ECONNRESET
+
+
+def test_a_connection_too_broken_to_abort_is_still_forgotten_and_its_socket_told(monkeypatch):
+    import errno
+    h = TcpHarness()
+    conn = h.listen_and_establish()
+    _break(monkeypatch, "segment_arrives", "abort")
+    h.send(h.seg("PA", load=b"hello"))
+    h.expect_nothing()
+    assert h.host.tcp.stats["internal_error"] == 1
+    assert h.host.tcp.conns == {} and conn.error == errno.ECONNRESET and conn.state is State.CLOSED
