@@ -40,6 +40,8 @@ MAX_BATCH = 256        # packets processed before output is flushed
 class Stack:
     """A running stack on a link: ``with Stack(link=..., address="192.0.2.2") as st: s = st.socket()``."""
 
+    socket_type = None  # the class Stack.socket() makes: registered by stack/socket.py (never imported here)
+
     def __init__(self, link, address: str = "192.0.2.2", *, mtu: int | None = None,
                  tcp_config: TcpConfig | None = None, tracer: Tracer | None = None, seed: int | None = None,
                  impair_in=None, impair_out=None, pcap=None, isn=None, clock=time.monotonic):
@@ -124,8 +126,6 @@ class Stack:
         with self.lock:
             return any(c.sndbuf or c.state in (State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING)
                        for c in self.host.tcp.conns.values())
-
-    socket_type = None  # registered by stack/socket.py when imported (the runtime never imports it)
 
     def socket(self, family=None, type=None, proto=0):
         """A socket on this stack (``stack.socket.socket``)."""
