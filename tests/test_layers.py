@@ -223,3 +223,23 @@ def test_function_level_and_relative_imports_are_parsed(tmp_path, layers):
 def test_cycles_are_found_inside_one_layer():
     assert cycles({"stack.tcp.a": {"stack.tcp.b"}, "stack.tcp.b": {"stack.tcp.c"}, "stack.tcp.c": {"stack.tcp.a"},
                    "stack.tcp.d": {"stack.tcp.a"}}) == [["stack.tcp.a", "stack.tcp.b", "stack.tcp.c"]]
+
+
+def attribute_uses(path: pathlib.Path, names: set[str]) -> list[str]:
+    """``line: .name`` for every attribute access to one of ``names`` in the file."""
+    tree = ast.parse(path.read_text())
+    return [f"{node.lineno}: .{node.attr}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in names]
+
+
+@pytest.mark.parametrize("module", ["socket.py", "epoll.py"])
+def test_sockets_use_only_the_runtime_facade(module):
+    """Issue 13: sockets never reach into the netstack (``st.host.tcp``), and no call needs a
+    ``touch`` + ``kick`` pair: a call ends in one facade call (``Stack.call``, ``connect``, ...)."""
+    assert attribute_uses(ROOT / "stack" / module, {"host", "tcp", "touch", "kick", "after_user_call"}) == []
+
+
+def test_the_facade_check_sees_a_shortcut(tmp_path):
+    bad = tmp_path / "socket.py"
+    bad.write_text("def send(self, conn, now):\n    self.stack.host.tcp.touch(conn, now)\n")
+    assert attribute_uses(bad, {"host", "tcp", "touch"}) == ["2: .touch", "2: .tcp", "2: .host"]
