@@ -11,7 +11,7 @@ import heapq
 import random
 from itertools import count
 
-from .ip.host import Host
+from .netstack import NetStack
 from .tcp.config import TcpConfig
 from .trace import NULL_TRACER, Tracer
 from .wire.ipv4 import aton
@@ -62,8 +62,8 @@ class Simulation:
         rng = random.Random(seed)
         self.now = start
         self.tracer = tracer
-        self.a = Host(aton(ADDR_A), mtu, config_a, tracer, random.Random(rng.getrandbits(64)))
-        self.b = Host(aton(ADDR_B), mtu, config_b, tracer, random.Random(rng.getrandbits(64)))
+        self.a = NetStack(aton(ADDR_A), mtu, config_a, tracer, random.Random(rng.getrandbits(64)))
+        self.b = NetStack(aton(ADDR_B), mtu, config_b, tracer, random.Random(rng.getrandbits(64)))
         self.ab = _Wire(delay, impair_ab)
         self.ba = _Wire(delay, impair_ba)
         self.steps = 0
@@ -114,35 +114,35 @@ class Simulation:
         raise RuntimeError(f"simulation did not settle in {max_steps} steps")
 
     # ------------------------------------------------------------ conveniences for tests and labs
-    def listen(self, host: Host, port: int, backlog: int = 16):
+    def listen(self, host: NetStack, port: int, backlog: int = 16):
         return host.tcp.listen(host.address, port, backlog)
 
-    def connect(self, host: Host, port: int, setup=None):
+    def connect(self, host: NetStack, port: int, setup=None):
         other = self.b if host is self.a else self.a
         tcp = host.tcp
         local = (host.address, tcp.allocate_port(host.address, (other.address, port)))
         conn = tcp.connect(local, (other.address, port), self.now, setup)
         return conn
 
-    def send(self, host: Host, conn, data: bytes) -> int:
+    def send(self, host: NetStack, conn, data: bytes) -> int:
         n = conn.send(data, self.now)
-        host.tcp.touch(conn, self.now)
+        host.tcp.after_user_call(conn, self.now)
         return n
 
-    def recv(self, host: Host, conn, n: int = 1 << 30) -> bytes:
+    def recv(self, host: NetStack, conn, n: int = 1 << 30) -> bytes:
         data = conn.recv(n, self.now)
-        host.tcp.touch(conn, self.now)
+        host.tcp.after_user_call(conn, self.now)
         return data
 
-    def close(self, host: Host, conn) -> None:
+    def close(self, host: NetStack, conn) -> None:
         conn.close(self.now)
-        host.tcp.touch(conn, self.now)
+        host.tcp.after_user_call(conn, self.now)
 
-    def shutdown(self, host: Host, conn) -> None:
+    def shutdown(self, host: NetStack, conn) -> None:
         conn.shutdown_write(self.now)
-        host.tcp.touch(conn, self.now)
+        host.tcp.after_user_call(conn, self.now)
 
-    def transfer(self, sender: Host, sconn, receiver: Host, rconn, data: bytes,
+    def transfer(self, sender: NetStack, sconn, receiver: NetStack, rconn, data: bytes,
                  until: float = 600.0, chunk: int = 1 << 16, close: bool = True) -> bytes:
         """Push ``data`` through ``sconn`` while the receiver reads; return what arrived (until EOF)."""
         view = memoryview(data)

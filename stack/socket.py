@@ -14,14 +14,13 @@ import select as _select
 import socket as _std
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from .readiness import ReadinessFd
 from .tcp.states import State
 from .wire.ipv4 import aton, ntoa
 
-if TYPE_CHECKING:
-    from .runtime.stack import Stack
+from .runtime.stack import Stack
 
 AF_INET, SOCK_STREAM = _std.AF_INET, _std.SOCK_STREAM
 SOL_SOCKET, IPPROTO_TCP = _std.SOL_SOCKET, _std.IPPROTO_TCP
@@ -81,10 +80,11 @@ class socket:
     def _attach(self, conn) -> None:
         self._conn = conn
         self._local = conn.local
-        conn.notify = self._wakeup
+        conn.notify = self.stack.deferred(self._wakeup)  # delivered after the segment is processed
 
     def _wakeup(self, what: str = "") -> None:
-        """Called by the protocol objects with the stack lock held: wake sleepers and watchers."""
+        """Wake sleepers and watchers (stack lock held): queued by the protocol objects through
+        ``Stack.deferred`` and delivered by the runtime after processing; called directly by this module."""
         self._cond.notify_all()
         self._sync_fd()
         key = _WAKE_KEYS.get(what, 0)
@@ -187,13 +187,13 @@ class socket:
                 raise _err(errno.EINVAL, "already bound")
             if addr not in (bytes(4), self.stack.address):
                 raise _err(errno.EADDRNOTAVAIL)
-            tcp = self.stack.host.tcp
+            st = self.stack
             if port == 0:
-                port = tcp.allocate_port(addr, (bytes(4), 0))
-            elif tcp.port_in_use(addr, port):
+                port = st.allocate_port(addr, (bytes(4), 0))
+            elif st.port_in_use(addr, port):
                 raise _err(errno.EADDRINUSE)
             self._local = (addr, port)
-            tcp.bind((addr, port))  # reserved from now on, as bind(2) does
+            st.bind((addr, port))  # reserved from now on, as bind(2) does
             self._bound = True
 
     def getsockname(self) -> tuple[str, int]:
@@ -219,10 +219,9 @@ class socket:
                 return
             if self._local is None:
                 self.bind(("", 0))
-            tcp = self.stack.host.tcp
             self._local = self._local if self._local[0] != bytes(4) else (bytes(4), self._local[1])
-            self._listener = tcp.listen(self._local[0], self._local[1], backlog, reserved=self._bound)
-            self._listener.notify = self._wakeup
+            self._listener = self.stack.listen(self._local[0], self._local[1], backlog, reserved=self._bound)
+            self._listener.notify = self.stack.deferred(self._wakeup)
 
     def accept(self):
         with self.stack.lock:
@@ -276,12 +275,9 @@ class socket:
             else:
                 if remote[0][0] >= 224 or remote[0][0] == 0 or remote[0] == b"\xff" * 4:
                     raise _err(errno.ENETUNREACH, "TCP cannot connect to a broadcast or multicast address")
-                tcp = st.host.tcp
                 local_addr = st.address
-                port = self._local[1] if self._local else tcp.allocate_port(local_addr, remote)
-                conn = tcp.connect((local_addr, port), remote, st.clock(), setup=self._apply_options)
-                self._attach(conn)
-                st.kick()
+                port = self._local[1] if self._local else st.allocate_port(local_addr, remote)
+                st.connect((local_addr, port), remote, setup=self._attach_before_syn)
                 if self._timeout == 0:
                     raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
             conn = self._conn
@@ -304,12 +300,10 @@ class socket:
             deadline = self._deadline()
             while True:
                 self._check_send(conn)
-                n = conn.send(view, st.clock()) if conn.send_space() > 0 else 0
+                n = st.call(conn, conn.send, view) if conn.send_space() > 0 else 0
                 if n < 0:
                     raise _err(-n)
                 if n > 0:
-                    st.host.tcp.touch(conn, st.clock())
-                    st.kick()
                     return n
                 if nonblock:
                     raise BlockingIOError(errno.EAGAIN, "send would block")
@@ -361,10 +355,7 @@ class socket:
                         return data
                     into[:len(data)] = data
                     return len(data)
-                now = st.clock()
-                result = conn.recv(n, now) if into is None else conn.recv_into(into, now)
-                st.host.tcp.touch(conn, now)
-                st.kick()
+                result = st.call(conn, conn.recv, n) if into is None else st.call(conn, conn.recv_into, into)
                 self._sync_fd()
                 return result
             if conn.error and not self._err_reported:
@@ -393,9 +384,7 @@ class socket:
                 self._shut_rd = True
                 self._wakeup()
             if how in (SHUT_WR, SHUT_RDWR):
-                conn.shutdown_write(st.clock())
-                st.host.tcp.touch(conn, st.clock())
-                st.kick()
+                st.call(conn, conn.shutdown_write)
 
     def close(self) -> None:
         """Like the standard library: the real close waits until every makefile() object is closed."""
@@ -416,20 +405,17 @@ class socket:
                 return
             self._real_closed = True
             if self._bound:
-                st.host.tcp.unbind(self._local)
+                st.unbind(self._local)
                 self._bound = False
             if self._listener is not None:
-                st.host.tcp.unlisten(self._listener, st.clock())
+                st.unlisten(self._listener)
                 self._listener.notify = lambda what: None
                 self._listener = None
-                st.kick()
             elif self._conn is not None:
                 conn = self._conn
                 conn.notify = lambda what: None
                 if conn.state is not State.CLOSED:
-                    conn.close(st.clock())
-                    st.host.tcp.touch(conn, st.clock())
-                    st.kick()
+                    st.call(conn, conn.close)
             self._cond.notify_all()
             for cb in list(self._watchers):
                 cb(self, 0)
@@ -489,10 +475,9 @@ class socket:
                 raise _err(errno.EINVAL, "keepalive idle, interval and count must be at least 1")
             self._opts[(level, option)] = value
         with self.stack.lock:
-            if self._conn is not None:
-                self._apply_options(self._conn)
-                self.stack.host.tcp.touch(self._conn, self.stack.clock())
-                self.stack.kick()
+            conn = self._conn
+            if conn is not None:
+                self.stack.call(conn, lambda now: self._apply_options(conn))
 
     def getsockopt(self, level: int, option: int, buflen: int | None = None):
         with self.stack.lock:
@@ -503,14 +488,20 @@ class socket:
                     return c.error
                 return 0
             if (level, option) == (IPPROTO_TCP, TCP_CONGESTION):
-                name = c.cc.name if c else self._opts.get((level, option), self.stack.host.tcp.config.congestion)
+                name = c.cc.name if c else self._opts.get((level, option), self.stack.tcp_config.congestion)
                 return name.encode()
-            config = self.stack.host.tcp.config
+            config = self.stack.tcp_config
             if (level, option) == (SOL_SOCKET, SO_RCVBUF):
                 return c.rcvbuf_cap if c else self._opts.get((level, option), config.rcvbuf)
             if (level, option) == (SOL_SOCKET, SO_SNDBUF):
                 return c.sndbuf_cap if c else self._opts.get((level, option), config.sndbuf)
             return self._opts.get((level, option), 0)
+
+    def _attach_before_syn(self, conn) -> None:
+        """connect(): the new connection gets this socket's wait queue and options before its SYN goes out
+        (a connection to our own address may complete within the call)."""
+        self._attach(conn)
+        self._apply_options(conn)
 
     def _apply_options(self, conn) -> None:
         """Push stored options into the connection (before the SYN for connect())."""
@@ -545,3 +536,6 @@ class socket:
         """TCP_INFO-like view of the connection (see ``Connection.info``)."""
         with self.stack.lock:
             return self._conn.info() if self._conn else {}
+
+
+Stack.socket_type = socket  # Stack.socket() makes these; registered from above: the runtime never imports us

@@ -1076,3 +1076,86 @@ def test_urgent_data_is_delivered_inline(pair):
     deadline = time.monotonic() + IO_TIMEOUT
     while read_segment("A").ack != isn + 17:     # every octet, the urgent ones included, is acknowledged
         assert time.monotonic() < deadline
+
+
+# ============================================================================ crash isolation, wake-up order
+def _fail_for(conn_of, method: str, monkeypatch):
+    """Make ``Connection.<method>`` raise for the one connection ``conn_of()`` names; count the faults."""
+    from stack.tcp.connection import Connection
+    original = getattr(Connection, method)
+    faults = []
+
+    def faulty(self, *args, **kw):
+        if self is conn_of():
+            faults.append(method)
+            raise RuntimeError(f"injected fault in {method}")
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(Connection, method, faulty)
+    return faults
+
+
+def _still_serves(pair) -> None:
+    """The stack thread survived: a fresh connection carries data both ways."""
+    c, s = pair.connected()
+    c.sendall(b"after the fault")
+    assert recv_exactly(s, 15) == b"after the fault"
+    s.sendall(b"ok")
+    assert recv_exactly(c, 2) == b"ok"
+
+
+def test_fault_in_segment_processing_resets_only_that_connection(pair, monkeypatch, caplog):
+    """Issue 12: an exception while processing one segment is logged once (with the connection), counted
+    (tcp:internal_error) and that connection is reset (the peer sees a RST); the stack thread lives on."""
+    c, s = pair.connected()
+    faults = _fail_for(lambda: s._conn, "segment_arrives", monkeypatch)
+    with caplog.at_level("ERROR", logger="stack.tcp.layer"):
+        c.sendall(b"boom")
+        with pytest.raises(ConnectionResetError):
+            recv_exactly(c, 1)                    # the RST of the reset connection
+        with pytest.raises(ConnectionResetError):
+            s.recv(10)                            # and its own socket is told
+    assert faults == ["segment_arrives"]
+    assert pair.b.stats()["tcp:internal_error"] == 1
+    records = [r for r in caplog.records if "internal error" in r.getMessage()]
+    assert len(records) == 1 and f":{c.getsockname()[1]}" in records[0].getMessage()
+    assert pair.b.loop_error is None and pair.b._thread.is_alive()
+    _still_serves(pair)
+
+
+def test_fault_in_a_timer_resets_only_that_connection(pair, monkeypatch):
+    """Issue 12: the same for a connection's timer (here B's delayed-ACK timer)."""
+    c, s = pair.connected()
+    faults = _fail_for(lambda: s._conn, "on_timer", monkeypatch)
+    c.sendall(b"x")                               # one small segment: B arms its delayed ACK
+    with pytest.raises(ConnectionResetError):
+        recv_exactly(c, 1)
+    assert faults == ["on_timer"]
+    assert pair.b.stats()["tcp:internal_error"] == 1
+    assert pair.b._thread.is_alive()
+    _still_serves(pair)
+
+
+def test_wakeups_are_delivered_after_segment_processing_not_in_its_middle(pair, monkeypatch):
+    """Issue 13: conn.notify only queues; socket and epoll wake-ups run once the segment is processed."""
+    from stack.tcp.connection import Connection
+    inside = []
+    original = Connection.segment_arrives
+
+    def tracked(self, seg, now):
+        inside.append(True)
+        try:
+            return original(self, seg, now)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(Connection, "segment_arrives", tracked)
+    c, s = pair.connected()
+    seen = []
+    with pair.b.lock:
+        s._watchers.append(lambda sock, key: seen.append((bool(inside), sock.poll_events())))
+    c.sendall(b"data")
+    c.shutdown(std.SHUT_WR)
+    assert recv_until_eof(s) == b"data"
+    wait_for(lambda: any(ev & select.EPOLLRDHUP for _, ev in seen))
+    assert seen and not any(mid for mid, _ in seen), seen

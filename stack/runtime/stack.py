@@ -4,10 +4,17 @@ The protocol objects (``Host`` and below) do no I/O and read no clock. This modu
 thread, the link's file descriptor, the clock and the wake-ups:
 
 - the stack thread waits on the link fd and a wake-up pipe, reads a batch of packets until
-  EAGAIN, hands each to the host, runs due timers, and flushes the coalesced output;
+  EAGAIN, hands each to the netstack, runs due timers, then PULLS the output once
+  (``_transmit``: ``NetStack.take_output`` drains every connection with work) and delivers the
+  wake-ups queued meanwhile;
 - application threads call into the same objects under ``Stack.lock`` (as the kernel's
-  process context does under the socket lock), and sleep on per-socket wait queues
-  (``threading.Condition`` over that lock) that the stack thread wakes.
+  process context does under the socket lock), through the narrow facade below (``call``,
+  ``connect``, ``listen``, ...): each socket call ends in exactly one call into the runtime,
+  which pulls that call's output, re-arms the loop's timer and delivers wake-ups;
+- sockets sleep on per-socket wait queues (``threading.Condition`` over that lock). The
+  protocol objects never wake them directly: ``deferred(fn)`` gives them a notifier that
+  queues the wake-up, delivered after the segment (or timer, or call) has been processed,
+  never in the middle of it.
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ import select
 import threading
 import time
 
-from ..ip.host import Host
+from ..netstack import NetStack
 from ..tcp.config import TcpConfig
 from ..tcp.isn import IsnGenerator
 from ..tcp.states import State
@@ -33,6 +40,8 @@ MAX_BATCH = 256        # packets processed before output is flushed
 class Stack:
     """A running stack on a link: ``with Stack(link=..., address="192.0.2.2") as st: s = st.socket()``."""
 
+    socket_type = None  # the class Stack.socket() makes: registered by stack/socket.py (never imported here)
+
     def __init__(self, link, address: str = "192.0.2.2", *, mtu: int | None = None,
                  tcp_config: TcpConfig | None = None, tracer: Tracer | None = None, seed: int | None = None,
                  impair_in=None, impair_out=None, pcap=None, isn=None, clock=time.monotonic):
@@ -45,7 +54,7 @@ class Stack:
         self.rng = random.Random(seed)
         if isn is None and seed is None:
             isn = IsnGenerator(secret=secrets.token_bytes(16))  # RFC 6528: an unguessable key
-        self.host = Host(self.address, self.mtu, tcp_config, self.tracer, self.rng, isn)
+        self.host = NetStack(self.address, self.mtu, tcp_config, self.tracer, self.rng, isn)
         self.offload = bool(getattr(link, "offload", False))
         if self.offload:
             if impair_in is not None or impair_out is not None:
@@ -62,6 +71,7 @@ class Stack:
         self._running = False
         self._thread: threading.Thread | None = None
         self.loop_error: BaseException | None = None
+        self._wakeups: dict = {}  # (callback, what) -> None: queued wake-ups, in order, no duplicates
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Stack":
@@ -106,11 +116,11 @@ class Stack:
                     conn.abort(now, why)
                     conn.error = conn.error or errno.ECONNRESET  # what sleepers on it are told
                     conn.notify("error")
-                    tcp.touch(conn, now)
+                    tcp.after_user_call(conn, now)
             for lst in list(tcp.listeners.values()):
                 lst.closed = True
                 lst.notify("closed")
-            self._write(self.host.take_output(now), now)
+            self._transmit(now)
 
     def _busy_connections(self) -> bool:
         with self.lock:
@@ -118,20 +128,86 @@ class Stack:
                        for c in self.host.tcp.conns.values())
 
     def socket(self, family=None, type=None, proto=0):
-        from ..socket import socket as _socket
-        return _socket(self, family, type, proto)
+        """A socket on this stack (``stack.socket.socket``)."""
+        if Stack.socket_type is None:
+            raise RuntimeError("no socket type registered: import stack.socket first")
+        return Stack.socket_type(self, family, type, proto)
 
     def now(self) -> float:
         return self.clock()
 
-    # ------------------------------------------------------------ used by sockets (lock held)
-    def kick(self) -> None:
-        """After a user call changed protocol state: write its output and re-arm the loop's timer."""
+    # ------------------------------------------------------------ the socket facade (lock held)
+    @property
+    def tcp_config(self) -> TcpConfig:
+        return self.host.tcp.config
+
+    def call(self, conn, fn, *args):
+        """Run one user call on ``conn`` (``fn(*args, now)``), then end it: the connection's output
+        is sent, the loop's timer re-armed, the wake-ups delivered. Returns what ``fn`` returned."""
         now = self.clock()
-        self._write(self.host.take_output(now), now)
+        try:
+            return fn(*args, now)
+        finally:
+            self.host.tcp.after_user_call(conn, now)
+            self._end_call(now)
+
+    def connect(self, local: tuple[bytes, int], remote: tuple[bytes, int], setup=None):
+        """Active open (RFC 9293 3.10.1); ``setup(conn)`` sets options before the SYN goes out."""
+        now = self.clock()
+        conn = self.host.tcp.connect(local, remote, now, setup)
+        self._end_call(now)
+        return conn
+
+    def listen(self, addr: bytes, port: int, backlog: int, reserved: bool = False):
+        return self.host.tcp.listen(addr, port, backlog, reserved)
+
+    def unlisten(self, lst) -> None:
+        """Close a listening socket (resets the connections not yet accepted)."""
+        now = self.clock()
+        self.host.tcp.unlisten(lst, now)
+        self._end_call(now)
+
+    def bind(self, local: tuple[bytes, int]) -> None:
+        self.host.tcp.bind(local)
+
+    def unbind(self, local: tuple[bytes, int]) -> None:
+        self.host.tcp.unbind(local)
+
+    def port_in_use(self, addr: bytes, port: int) -> bool:
+        return self.host.tcp.port_in_use(addr, port)
+
+    def allocate_port(self, addr: bytes, remote: tuple[bytes, int]) -> int:
+        return self.host.tcp.allocate_port(addr, remote)
+
+    def deferred(self, wake):
+        """A notifier for the protocol objects (``conn.notify``, ``listener.notify``): it queues
+        ``wake(what)``, delivered once the current segment, timer or call has been processed."""
+        queue = self._wakeups
+
+        def notify(what: str = "") -> None:
+            queue[(wake, what)] = None
+        return notify
+
+    def _end_call(self, now: float) -> None:
+        """The one ending of every user call: send its output, re-arm the loop's timer, deliver wake-ups."""
+        self._transmit(now)
         deadline = self.host.next_deadline()
         if deadline is not None and deadline < self._sleep_until:
             self._wake()
+
+    def _transmit(self, now: float) -> None:
+        """Pull the output (every connection with work) and write it; then deliver the wake-ups."""
+        self._write(self.host.take_output(now), now)
+        self._deliver_wakeups()
+
+    def _deliver_wakeups(self) -> None:
+        for _ in range(16):  # a wake-up may queue another; bounded all the same
+            if not self._wakeups:
+                return
+            pending = list(self._wakeups)
+            self._wakeups.clear()
+            for wake, what in pending:
+                wake(what)
 
     def _wake(self) -> None:
         try:
@@ -174,7 +250,7 @@ class Stack:
                 deadline = host.next_deadline()
                 if deadline is not None and deadline <= now:
                     host.on_timers(now)
-                self._write(host.take_output(now), now)
+                self._transmit(now)
 
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host or impairment), -1 for none."""

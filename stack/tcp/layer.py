@@ -1,15 +1,30 @@
 """TCP demultiplexing and the per-stack parts of TCP: ports, listeners, timers, closed-port RSTs.
 
-Sans-I/O like the connections: ``segment_arrives(src, dst, seg, now)`` in,
-``take_output()`` -> [(src, dst, seg)] out, ``next_deadline()``/``on_timers(now)``.
+Sans-I/O like the connections: ``segment_arrives(src, dst, seg, now)`` in; output is PULLED:
+``segments_to_send(now)`` -> [(src, dst, seg)] drains the ``outq`` of every connection that has
+work, in the order the segments were produced; ``next_deadline()``/``on_timers(now)``.
+
+After anything happens to a connection the layer runs the same named steps (what ``touch`` did
+in one go before):
+
+- ``conn.flush(now)``      send what became due (an ACK owed now);
+- ``_note_output(conn)``   remember that its ``outq`` holds segments, in production order;
+- ``_settle(conn, now)``   forget it when CLOSED, admit it to the TIME-WAIT table, re-arm its timer.
+
+``after_user_call(conn, now)`` runs all three after a user call; segment arrival skips the flush
+(ACKs owed by a batch of input are sent once, at the end of the batch, like GRO).
+An exception inside one connection's code is isolated: logged once, counted as ``internal_error``,
+and that connection is reset (``_internal_error``).
 """
 from __future__ import annotations
 
 import errno
 import heapq
+import logging
 import random
 from itertools import count
 
+from ..ratelimit import TokenBucket
 from ..trace import NULL_TRACER, Tracer
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from .config import TcpConfig
@@ -20,6 +35,7 @@ from .seq import seq_add, seq_gt, seq_lt
 from .states import State
 
 EPHEMERAL = (32768, 60999)  # Linux's default ip_local_port_range
+log = logging.getLogger(__name__)
 
 
 class TcpLayer:
@@ -33,16 +49,18 @@ class TcpLayer:
         self.conns: dict[tuple, Connection] = {}
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self.bound: dict[tuple[bytes, int], int] = {}  # bind(2) reservations
-        self.out: list[tuple[bytes, bytes, TcpSegment]] = []
         self.stats: dict[str, int] = {}
         self._timers: list = []
         self._tick = count()
-        self._dirty: set[Connection] = set()
+        # the send order: (conn, n) = conn.outq up to its n-th segment; (None, (src, dst, seg)) = a
+        # reply that belongs to no connection (a RST). Drained by segments_to_send.
+        self._send_order: list[tuple] = []
+        # got input this batch: may owe a (coalesced) ACK; a dict for a deterministic order
+        self._acks_due: dict[Connection, None] = {}
         self._time_wait: set[Connection] = set()  # bounded by config.max_time_wait
         self._next_port = self.rng.randint(*EPHEMERAL)
-        self._challenge_tokens = float(self.config.challenge_ack_limit)
-        self._challenge_time = 0.0
-        self.on_new_connection = None  # runtime hook: called with each Connection created
+        limit = self.config.challenge_ack_limit
+        self._challenge_bucket = TokenBucket(limit, limit)  # RFC 5961 7: per stack, not per connection
         self.tso = False               # the link splits super-segments (TUN offload): send up to 64 KiB at once
 
     # ------------------------------------------------------------ counters
@@ -71,7 +89,7 @@ class TcpLayer:
         lst.closed = True
         for conn in lst.pending():
             conn.abort(now, "listener closed")
-            self.touch(conn, now)
+            self.after_user_call(conn, now)
 
     def bind(self, local: tuple[bytes, int]) -> None:
         """Reserve a local address and port for a socket (bind(2)); released by ``unbind``."""
@@ -109,7 +127,7 @@ class TcpLayer:
         if setup:
             setup(conn)
         conn.open_active(now)
-        self.touch(conn, now)
+        self.after_user_call(conn, now)
         return conn
 
     def _new_connection(self, local, remote, now: float, min_iss: int | None = None) -> Connection:
@@ -120,8 +138,6 @@ class TcpLayer:
                           self.tracer, ts_offset=self.rng.getrandbits(32), challenge_ack=self._challenge_ok)
         conn.tso = self.tso
         self.conns[(local[0], local[1], remote[0], remote[1])] = conn
-        if self.on_new_connection:
-            self.on_new_connection(conn)
         return conn
 
     # ------------------------------------------------------------ arrival
@@ -133,9 +149,14 @@ class TcpLayer:
                 min_iss = seq_add(conn.snd_max, 1 << 16)  # RFC 9293 3.6.1: above the old incarnation's
                 conn = None
             else:
-                conn.segment_arrives(seg, now)
-                self._dirty.add(conn)
-                self.touch(conn, now, flush=False)
+                try:
+                    conn.segment_arrives(seg, now)
+                except Exception as exc:  # a bug in one connection must not take the stack down
+                    self._internal_error(conn, now, exc, f"segment {seg!r}")
+                    return
+                self._acks_due[conn] = None
+                self._note_output(conn)
+                self._settle(conn, now)
                 return
         lst = self.listeners.get((dst, seg.dport)) or self.listeners.get((bytes(4), seg.dport))
         if lst is not None:
@@ -148,7 +169,7 @@ class TcpLayer:
         listening = (conn.local[0], conn.local[1]) in self.listeners or (bytes(4), conn.local[1]) in self.listeners
         if listening and seg.flags & (SYN | ACK | RST) == SYN and seq_gt(seg.seq, conn.rcv_nxt):
             conn._drop(now, "new SYN in TIME-WAIT")
-            self.touch(conn, now)
+            self.after_user_call(conn, now)
             return True
         return False
 
@@ -164,7 +185,7 @@ class TcpLayer:
         self.count("rst_sent")
         if self.tracer.enabled:
             self.tracer.emit("rst", now, why="closed port", dport=seg.dport)
-        self.out.append((dst, src, rst))
+        self._send_order.append((None, (dst, src, rst)))
 
     def _listen_arrives(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float,
                         min_iss: int | None = None) -> None:
@@ -173,7 +194,7 @@ class TcpLayer:
             return  # first check: RST -> ignore
         if seg.flags & ACK:
             self.count("listen_ack_rst")  # second check: ACK -> RST <SEQ=SEG.ACK>
-            self.out.append((dst, src, TcpSegment(seg.dport, seg.sport, seg.ack, 0, RST, 0)))
+            self._send_order.append((None, (dst, src, TcpSegment(seg.dport, seg.sport, seg.ack, 0, RST, 0))))
             return
         if not seg.flags & SYN:
             self.count("listen_no_syn")  # fourth: other text or control -> drop
@@ -183,18 +204,34 @@ class TcpLayer:
             return
         conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, min_iss)
         lst.add_embryo(conn)
-        conn.open_passive(seg, now)
-        self.touch(conn, now)
+        try:
+            conn.open_passive(seg, now)
+        except Exception as exc:
+            self._internal_error(conn, now, exc, f"SYN {seg!r}")
+            return
+        self.after_user_call(conn, now)
 
-    # ------------------------------------------------------------ output and timers
-    def touch(self, conn: Connection, now: float, flush: bool = True) -> None:
-        """After anything happened to ``conn``: collect its output, reschedule its timer, forget it if CLOSED."""
-        if flush:
-            conn.flush(now)
-        if conn.outq:
-            local, remote = conn.local[0], conn.remote[0]
-            self.out.extend((local, remote, s) for s in conn.outq)
-            conn.outq.clear()
+    # ------------------------------------------------------------ after an event: the named steps
+    def after_user_call(self, conn: Connection, now: float) -> None:
+        """After a user call (or a timer) changed ``conn``: send what is due, note its output, settle it."""
+        conn.flush(now)
+        self._note_output(conn)
+        self._settle(conn, now)
+
+    touch = after_user_call  # the old name (tests and labs drive connections by hand with it)
+
+    def _note_output(self, conn: Connection) -> None:
+        """Remember, in production order, that ``conn.outq`` holds segments up to its current length."""
+        n = len(conn.outq)
+        if n:
+            order = self._send_order
+            if order and order[-1][0] is conn:
+                order[-1] = (conn, n)
+            else:
+                order.append((conn, n))
+
+    def _settle(self, conn: Connection, now: float) -> None:
+        """Forget ``conn`` once CLOSED; admit it to the (bounded) TIME-WAIT table; re-arm its timer."""
         if conn.state is State.CLOSED:
             self._forget(conn)
             return
@@ -205,6 +242,9 @@ class TcpLayer:
                 self._forget(conn)
                 return
             self._time_wait.add(conn)
+        self._arm_timer(conn)
+
+    def _arm_timer(self, conn: Connection) -> None:
         deadline = conn.next_deadline()
         scheduled = conn._scheduled
         if deadline is not None and (scheduled is None or deadline < scheduled):
@@ -222,16 +262,36 @@ class TcpLayer:
             conn.listener.embryo_closed(conn)  # one in the accept queue stays: accept() reports its error
         conn._scheduled = None
 
-    def flush(self, now: float) -> None:
-        """End of an input batch: send the ACKs that became due (coalesced, like GRO)."""
-        dirty, self._dirty = self._dirty, set()
-        for conn in dirty:
-            self.touch(conn, now)
+    # ------------------------------------------------------------ output (pulled)
+    def segments_to_send(self, now: float) -> list[tuple[bytes, bytes, TcpSegment]]:
+        """End of an input batch or of a user call: every segment to send, in the order produced.
 
-    def take_output(self) -> list[tuple[bytes, bytes, TcpSegment]]:
-        out, self.out = self.out, []
+        First the ACKs that became due over the batch (coalesced, like GRO), then each
+        connection's ``outq`` is drained in the order its segments were noted."""
+        if self._acks_due:
+            due, self._acks_due = self._acks_due, {}
+            for conn in due:
+                self.after_user_call(conn, now)
+        order = self._send_order
+        if not order:
+            return []
+        self._send_order = []
+        out: list[tuple[bytes, bytes, TcpSegment]] = []
+        taken: dict[Connection, int] = {}
+        for conn, upto in order:
+            if conn is None:
+                out.append(upto)  # a reply without a connection: (src, dst, seg)
+                continue
+            start = taken.get(conn, 0)
+            if upto > start:
+                local, remote = conn.local[0], conn.remote[0]
+                out.extend((local, remote, s) for s in conn.outq[start:upto])
+                taken[conn] = upto
+        for conn, n in taken.items():
+            del conn.outq[:n]
         return out
 
+    # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
         timers = self._timers
         while timers:
@@ -248,16 +308,35 @@ class TcpLayer:
             if conn._scheduled != deadline:
                 continue
             conn._scheduled = None
-            conn.on_timer(now)
-            self.touch(conn, now)
+            try:
+                conn.on_timer(now)
+            except Exception as exc:  # a bug in one connection must not take the stack down
+                self._internal_error(conn, now, exc, "timer")
+                continue
+            self.after_user_call(conn, now)
+
+    # ------------------------------------------------------------ isolation and limits
+    def _internal_error(self, conn: Connection, now: float, exc: Exception, what: str) -> None:
+        """An unexpected exception in ``conn``'s code: log it once, count it, reset that connection."""
+        self.count("internal_error")
+        log.error("tcp: internal error in %s while processing %s: %r", conn.name, what, exc, exc_info=exc)
+        if self.tracer.enabled:
+            self.tracer.emit("internal_error", now, conn=conn.name, what=what, error=repr(exc))
+        try:
+            conn.abort(now, "internal error")  # RFC 9293 3.10.5: RST in synchronized states
+            conn.error = conn.error or errno.ECONNRESET
+            conn.notify("error")
+            self._note_output(conn)
+        except Exception:  # too broken even to abort: no RST, but its socket still learns of the reset
+            try:
+                conn._drop(now, "internal error", errno.ECONNRESET)
+            except Exception:
+                pass
+        self._forget(conn)
 
     def _challenge_ok(self, now: float) -> bool:
         """RFC 5961 7: at most ``challenge_ack_limit`` challenge ACKs per second (token bucket)."""
-        limit = self.config.challenge_ack_limit
-        self._challenge_tokens = min(limit, self._challenge_tokens + (now - self._challenge_time) * limit)
-        self._challenge_time = now
-        if self._challenge_tokens >= 1:
-            self._challenge_tokens -= 1
+        if self._challenge_bucket.take(now):
             return True
         self.count("challenge_ack_limited")
         return False

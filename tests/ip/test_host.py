@@ -9,7 +9,7 @@ import pytest
 from scapy.all import ICMP, IP, TCP, UDP, fragment, raw
 from scapy.utils import checksum as scapy_checksum
 
-from stack.ip.host import Host
+from stack.netstack import NetStack as Host
 from stack.ip.reassembly import Reassembler
 from stack.wire.ipv4 import aton, parse_ipv4
 

@@ -14,7 +14,7 @@ import pytest
 from labdoc import LANGS, Lab, run_shell
 from stack import epoll as epoll_mod
 from stack.apps import epoll_echo, servers
-from stack.ip.host import Host
+from stack.netstack import NetStack as Host
 from stack.runtime.stack import Stack
 from stack.socket import socket as StackSocket
 from stack.tcp.connection import Connection
@@ -60,7 +60,7 @@ def test_the_table_names_real_code():
     assert "self._cond = threading.Condition(stack.lock)" in src(StackSocket.__init__)
     assert "self._cond.wait(" in src(StackSocket._wait)
     assert "self.rcvbuf += payload" in src(Connection._deliver) and 'self.notify("readable")' in src(Connection._deliver)
-    assert "conn.notify = self._wakeup" in src(StackSocket._attach)
+    assert "conn.notify = self.stack.deferred(self._wakeup)" in src(StackSocket._attach)
     wakeup = src(StackSocket._wakeup)
     assert "self._cond.notify_all()" in wakeup and "for cb in list(self._watchers)" in wakeup
     # 'here epoll.rbr is a dict keyed by fd'

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
 
-from stack.ip.host import Host
+from stack.netstack import NetStack as Host
 from stack.tcp.config import TcpConfig
 from stack.tcp.isn import FixedIsn
 from stack.tcp.states import State

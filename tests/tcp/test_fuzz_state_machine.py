@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stack.ip.host import Host
+from stack.netstack import NetStack as Host
 from stack.tcp.config import TcpConfig
 from stack.tcp.isn import FixedIsn
 from stack.tcp.seq import seq_diff, seq_le

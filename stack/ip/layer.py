@@ -1,8 +1,11 @@
-"""The whole protocol stack of one host, sans-I/O: IPv4 in and out, ICMP, UDP, TCP.
+"""The IP layer, sans-I/O: IPv4 in and out, fragment reassembly, ICMP, UDP demultiplexing.
 
-``receive(packet, now)`` takes one IPv4 packet; ``take_output(now)`` returns the
-packets to write; ``next_deadline()`` and ``on_timers(now)`` drive the timers.
-Every dropped packet is counted in ``stats`` under a named reason.
+``receive(packet, now)`` validates one IPv4 packet and hands its payload to the handler
+registered for its protocol in ``protocols`` (TCP is registered by stack/netstack.py: this
+package never imports stack/tcp), to ICMP or to a UDP port handler. Datagrams this layer
+originates itself (ICMP replies and errors, UDP, fragments) wait in ``outq`` until the
+netstack's ``take_output`` pulls them. Every dropped packet is counted in ``stats`` under a
+named reason.
 """
 from __future__ import annotations
 
@@ -10,34 +13,18 @@ import random
 from collections import Counter
 from typing import Callable
 
+from ..ratelimit import TokenBucket
 from ..trace import NULL_TRACER, Tracer
 from ..wire import icmp as icmpw
-from ..wire.checksum import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
+from ..wire.checksum import IPPROTO_ICMP, IPPROTO_UDP
 from ..wire.errors import MalformedPacket
 from ..wire.ipv4 import HEADER_LEN, build_ipv4, header_of, parse_ipv4
-from ..wire.tcp import build_tcp_after, parse_tcp, tcp_header_len
 from ..wire.udp import build_udp, parse_udp
 from ..wire import vnet
-from ..tcp.config import TcpConfig
-from ..tcp.layer import TcpLayer
 from .reassembly import Reassembler
 
 UdpHandler = Callable[[bytes, int, bytes, int, bytes, float], None]  # (src, sport, dst, dport, payload, now)
-
-
-class TokenBucket:
-    """Rate limiter for ICMP errors (RFC 1812 4.3.2.8, RFC 1122 3.2.2)."""
-
-    def __init__(self, rate: float, burst: float):
-        self.rate, self.burst, self.tokens, self.last = rate, burst, burst, 0.0
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+ProtocolHandler = Callable[..., None]  # (hdr, payload, now, trusted): an upper layer's input
 
 
 def _martian_source(addr: bytes) -> bool:
@@ -46,28 +33,20 @@ def _martian_source(addr: bytes) -> bool:
     return first == 0 or first == 127 or first >= 224 or addr == b"\xff\xff\xff\xff"
 
 
-class Host:
-    def __init__(self, address: bytes, mtu: int = 1500, tcp_config: TcpConfig | None = None,
-                 tracer: Tracer = NULL_TRACER, rng: random.Random | None = None, isn=None,
-                 icmp_rate: float = 100.0, icmp_burst: float = 20.0):
+class IpLayer:
+    def __init__(self, address: bytes, mtu: int = 1500, tracer: Tracer = NULL_TRACER,
+                 rng: random.Random | None = None, icmp_rate: float = 100.0, icmp_burst: float = 20.0):
         self.address = address
         self.mtu = mtu
         self.tracer = tracer
-        self.rng = rng or random.Random()
         self.stats: Counter = Counter()
-        self.tcp = TcpLayer(mtu - 40, tcp_config, tracer, self.rng, isn)
         self.reassembler = Reassembler()
+        self.protocols: dict[int, ProtocolHandler] = {}  # upper layers by IP protocol number (TCP: netstack)
         self.udp_handlers: dict[int, UdpHandler] = {}
         self.icmp_limiter = TokenBucket(icmp_rate, icmp_burst)
-        self._ident = self.rng.getrandbits(16)
-        self._out: list[bytes] = []
-        self._loop: list[bytes] = []  # packets to ourselves, delivered without the link
-        self.offload = False  # packets carry a virtio-net header (TUN IFF_VNET_HDR); see set_offload
-
-    def set_offload(self, on: bool) -> None:
-        """TUN offloads: checksums left to the kernel and TSO super-segments (stack.wire.vnet)."""
-        self.offload = on
-        self.tcp.tso = on
+        self.ident = (rng or random.Random()).getrandbits(16)  # RFC 791 Identification of the last datagram
+        self.outq: list = []  # datagrams to write, in order (pulled by the netstack's take_output)
+        self.offload = False  # packets carry a virtio-net header (TUN IFF_VNET_HDR)
 
     # ------------------------------------------------------------ input
     def receive(self, packet, now: float) -> None:
@@ -76,24 +55,25 @@ class Host:
         if self.offload:
             trusted = vnet.checksum_trusted(packet)  # the kernel made it: its checksum may be unfinished
             packet = memoryview(packet)[vnet.VNET_HDR_LEN:]
-        self._input(packet, now, trusted)
+        self.input(packet, now, trusted)
 
-    def _input(self, packet, now: float, trusted: bool) -> None:
+    def input(self, packet, now: float, trusted: bool) -> None:
+        """One IPv4 packet without link header (also our own looped-back packets: see stack/netstack.py)."""
         self.stats["ip_in"] += 1
         try:
             hdr, payload = parse_ipv4(packet)
         except MalformedPacket as exc:
-            self._drop(exc.reason, now)
+            self.drop(exc.reason, now)
             return
         if hdr.dst != self.address:
-            self._drop("ip_not_for_us", now)
+            self.drop("ip_not_for_us", now)
             return
         if _martian_source(hdr.src):
-            self._drop("ip_bad_source", now)
+            self.drop("ip_bad_source", now)
             return
         if hdr.is_fragment:
             self.stats["ip_fragments"] += 1
-            whole = self.reassembler.add(hdr, payload, now, self._drop_reason_counter(now))
+            whole = self.reassembler.add(hdr, payload, now, self.drop_reason_counter(now))
             if whole is None:
                 return
             self.stats["ip_reassembled"] += 1
@@ -102,21 +82,20 @@ class Host:
         try:
             self._dispatch(hdr, payload, now, trusted)
         except MalformedPacket as exc:
-            self._drop(exc.reason, now)
+            self.drop(exc.reason, now)
 
     def _dispatch(self, hdr, payload, now: float, trusted: bool = False) -> None:
         proto = hdr.proto
-        if proto == IPPROTO_TCP:
-            seg = parse_tcp(payload, None, None) if trusted else parse_tcp(payload, hdr.src, hdr.dst)
-            self.stats["tcp_in"] += 1
-            self.tcp.segment_arrives(hdr.src, hdr.dst, seg, now)
+        upper = self.protocols.get(proto)
+        if upper is not None:
+            upper(hdr, payload, now, trusted)
         elif proto == IPPROTO_ICMP:
             self._icmp_arrives(hdr, payload, now)
         elif proto == IPPROTO_UDP:
             self._udp_arrives(hdr, payload, now, trusted)
         else:
-            self._drop("ip_unknown_protocol", now)
-            self._icmp_error(icmpw.DEST_UNREACH, icmpw.CODE_PROTO_UNREACH, hdr, payload, now)
+            self.drop("ip_unknown_protocol", now)
+            self.icmp_error(icmpw.DEST_UNREACH, icmpw.CODE_PROTO_UNREACH, hdr, payload, now)
 
     def _icmp_arrives(self, hdr, payload, now: float) -> None:
         msg = icmpw.parse_icmp(payload)
@@ -127,19 +106,19 @@ class Host:
         elif msg.type in (icmpw.DEST_UNREACH, icmpw.TIME_EXCEEDED):
             self.stats["icmp_errors_in"] += 1  # RFC 5927: soft errors; TCP keeps retrying
         else:
-            self._drop("icmp_type_ignored", now)
+            self.drop("icmp_type_ignored", now)
 
     def _udp_arrives(self, hdr, payload, now: float, trusted: bool = False) -> None:
         dgram = parse_udp(payload, None, None) if trusted else parse_udp(payload, hdr.src, hdr.dst)
         self.stats["udp_in"] += 1
         handler = self.udp_handlers.get(dgram.dport)
         if handler is None:
-            self._drop("udp_port_unreachable", now)
-            self._icmp_error(icmpw.DEST_UNREACH, icmpw.CODE_PORT_UNREACH, hdr, payload, now)
+            self.drop("udp_port_unreachable", now)
+            self.icmp_error(icmpw.DEST_UNREACH, icmpw.CODE_PORT_UNREACH, hdr, payload, now)
             return
         handler(hdr.src, dgram.sport, hdr.dst, dgram.dport, dgram.payload, now)
 
-    def _icmp_error(self, type_: int, code: int, hdr, payload, now: float) -> None:
+    def icmp_error(self, type_: int, code: int, hdr, payload, now: float) -> None:
         """RFC 1122 3.2.2: errors quote the header and 8 octets; rate-limited; never about broadcasts."""
         if hdr.proto == IPPROTO_ICMP and (len(payload) < 1 or payload[0] not in (icmpw.ECHO_REQUEST, icmpw.ECHO_REPLY)):
             self.stats["icmp_error_about_error_suppressed"] += 1  # RFC 1122 3.2.2: never about an ICMP error
@@ -150,13 +129,13 @@ class Host:
         self.stats["icmp_errors_out"] += 1
         self.send_ip(hdr.src, IPPROTO_ICMP, icmpw.error_message(type_, code, header_of(hdr), payload), now)
 
-    def _drop(self, reason: str, now: float) -> None:
+    def drop(self, reason: str, now: float) -> None:
         self.stats["drop:" + reason] += 1
         if self.tracer.enabled:
             self.tracer.emit("drop", now, layer="ip", reason=reason)
 
-    def _drop_reason_counter(self, now: float):
-        return lambda reason: self._drop(reason, now)
+    def drop_reason_counter(self, now: float):
+        return lambda reason: self.drop(reason, now)
 
     @property
     def drops(self) -> dict[str, int]:
@@ -169,70 +148,28 @@ class Host:
 
     def send_ip(self, dst: bytes, proto: int, payload: bytes, now: float, df: bool = True) -> None:
         """RFC 791: one datagram, fragmented when it exceeds the MTU."""
-        self._ident = (self._ident + 1) & 0xFFFF
+        self.ident = (self.ident + 1) & 0xFFFF
         if HEADER_LEN + len(payload) <= self.mtu:
-            self._out.append(self._plain + build_ipv4(self.address, dst, proto, len(payload), self._ident, df=df)
+            self.outq.append(self._plain + build_ipv4(self.address, dst, proto, len(payload), self.ident, df=df)
                              + payload)
             return
         chunk = (self.mtu - HEADER_LEN) & ~7
         for off in range(0, len(payload), chunk):
             part = payload[off:off + chunk]
             more = off + chunk < len(payload)
-            self._out.append(self._plain + build_ipv4(self.address, dst, proto, len(part), self._ident, df=False,
+            self.outq.append(self._plain + build_ipv4(self.address, dst, proto, len(part), self.ident, df=False,
                                                       mf=more, frag_offset=off) + part)
         self.stats["ip_fragmented_out"] += 1
 
     def send_udp(self, sport: int, dst: bytes, dport: int, payload: bytes, now: float) -> None:
         self.send_ip(dst, IPPROTO_UDP, build_udp(sport, dport, payload, self.address, dst), now, df=False)
 
-    def take_output(self, now: float) -> list[bytes]:
-        """Everything to write now: ICMP/UDP packets and the TCP segments (ACKs coalesced per batch).
-
-        Packets to our own address never reach the link: they loop back into ``_input`` (as the
-        kernel's ``lo`` does), until no more are produced (bounded)."""
-        for _ in range(256):
-            self._build_tcp_output(now)
-            if not self._loop:
-                break
-            looped, self._loop = self._loop, []
-            self.stats["ip_loopback"] += len(looped)
-            for packet in looped:
-                self._input(packet, now, trusted=True)
-        out, self._out = self._out, []
-        self.stats["ip_out"] += len(out)
-        return out
-
-    def _build_tcp_output(self, now: float) -> None:
-        tcp = self.tcp
-        tcp.flush(now)
-        if not tcp.out:
-            return
-        ident = self._ident
-        out, loop = self._out, self._loop
-        offload = self.offload
-        me = self.address
-        for src, dst, seg in tcp.take_output():
-            tcp_len = tcp_header_len(seg) + len(seg.payload)
-            ident = (ident + 1) & 0xFFFF
-            ip = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
-            if dst == me:
-                loop.append(build_tcp_after(ip, seg, src, dst, partial=False))
-            elif offload:
-                ip = vnet.gso_header(20, tcp_len - len(seg.payload), seg.gso_size, 20 + tcp_len) + ip
-                out.append(build_tcp_after(ip, seg, src, dst, partial=True))
-            else:
-                out.append(build_tcp_after(ip, seg, src, dst))
-        self._ident = ident
-
     # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
-        a, b = self.tcp.next_deadline(), self.reassembler.next_deadline()
-        if a is None:
-            return b
-        return a if b is None or a < b else b
+        return self.reassembler.next_deadline()
 
     def on_timers(self, now: float) -> None:
-        self.tcp.on_timers(now)
+        """RFC 1122 3.3.2: expire reassembly; ICMP time exceeded (code 1) for a first fragment."""
         for hdr, first in self.reassembler.expire(now):
-            self._drop("frag_timeout", now)
-            self._icmp_error(icmpw.TIME_EXCEEDED, icmpw.CODE_REASSEMBLY_TIMEOUT, hdr, first, now)
+            self.drop("frag_timeout", now)
+            self.icmp_error(icmpw.TIME_EXCEEDED, icmpw.CODE_REASSEMBLY_TIMEOUT, hdr, first, now)

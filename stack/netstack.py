@@ -1,0 +1,137 @@
+"""The whole protocol stack of one host, sans-I/O: the IP layer with TCP on top of it.
+
+``NetStack`` ties stack/ip (IPv4, fragments, ICMP, UDP) and stack/tcp together; neither of
+those packages imports the other. It is what a driver (stack/runtime for a real link,
+stack/sim.py in virtual time) talks to:
+
+- ``receive(packet, now)``: one packet from the link (never raises: a bad packet is counted,
+  an internal error is isolated, see ``_internal_error``);
+- ``take_output(now)``: PULL every datagram to write now: what the IP layer originated
+  (ICMP, UDP) and the segments of every TCP connection with work (``TcpLayer.segments_to_send``,
+  which also sends the ACKs coalesced over the input batch); packets to our own address
+  loop back into the input here, as the kernel's ``lo`` does;
+- ``next_deadline()`` (when the stack next needs the clock: smoltcp's ``poll_at``) and
+  ``on_timers(now)``.
+"""
+from __future__ import annotations
+
+import logging
+import random
+
+from .tcp.config import TcpConfig
+from .tcp.layer import TcpLayer
+from .trace import NULL_TRACER, Tracer
+from .ip.layer import IpLayer
+from .wire import vnet
+from .wire.checksum import IPPROTO_TCP
+from .wire.ipv4 import build_ipv4
+from .wire.tcp import build_tcp_after, parse_tcp, tcp_header_len
+
+log = logging.getLogger(__name__)
+LOOPBACK_ROUNDS = 256  # bound on ping-pong between two of our own sockets within one pull
+
+
+class NetStack:
+    def __init__(self, address: bytes, mtu: int = 1500, tcp_config: TcpConfig | None = None,
+                 tracer: Tracer = NULL_TRACER, rng: random.Random | None = None, isn=None,
+                 icmp_rate: float = 100.0, icmp_burst: float = 20.0):
+        self.rng = rng or random.Random()
+        self.tcp = TcpLayer(mtu - 40, tcp_config, tracer, self.rng, isn)  # draws from rng first (seeded runs)
+        self.ip = IpLayer(address, mtu, tracer, self.rng, icmp_rate, icmp_burst)
+        self.ip.protocols[IPPROTO_TCP] = self._tcp_arrives
+        self.tracer = tracer
+        self._loop: list[bytes] = []  # packets to ourselves, delivered without the link
+        # what the IP layer owns, under the names drivers and tests use (the same objects)
+        self.address, self.mtu, self.offload = address, mtu, False
+        self.stats = self.ip.stats  # one Counter for the host (the TCP layer keeps its own)
+        self.udp_handlers = self.ip.udp_handlers
+        self.reassembler = self.ip.reassembler
+        self.icmp_limiter = self.ip.icmp_limiter
+
+    @property
+    def drops(self) -> dict[str, int]:
+        return self.ip.drops
+
+    def send_udp(self, sport: int, dst: bytes, dport: int, payload: bytes, now: float) -> None:
+        self.ip.send_udp(sport, dst, dport, payload, now)
+
+    def set_offload(self, on: bool) -> None:
+        """TUN offloads: checksums left to the kernel and TSO super-segments (stack.wire.vnet)."""
+        self.ip.offload = self.offload = on
+        self.tcp.tso = on
+
+    # ------------------------------------------------------------ input
+    def receive(self, packet, now: float) -> None:
+        """One packet from the link. Bad input is counted by the layers; a bug is isolated here."""
+        try:
+            self.ip.receive(packet, now)
+        except Exception as exc:  # the stack thread must not die of one packet
+            self._internal_error(packet, now, exc)
+
+    def _tcp_arrives(self, hdr, payload, now: float, trusted: bool) -> None:
+        """IP -> TCP: checksum over the pseudo-header (RFC 9293 3.1) unless the kernel vouched for it."""
+        seg = parse_tcp(payload, None, None) if trusted else parse_tcp(payload, hdr.src, hdr.dst)
+        self.stats["tcp_in"] += 1
+        self.tcp.segment_arrives(hdr.src, hdr.dst, seg, now)
+
+    def _internal_error(self, packet, now: float, exc: Exception) -> None:
+        """An exception outside any one connection's code (those the TCP layer isolates itself)."""
+        self.stats["ip_internal_error"] += 1
+        log.error("internal error on a packet of %d bytes (%s): %r", len(packet), bytes(packet[:40]).hex(), exc,
+                  exc_info=exc)
+        if self.tracer.enabled:
+            self.tracer.emit("internal_error", now, layer="ip", error=repr(exc))
+
+    # ------------------------------------------------------------ output (pulled by the driver)
+    def take_output(self, now: float) -> list:
+        """Every datagram to write now, in the order it was produced (ACKs coalesced per input batch).
+
+        Packets to our own address never reach the link: they loop back into the IP input (as the
+        kernel's ``lo`` does), until no more are produced (bounded)."""
+        ip = self.ip
+        for _ in range(LOOPBACK_ROUNDS):
+            self._tcp_datagrams(now)
+            if not self._loop:
+                break
+            looped, self._loop = self._loop, []
+            self.stats["ip_loopback"] += len(looped)
+            for packet in looped:
+                ip.input(packet, now, trusted=True)
+        out, ip.outq = ip.outq, []
+        self.stats["ip_out"] += len(out)
+        return out
+
+    def _tcp_datagrams(self, now: float) -> None:
+        """TCP -> IP: wrap each segment the TCP layer has to send (RFC 791 header; TSO via vnet)."""
+        segments = self.tcp.segments_to_send(now)
+        if not segments:
+            return
+        ip = self.ip
+        ident = ip.ident
+        out, loop = ip.outq, self._loop
+        offload = ip.offload
+        me = ip.address
+        for src, dst, seg in segments:
+            tcp_len = tcp_header_len(seg) + len(seg.payload)
+            ident = (ident + 1) & 0xFFFF
+            hdr = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
+            if dst == me:
+                loop.append(build_tcp_after(hdr, seg, src, dst, partial=False))
+            elif offload:
+                hdr = vnet.gso_header(20, tcp_len - len(seg.payload), seg.gso_size, 20 + tcp_len) + hdr
+                out.append(build_tcp_after(hdr, seg, src, dst, partial=True))
+            else:
+                out.append(build_tcp_after(hdr, seg, src, dst))
+        ip.ident = ident
+
+    # ------------------------------------------------------------ timers
+    def next_deadline(self) -> float | None:
+        """When the stack next needs ``on_timers`` (None: never, until something arrives)."""
+        a, b = self.tcp.next_deadline(), self.reassembler.next_deadline()  # IpLayer.next_deadline, one call less
+        if a is None:
+            return b
+        return a if b is None or a < b else b
+
+    def on_timers(self, now: float) -> None:
+        self.tcp.on_timers(now)
+        self.ip.on_timers(now)

@@ -1,0 +1,148 @@
+"""The whole stack of one host (stack/netstack.py): output pulled in production order, ACKs coalesced
+per input batch, the IP layer usable without TCP, a fault in one packet isolated."""
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+from scapy.all import ICMP, IP, TCP, Raw, raw
+
+from stack.ip.layer import IpLayer
+from stack.netstack import NetStack
+from stack.tcp.layer import TcpLayer
+from stack.tcp.states import State
+from stack.wire.ipv4 import aton
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tcp"))
+from harness import LOCAL, PEER, TcpHarness  # noqa: E402  (the packet harness of tests/tcp)
+
+MSS = 1460
+
+
+def _segments(h, n: int) -> list[bytes]:
+    out = []
+    for i in range(n):
+        tcp = h.seg("A", seq=h.p_nxt + i * MSS, load=bytes(MSS))
+        tcp.sport, tcp.dport = h.pport, h.lport
+        out.append(raw(IP(src=PEER, dst=LOCAL) / tcp))
+    return out
+
+
+def test_ten_segments_in_one_batch_draw_one_ack():
+    """RFC 9293 MUST-58/59 (like GRO): the ACKs a batch owes are sent once, when the driver pulls."""
+    h = TcpHarness()
+    h.listen_and_establish()
+    for packet in _segments(h, 10):
+        h.host.receive(packet, h.now)           # one read batch: nothing pulled in between
+    h._collect()
+    h.expect(flags="A", ack=h.p_nxt + 10 * MSS)
+    h.expect_nothing()
+
+
+def test_the_same_segments_one_per_batch_draw_an_ack_every_second_segment():
+    """The batch boundary is what coalesces: pulled after each segment, RFC 5681 4.2's every-second ACK."""
+    h = TcpHarness()
+    h.listen_and_establish()
+    for packet in _segments(h, 10):
+        h.send_raw(packet)
+    acks = [e.tcp.ack for e in h.drain()]
+    assert acks == [h.p_nxt + k * MSS for k in (2, 4, 6, 8, 10)]
+
+
+class _Conn:
+    """The few members of a Connection that the layer's output path uses."""
+
+    def __init__(self, name: str):
+        self.local, self.remote = (aton("192.0.2.2"), 80), (aton("192.0.2.1"), hash(name) & 0xFFFF)
+        self.outq, self.state, self.listener, self._scheduled = [], State.ESTABLISHED, None, None
+        self.name = name
+
+    def flush(self, now):
+        pass
+
+    def next_deadline(self):
+        return None
+
+
+def test_segments_leave_in_the_order_they_were_produced_across_connections():
+    tcp = TcpLayer(1460, rng=random.Random(1))
+    a, b = _Conn("a"), _Conn("b")
+    a.outq.append("a1")
+    tcp.after_user_call(a, 0.0)
+    b.outq.append("b1")
+    tcp.after_user_call(b, 0.0)
+    a.outq.append("a2")
+    tcp.after_user_call(a, 0.0)
+    assert [seg for _, _, seg in tcp.segments_to_send(0.0)] == ["a1", "b1", "a2"]
+    assert a.outq == [] and b.outq == [] and tcp.segments_to_send(0.0) == []
+
+
+def test_output_not_yet_noted_stays_in_the_connection_until_its_next_event():
+    tcp = TcpLayer(1460, rng=random.Random(1))
+    a = _Conn("a")
+    a.outq.append("a1")
+    tcp.after_user_call(a, 0.0)
+    a.outq.append("late")                      # produced after the event was noted
+    assert [seg for _, _, seg in tcp.segments_to_send(0.0)] == ["a1"]
+    assert a.outq == ["late"]
+    tcp.after_user_call(a, 0.0)
+    assert [seg for _, _, seg in tcp.segments_to_send(0.0)] == ["late"]
+
+
+def test_the_ip_layer_alone_answers_tcp_with_protocol_unreachable():
+    """stack/ip knows no TCP: without the netstack's handler, protocol 6 is just an unknown protocol."""
+    ip = IpLayer(aton(LOCAL), rng=random.Random(1))
+    ip.receive(raw(IP(src=PEER, dst=LOCAL) / TCP(sport=1, dport=2, flags="S")), 0.0)
+    [err] = [IP(p) for p in ip.outq]
+    assert (err[ICMP].type, err[ICMP].code) == (3, 2)
+    assert ip.drops == {"ip_unknown_protocol": 1}
+
+
+def test_a_fault_while_processing_a_packet_is_counted_not_raised(monkeypatch, caplog):
+    host = NetStack(aton(LOCAL), rng=random.Random(1))
+
+    def broken(self, hdr, payload, now):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(IpLayer, "_icmp_arrives", broken)
+    with caplog.at_level("ERROR", logger="stack.netstack"):
+        host.receive(raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8) / Raw(b"x")), 0.0)
+    assert host.stats["ip_internal_error"] == 1
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
+    monkeypatch.undo()
+    host.receive(raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8) / Raw(b"x")), 0.0)
+    assert [IP(p)[ICMP].type for p in host.take_output(0.0)] == [0]  # and it keeps answering
+
+
+def _break(monkeypatch, *methods):
+    from stack.tcp.connection import Connection
+
+    def broken(self, *args, **kw):
+        raise RuntimeError("injected")
+
+    for m in methods:
+        monkeypatch.setattr(Connection, m, broken)
+
+
+def test_a_fault_in_segment_processing_resets_the_connection_with_an_acceptable_rst(monkeypatch):
+    import errno
+    h = TcpHarness()
+    conn = h.listen_and_establish()
+    _break(monkeypatch, "segment_arrives")
+    h.send(h.seg("PA", load=b"hello"))
+    h.expect(flags="R", seq=h.l_nxt)            # RFC 9293 3.10.5 ABORT: RST at SND.NXT
+    h.expect_nothing()
+    assert h.host.tcp.stats["internal_error"] == 1
+    assert h.host.tcp.conns == {} and conn.error == errno.ECONNRESET
+
+
+def test_a_connection_too_broken_to_abort_is_still_forgotten_and_its_socket_told(monkeypatch):
+    import errno
+    h = TcpHarness()
+    conn = h.listen_and_establish()
+    _break(monkeypatch, "segment_arrives", "abort")
+    h.send(h.seg("PA", load=b"hello"))
+    h.expect_nothing()
+    assert h.host.tcp.stats["internal_error"] == 1
+    assert h.host.tcp.conns == {} and conn.error == errno.ECONNRESET and conn.state is State.CLOSED
