@@ -25,7 +25,8 @@ Every packet the link drops is traced as an ``impair`` event with ``action`` ``d
 
 This module is the engine. The spec language (``ImpairSpec.parse("loss=5%,...")``) lives in
 ``stack/link/impair_spec.py``, the command-line glue (``--impair``, ``--impair-in``,
-``--impair-out``, ``--seed``) in ``stack/link/impair_cli.py``; both are re-exported here.
+``--impair-out``, ``--seed``) in ``stack/link/impair_cli.py``, which imports this module (so
+this one does not re-export it: that would be an import cycle).
 """
 from __future__ import annotations
 
@@ -40,23 +41,12 @@ from stack.wire.tcp import flag_string, peek_ipv4_tcp as peek_tcp
 from .impair_spec import DEFAULT_QUEUE_PACKETS, DropRule, ImpairSpec, RuleCounter, parse_queue  # noqa: F401
 
 __all__ = [
-    "DropRule", "ImpairSpec", "Impairment", "add_impairment_arguments",
-    "impairments_from_args", "derive_seed", "parse_spec_arg", "SPEC_HELP",
+    "DropRule", "ImpairSpec", "Impairment", "derive_seed",
     "DEFAULT_QUEUE_PACKETS", "STAT_KEYS", "peek_tcp",
 ]
 
 STAT_KEYS = ("offered", "delivered", "dropped_loss", "dropped_burst", "dropped_rule",
              "dropped_queue", "duplicated", "corrupted", "reordered", "delayed")
-_CLI_NAMES = ("add_impairment_arguments", "impairments_from_args", "parse_spec_arg", "SPEC_HELP")
-
-
-def __getattr__(name: str):
-    """The CLI glue, re-exported lazily (it imports this module)."""
-    if name in _CLI_NAMES:
-        from . import impair_cli
-        return getattr(impair_cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def _ip_header_len(packet: bytes) -> int:
     """IPv4 header length, or 0 when the packet is not IPv4 (where corruption may start)."""

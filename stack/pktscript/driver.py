@@ -23,7 +23,7 @@ import random
 import socket as _socket
 from collections import deque
 
-from ..ip.host import Host
+from ..netstack import NetStack as Host
 from ..tcp.config import TcpConfig
 from ..tcp.isn import FixedIsn
 from ..tcp.states import State

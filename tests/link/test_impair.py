@@ -14,9 +14,9 @@ from scapy.layers.inet import ICMP, IP, TCP, in4_chksum
 from scapy.utils import checksum
 
 from stack.link.impair import (
-    DEFAULT_QUEUE_PACKETS, DropRule, ImpairSpec, Impairment, STAT_KEYS,
-    add_impairment_arguments, derive_seed, impairments_from_args, peek_tcp,
+    DEFAULT_QUEUE_PACKETS, DropRule, ImpairSpec, Impairment, STAT_KEYS, derive_seed, peek_tcp,
 )
+from stack.link.impair_cli import add_impairment_arguments, impairments_from_args
 from stack.trace import ListSink, NULL_TRACER, Tracer
 
 A, B = "192.0.2.1", "192.0.2.2"

@@ -28,7 +28,7 @@ MASK = 0xFFFFFFFF
 
 def _core():
     """The core's public pieces this benchmark uses (imported late: the bench runs without them)."""
-    from stack.ip.host import Host
+    from stack.netstack import NetStack as Host
     from stack.tcp.config import TcpConfig
     from stack.wire.checksum import IPPROTO_TCP
     from stack.wire.ipv4 import build_ipv4, parse_ipv4
