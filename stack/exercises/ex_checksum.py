@@ -66,8 +66,8 @@ def checksum(data: bytes) -> int:
 
 def _cases(t, part, cases) -> None:
     for data, want in cases:
-        t.expect(f"checksum({data.hex() if len(data) <= 16 else data[:8].hex() + f'...({len(data)} bytes)'}"
-                 if data else "checksum(b'')", part.checksum(data), want, show=_hex)
+        shown = data.hex() if len(data) <= 16 else f"{data[:8].hex()}... ({len(data)} bytes)"
+        t.expect(f"checksum({shown})" if data else "checksum(b'')", part.checksum(data), want, show=_hex)
 
 
 def _hex(v) -> str:

@@ -99,8 +99,9 @@ def check_half_way(part, t, o):
 
 
 def check_data_across_wrap_through_stack(part, t, o):
-    """RFC 9293 3.4 / 3.10.7.4: with your comparisons in the stack, in-order data across 2**32 is
-    accepted and acknowledged, and a duplicate of old data (before the wrap) is not delivered again."""
+    """RFC 9293 3.4 / 3.10.7.4 / 3.10.7.4 fifth check: with your comparisons in the stack, data
+    across 2**32 is accepted and acknowledged, an old duplicate is not delivered again, and the
+    stack's own data across 2**32 is taken as acknowledged (no retransmission)."""
     from .seams import swapped
     iss, irs = TOP - 100, TOP - 50
     with swapped({} if o["part_is_reference"] else replacements(part)):
@@ -124,6 +125,16 @@ def check_data_across_wrap_through_stack(part, t, o):
         p.send("PA", irs + 1, iss + 1, b"a" * 40)       # an old duplicate, from before the wrap
         p.advance_to(0.6)
         t.expect("bytes delivered after an old duplicate arrives", conn.recv(1000, p.now), b"")
+        p.take()
+        conn.send(b"z" * 200, p.now)                      # our SND.NXT crosses 2**32 too
+        p.host.tcp.touch(conn, p.now)
+        p._collect()
+        sent = sum(len(s.payload) for _, s, _ in p.take())
+        t.expect("bytes the stack sends at once", sent, 200)
+        p.send("A", (irs + 121) % TOP, (iss + 201) % TOP, at=0.65)  # the ACK of all 200, past the wrap
+        t.expect("SND.UNA after the ACK (0x{:08x})".format((iss + 201) % TOP), conn.snd_una, (iss + 201) % TOP)
+        p.advance_to(3.0)
+        t.expect("segments retransmitted after all was acknowledged", len(p.take()), 0)
 
 
 def check_transfer_across_wrap(part, t, o):

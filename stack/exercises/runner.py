@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from .framework import DEFAULT_E2E_BYTES, CheckResult, Exercise, LoadError, load_part, run_checks
+from .framework import DEFAULT_E2E_BYTES, CheckResult, Exercise, LoadError, check_limit, load_part, run_checks
 
 CHILD_MEMORY_LIMIT = 2 << 30  # bytes of address space for the student's process
 SLACK = 20.0                  # seconds on top of the checks' own limits (interpreter start-up, imports)
@@ -67,8 +67,12 @@ def student_path(ex: Exercise, directory: str | None) -> str | None:
 
 
 def grade(ex: Exercise, directory: str | None = None, *, only=None, e2e_bytes: int = DEFAULT_E2E_BYTES,
-          isolate: bool = True) -> Report:
-    """Grade the student's file in ``directory`` (or the reference when None)."""
+          isolate: bool = True, time_limit: float | None = None, slack: float = SLACK) -> Report:
+    """Grade the student's file in ``directory`` (or the reference when None).
+
+    ``isolate``: run the student's code in a child process (the default; False runs it here,
+    for the checker's own tests). ``time_limit`` lowers every check's limit; ``slack`` is the
+    child's allowance for start-up on top of the checks' limits."""
     path = student_path(ex, directory)
     report = Report(ex, path)
     if path is not None and not os.path.isfile(path):
@@ -80,17 +84,19 @@ def grade(ex: Exercise, directory: str | None = None, *, only=None, e2e_bytes: i
         except LoadError as exc:
             report.load_error = str(exc)
             return report
-        report.results = list(run_checks(ex, part, only=only, options={"e2e_bytes": e2e_bytes}, path=path))
+        options = {"e2e_bytes": e2e_bytes, "time_limit": time_limit}
+        report.results = list(run_checks(ex, part, only=only, options=options, path=path))
         return report
-    return _grade_in_child(report, only, e2e_bytes)
+    return _grade_in_child(report, only, e2e_bytes, time_limit, slack)
 
 
-def _grade_in_child(report: Report, only, e2e_bytes: int) -> Report:
+def _grade_in_child(report: Report, only, e2e_bytes: int, time_limit, slack: float) -> Report:
     ex = report.exercise
     checks = [c for c in ex.checks if not only or c.name in only]
-    limit = sum(c.timeout for c in checks) + SLACK
+    limit = sum(check_limit(c, time_limit) for c in checks) + slack
     cmd = [sys.executable, "-m", "stack.exercises.runner", str(ex.number), report.path or "-",
-           "--e2e-bytes", str(e2e_bytes)] + (["--only", ",".join(only)] if only else [])
+           "--e2e-bytes", str(e2e_bytes)] + (["--only", ",".join(only)] if only else []) \
+        + (["--time-limit", str(time_limit)] if time_limit else [])
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -144,6 +150,7 @@ def _child(argv: list[str]) -> int:
     p.add_argument("path")
     p.add_argument("--e2e-bytes", type=int, default=DEFAULT_E2E_BYTES)
     p.add_argument("--only", default="")
+    p.add_argument("--time-limit", type=float, default=None)
     args = p.parse_args(argv)
     ex = find(args.exercise)
     path = None if args.path == "-" else args.path
@@ -155,7 +162,8 @@ def _child(argv: list[str]) -> int:
         print(json.dumps({"load_error": str(exc)}), file=real_stdout, flush=True)
         return 0
     only = [n for n in args.only.split(",") if n] or None
-    for res in run_checks(ex, part, only=only, options={"e2e_bytes": args.e2e_bytes}, path=path):
+    options = {"e2e_bytes": args.e2e_bytes, "time_limit": args.time_limit}
+    for res in run_checks(ex, part, only=only, options=options, path=path):
         print(json.dumps(res.as_dict()), file=real_stdout, flush=True)
     return 0
 

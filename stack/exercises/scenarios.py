@@ -21,6 +21,7 @@ from ..tcp.isn import FixedIsn
 from ..wire import checksum as _checksum_module
 from ..wire.ipv4 import aton, build_ipv4, parse_ipv4
 from ..wire.tcp import IPPROTO_TCP, TcpSegment, build_tcp, flag_string, parse_tcp
+from .framework import fmt
 
 LOCAL, PEER = aton("192.0.2.2"), aton("192.0.2.1")
 FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, ".": 0x10}
@@ -51,7 +52,7 @@ def build_packet(seg: TcpSegment, src: bytes = PEER, dst: bytes = LOCAL) -> byte
 
 
 def describe(seg: TcpSegment) -> str:
-    s = f"[{flag_string(seg.flags)}] seq={seg.seq} ack={seg.ack} win={seg.window}"
+    s = f"[{flag_string(seg.flags)}] seq={fmt(seg.seq)} ack={fmt(seg.ack)} win={seg.window}"
     if seg.payload:
         s += f" len={len(seg.payload)}"
     if seg.sack:
@@ -150,19 +151,28 @@ def transfer(t, nbytes: int, *, loss: str = "loss=5%", seed: int = 1, iss_a: int
     lst = sim.listen(sim.b, 80)
     conn = sim.connect(sim.a, 80)
     sim.run(until=300, condition=lambda: lst.readable or conn.error)
+
+    def check_taps() -> None:
+        if tap:
+            t.expect("packets on the wire whose checksum the reference rejects", sum(tp.bad for tp in taps), 0)
+
     if not lst.readable:
-        t.fail(f"the handshake did not complete (a's error: {conn.error})")
+        check_taps()
+        t.fail(f"the handshake did not complete in 300 s of virtual time (a's error: {_err(conn.error)})")
     peer = lst.accept()
     data = random.Random(seed).randbytes(nbytes)
     got = sim.transfer(sim.a, conn, sim.b, peer, data, until=sim.now + until)
     t.note(f"virtual time {sim.now:.2f} s, {conn.stats['segs_out']} segments out of a, "
            f"{conn.stats['retrans']} retransmitted")
-    if tap:
-        bad = sum(tp.bad for tp in taps)
-        t.expect("packets on the wire whose checksum the reference rejects", bad, 0)
+    check_taps()
     if got != data:
         first = next((i for i, (x, y) in enumerate(zip(got, data)) if x != y), min(len(got), len(data)))
         t.fail(f"arrived {len(got)} of {nbytes} bytes; first difference at offset {first}; "
-               f"a's error: {conn.error}, b's error: {peer.error}")
+               f"a's error: {_err(conn.error)}, b's error: {_err(peer.error)}")
     t.expect("sha256 of what arrived equals what was sent",
              hashlib.sha256(got).hexdigest()[:16], hashlib.sha256(data).hexdigest()[:16])
+
+
+def _err(code) -> str:
+    import errno
+    return errno.errorcode.get(code, str(code)) if code else "none"
