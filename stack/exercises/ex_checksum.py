@@ -156,6 +156,13 @@ def check_transfer_under_loss(part, t, o):
         transfer(t, o["e2e_bytes"], tap=True)
 
 
+def check_real_tun_curl(part, t, o):
+    """End to end over a real TUN (root only): curl downloads from the stack with your part in it, through
+    5 % loss each way; the kernel is the peer and drops what it finds wrong."""
+    from .tun_e2e import real_curl_check
+    real_curl_check(EXERCISE, part, t, o)
+
+
 EXERCISE = Exercise(
     number=1, slug="checksum", title="The Internet checksum", lab="docs/labs/01-handshake.md",
     clauses=["RFC 1071 1, 3", "RFC 9293 3.1 (pseudo-header)", "RFC 791 3.1"],
@@ -175,5 +182,7 @@ EXERCISE = Exercise(
               check_handshake_through_stack),
         Check("transfer_5pct_loss", "e2e", check_transfer_under_loss.__doc__, check_transfer_under_loss,
               weight=2, timeout=120.0),
+        Check("real_tun_curl", "e2e", check_real_tun_curl.__doc__, check_real_tun_curl, weight=2,
+              timeout=150.0),
     ],
 )

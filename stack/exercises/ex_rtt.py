@@ -225,6 +225,13 @@ def check_transfer_under_loss(part, t, o):
         transfer(t, o["e2e_bytes"])
 
 
+def check_real_tun_curl(part, t, o):
+    """End to end over a real TUN (root only): curl downloads from the stack with your part in it, through
+    5 % loss each way; the kernel is the peer and drops what it finds wrong."""
+    from .tun_e2e import real_curl_check
+    real_curl_check(EXERCISE, part, t, o)
+
+
 EXERCISE = Exercise(
     number=4, slug="rtt", title="RTT estimator and RTO", lab="docs/labs/02-loss-and-retransmission.md",
     clauses=["RFC 6298 2.1-2.5", "RFC 6298 5.5", "RFC 6298 5 (note after 5.7)"],
@@ -245,5 +252,7 @@ EXERCISE = Exercise(
         Check("rto_through_stack", "packet", check_rto_through_stack.__doc__, check_rto_through_stack),
         Check("transfer_5pct_loss", "e2e", check_transfer_under_loss.__doc__, check_transfer_under_loss,
               weight=2, timeout=120.0),
+        Check("real_tun_curl", "e2e", check_real_tun_curl.__doc__, check_real_tun_curl, weight=2,
+              timeout=150.0),
     ],
 )

@@ -145,6 +145,13 @@ def check_transfer_across_wrap(part, t, o):
         transfer(t, n, iss_a=(TOP - n // 2) % TOP)
 
 
+def check_real_tun_curl(part, t, o):
+    """End to end over a real TUN (root only): curl downloads from the stack with your part in it, through
+    5 % loss each way; the kernel is the peer and drops what it finds wrong."""
+    from .tun_e2e import real_curl_check
+    real_curl_check(EXERCISE, part, t, o, iss=(TOP - o["e2e_bytes"] // 2) % TOP)
+
+
 EXERCISE = Exercise(
     number=2, slug="seq", title="Sequence-number comparison modulo 2**32", lab="docs/labs/01-handshake.md",
     clauses=["RFC 9293 3.4", "RFC 1982 3.2"], filename="seq.py", names=NAMES, skeleton=SKELETON,
@@ -160,5 +167,7 @@ EXERCISE = Exercise(
               check_data_across_wrap_through_stack),
         Check("transfer_across_wrap", "e2e", check_transfer_across_wrap.__doc__, check_transfer_across_wrap,
               weight=2, timeout=120.0),
+        Check("real_tun_curl", "e2e", check_real_tun_curl.__doc__, check_real_tun_curl, weight=2,
+              timeout=150.0),
     ],
 )

@@ -235,6 +235,7 @@ def run_checks(ex: Exercise, part, *, only=None, options=None, path=None):
     options = dict(options or {})
     options.setdefault("e2e_bytes", DEFAULT_E2E_BYTES)
     options.setdefault("part_is_reference", path is None)
+    options.setdefault("student_path", path)
     for check in ex.checks:
         if only and check.name not in only:
             continue

@@ -67,7 +67,8 @@ def student_path(ex: Exercise, directory: str | None) -> str | None:
 
 
 def grade(ex: Exercise, directory: str | None = None, *, only=None, e2e_bytes: int = DEFAULT_E2E_BYTES,
-          isolate: bool = True, time_limit: float | None = None, slack: float = SLACK) -> Report:
+          isolate: bool = True, time_limit: float | None = None, slack: float = SLACK,
+          real_tun: bool = True) -> Report:
     """Grade the student's file in ``directory`` (or the reference when None).
 
     ``isolate``: run the student's code in a child process (the default; False runs it here,
@@ -84,19 +85,19 @@ def grade(ex: Exercise, directory: str | None = None, *, only=None, e2e_bytes: i
         except LoadError as exc:
             report.load_error = str(exc)
             return report
-        options = {"e2e_bytes": e2e_bytes, "time_limit": time_limit}
+        options = {"e2e_bytes": e2e_bytes, "time_limit": time_limit, "real_tun": real_tun}
         report.results = list(run_checks(ex, part, only=only, options=options, path=path))
         return report
-    return _grade_in_child(report, only, e2e_bytes, time_limit, slack)
+    return _grade_in_child(report, only, e2e_bytes, time_limit, slack, real_tun)
 
 
-def _grade_in_child(report: Report, only, e2e_bytes: int, time_limit, slack: float) -> Report:
+def _grade_in_child(report: Report, only, e2e_bytes: int, time_limit, slack: float, real_tun: bool) -> Report:
     ex = report.exercise
     checks = [c for c in ex.checks if not only or c.name in only]
     limit = sum(check_limit(c, time_limit) for c in checks) + slack
     cmd = [sys.executable, "-m", "stack.exercises.runner", str(ex.number), report.path or "-",
            "--e2e-bytes", str(e2e_bytes)] + (["--only", ",".join(only)] if only else []) \
-        + (["--time-limit", str(time_limit)] if time_limit else [])
+        + (["--time-limit", str(time_limit)] if time_limit else []) + ([] if real_tun else ["--no-tun"])
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -151,6 +152,7 @@ def _child(argv: list[str]) -> int:
     p.add_argument("--e2e-bytes", type=int, default=DEFAULT_E2E_BYTES)
     p.add_argument("--only", default="")
     p.add_argument("--time-limit", type=float, default=None)
+    p.add_argument("--no-tun", action="store_true")
     args = p.parse_args(argv)
     ex = find(args.exercise)
     path = None if args.path == "-" else args.path
@@ -162,7 +164,7 @@ def _child(argv: list[str]) -> int:
         print(json.dumps({"load_error": str(exc)}), file=real_stdout, flush=True)
         return 0
     only = [n for n in args.only.split(",") if n] or None
-    options = {"e2e_bytes": args.e2e_bytes, "time_limit": args.time_limit}
+    options = {"e2e_bytes": args.e2e_bytes, "time_limit": args.time_limit, "real_tun": not args.no_tun}
     for res in run_checks(ex, part, only=only, options=options, path=path):
         print(json.dumps(res.as_dict()), file=real_stdout, flush=True)
     return 0

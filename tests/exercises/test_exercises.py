@@ -38,7 +38,7 @@ def test_course_order_and_metadata():
 
 @pytest.mark.parametrize("slug", SLUGS)
 def test_reference_scores_full(slug):
-    report = grade(find(slug), None, isolate=False, e2e_bytes=SMALL)
+    report = grade(find(slug), None, isolate=False, e2e_bytes=SMALL, real_tun=False)
     assert report.full, _failures(report)
     assert report.score == 100.0
 
@@ -47,7 +47,7 @@ def test_reference_scores_full(slug):
 def test_good_solution_scores_full_through_the_seams(slug, tmp_path):
     """A correct student file, swapped in where the stack holds the reference, scores 100 %."""
     ex = _write(tmp_path, slug, GOOD[slug])
-    report = grade(ex, str(tmp_path), isolate=False, e2e_bytes=SMALL)
+    report = grade(ex, str(tmp_path), isolate=False, e2e_bytes=SMALL, real_tun=False)
     assert report.full, _failures(report)
     if ex.wired:
         assert {r.kind for r in report.results} >= {"unit", "packet", "e2e"}
@@ -57,7 +57,7 @@ def test_good_solution_scores_full_through_the_seams(slug, tmp_path):
 def test_skeleton_scores_zero_without_hanging(slug, tmp_path):
     """The skeleton as written by 'start' loads, runs every check in a child process, and earns nothing."""
     ex = _write(tmp_path, slug, find(slug).skeleton)
-    report = grade(ex, str(tmp_path), e2e_bytes=SMALL, time_limit=10)
+    report = grade(ex, str(tmp_path), e2e_bytes=SMALL, time_limit=10, real_tun=False)
     assert not report.load_error
     assert len(report.results) == len(ex.checks)
     assert report.earned == 0 and report.score == 0.0 and not report.full
@@ -85,7 +85,7 @@ def test_wrap_mutant_also_fails_inside_the_stack(tmp_path):
     """Sequence comparison without wraparound: the packet-level scenario through the core catches it too."""
     slug, _, edits, _, _ = next(m for m in MUTANTS if m[:2] == ("seq", "no_wraparound"))
     ex = _write(tmp_path, slug, mutant_source(slug, edits))
-    report = grade(ex, str(tmp_path), isolate=False, only=["data_across_wrap_through_stack"], time_limit=10)
+    report = grade(ex, str(tmp_path), isolate=False, only=["data_across_wrap_through_stack"], time_limit=2)
     res = report.result("data_across_wrap_through_stack")
     assert not res.passed
     assert any("host >" in line for line in res.trace)  # the segments so far are in the trace
