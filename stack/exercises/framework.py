@@ -33,11 +33,11 @@ class NotApplicable(Exception):
 
 
 def fmt(value) -> str:
-    """Values as a student reads them: sequence numbers in hex when large, floats to the microsecond."""
+    """Values as a student reads them: ints in decimal, floats to six significant digits."""
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, int):
-        return f"0x{value:08x}" if value > 0xFFFF else str(value)
+        return str(value)
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (bytes, bytearray)):
@@ -46,6 +46,11 @@ def fmt(value) -> str:
         inner = ", ".join(fmt(v) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
     return repr(value)
+
+
+def seqhex(value) -> str:
+    """A sequence number as 0x%08x (how the wrap-around exercises show them)."""
+    return f"0x{value:08x}" if isinstance(value, int) and not isinstance(value, bool) else fmt(value)
 
 
 class Trace:

@@ -21,7 +21,6 @@ from ..tcp.isn import FixedIsn
 from ..wire import checksum as _checksum_module
 from ..wire.ipv4 import aton, build_ipv4, parse_ipv4
 from ..wire.tcp import IPPROTO_TCP, TcpSegment, build_tcp, flag_string, parse_tcp
-from .framework import fmt
 
 LOCAL, PEER = aton("192.0.2.2"), aton("192.0.2.1")
 FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, ".": 0x10}
@@ -52,7 +51,7 @@ def build_packet(seg: TcpSegment, src: bytes = PEER, dst: bytes = LOCAL) -> byte
 
 
 def describe(seg: TcpSegment) -> str:
-    s = f"[{flag_string(seg.flags)}] seq={fmt(seg.seq)} ack={fmt(seg.ack)} win={seg.window}"
+    s = f"[{flag_string(seg.flags)}] seq={seg.seq} ack={seg.ack} win={seg.window}"
     if seg.payload:
         s += f" len={len(seg.payload)}"
     if seg.sack:
