@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run exercise N's graded checks with your part swapped in and the "
                                     "stack's reference for everything else: unit scenarios, packet-exact "
                                     "scenarios in virtual time, then an end-to-end transfer through the "
-                                    "simulator under loss. Each failure is printed as a step trace. Exit "
+                                    "simulator under loss and, as root, a curl download over a real TUN "
+                                    "(in a network namespace of its own). Each failure is printed as a "
+                                    "step trace. Exit "
                                     "status 0 only at full score. Without DIR the reference implementation "
                                     "is graded (a teacher's sanity check).")
     ck.add_argument("exercise", metavar="N", help="exercise number or name (see 'list')")
@@ -101,7 +103,7 @@ def cmd_start(args) -> int:
     os.makedirs(directory, exist_ok=True)
     with open(path, "x", encoding="utf-8") as f:
         f.write(ex.skeleton)
-    print(f"wrote {path}")
+    print(f"wrote {_shown(path)}")
     print(f"exercise {ex.number}: {ex.title}; read {'; '.join(ex.clauses)}; lab {ex.lab}")
     print(f"when you are done: tunstack exercise check {ex.number} {args.directory}")
     return 0
@@ -125,13 +127,19 @@ def cmd_check(args) -> int:
     return 0 if report.full else 1
 
 
+def _shown(path: str) -> str:
+    """A path as the user would type it: relative to the current directory when inside it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def print_report(report, file=None) -> None:
     out = file or sys.stdout
     ex = report.exercise
     w = lambda s="": print(s, file=out)  # noqa: E731
     w(f"exercise {ex.number}: {ex.title}")
     w(f"  read: {'; '.join(ex.clauses)}   lab: {ex.lab}")
-    w(f"  grading: {report.path or 'the reference implementation (no DIR given)'}")
+    w(f"  grading: {_shown(report.path) if report.path else 'the reference implementation (no DIR given)'}")
     if not ex.wired:
         w(textwrap.fill(f"note: this part is graded on its own; {ex.wiring}", 100,
                         initial_indent="  ", subsequent_indent="    "))
