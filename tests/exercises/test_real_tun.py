@@ -16,12 +16,12 @@ def test_good_checksum_downloads_intact_over_a_real_tun(private_netns, tmp_path)
     (tmp_path / "checksum.py").write_text(GOOD["checksum"])
     report = grade(find("checksum"), str(tmp_path), only=["real_tun_curl"], e2e_bytes=SMALL)
     res = report.result("real_tun_curl")
-    assert res.passed and not res.skipped, res.trace
-    assert any("curl fetches 262144 bytes" in line for line in res.trace) or res.passed
+    assert res.passed and not res.skipped, (res.trace, res.error)
 
 
-def test_broken_checksum_is_caught_by_the_kernel_round_trip(private_netns, tmp_path):
+def test_broken_checksum_is_caught_by_the_kernel_round_trip(private_netns, tmp_path, monkeypatch):
     """Without the end-around carry the stack rejects the kernel's segments: named in the trace."""
+    monkeypatch.setenv("TUNSTACK_EXERCISE_CONNECT_TIMEOUT", "3")  # it never connects: do not wait 10 s
     _, _, edits, _, _ = next(m for m in MUTANTS if m[:2] == ("checksum", "no_end_around_carry"))
     (tmp_path / "checksum.py").write_text(mutant_source("checksum", edits))
     report = grade(find("checksum"), str(tmp_path), only=["real_tun_curl"], e2e_bytes=SMALL)
