@@ -122,10 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("rest", nargs=argparse.REMAINDER)
     plot.set_defaults(func=cmd_plot)
 
-    exercise = sub.add_parser("exercise", add_help=False, help="build-it-yourself exercises: list, start N DIR, "
-                              "check N [DIR]; 'tunstack exercise --help' for more")
-    exercise.add_argument("rest", nargs=argparse.REMAINDER)
-    exercise.set_defaults(func=lambda args: __import__("stack.exercises.cli").exercises.cli.main(args.rest))
+    from .exercises import cli as exercises_cli  # builds argparse parsers only; grading is imported on use
+    exercises_cli.add_to(sub.add_parser("exercise", help="build-it-yourself exercises: list, start N DIR, check N [DIR]",
+                                        description=exercises_cli.DESCRIPTION))
     return parser
 
 
@@ -141,9 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["plot"]:  # its own parser takes everything after it, --help included
         return cmd_plot(argparse.Namespace(rest=argv[1:]))
-    if argv[:1] == ["exercise"]:  # its own parser takes everything after it, --help included
-        from .exercises.cli import main as exercise_main
-        return exercise_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -17,31 +17,38 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tunstack exercise",
-                description="Build-it-yourself mode: implement a part of TCP, and the checker grades it "
-                            "with the stack's own code around it (see docs/exercises.md).")
-    sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    p = _Parser(prog="tunstack exercise", description=DESCRIPTION)
+    add_to(p)
+    return p
+
+
+DESCRIPTION = ("Build-it-yourself mode: implement a part of TCP, and the checker grades it "
+               "with the stack's own code around it (see docs/exercises.md).")
+
+
+def add_to(p: argparse.ArgumentParser) -> None:
+    """Add list/start/check to ``p`` (this module's own parser, or ``tunstack exercise`` in stack/cli.py)."""
+    sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
     sub.required = True
     ls = sub.add_parser("list", help="the exercises in course order, with their RFC clauses and labs",
                         description="The exercises in course order: number, name, lab, the RFC clauses "
                                     "to read, and whether the part is already wired into the stack.")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
-    ls.set_defaults(func=cmd_list)
+    ls.set_defaults(func=_guarded(cmd_list))
     st = sub.add_parser("start", help="write an exercise's skeleton into DIR",
                         description="Write the skeleton of exercise N (signatures, docstrings, the clauses "
                                     "to read, TODOs; no solution) into DIR. Never overwrites a file.")
     st.add_argument("exercise", metavar="N", help="exercise number or name (see 'list')")
     st.add_argument("directory", metavar="DIR", help="where to write it (created if missing)")
-    st.set_defaults(func=cmd_start)
+    st.set_defaults(func=_guarded(cmd_start))
     ck = sub.add_parser("check", help="grade the solution in DIR (no DIR: grade the reference)",
                         description="Run exercise N's graded checks with your part swapped in and the "
                                     "stack's reference for everything else: unit scenarios, packet-exact "
                                     "scenarios in virtual time, then an end-to-end transfer through the "
                                     "simulator under loss and, as root, a curl download over a real TUN "
                                     "(in a network namespace of its own). Each failure is printed as a "
-                                    "step trace. Exit "
-                                    "status 0 only at full score. Without DIR the reference implementation "
-                                    "is graded (a teacher's sanity check).")
+                                    "step trace. Exit status 0 only at full score. Without DIR the "
+                                    "reference implementation is graded (a teacher's sanity check).")
     ck.add_argument("exercise", metavar="N", help="exercise number or name (see 'list')")
     ck.add_argument("directory", metavar="DIR", nargs="?", help="the directory holding your file")
     ck.add_argument("--json", action="store_true", help="one JSON report on stdout, for a grading system")
@@ -50,8 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bytes in the end-to-end transfer (default 4 MiB; suffixes k, M)")
     ck.add_argument("--no-tun", action="store_true",
                     help="skip the real-TUN curl run (it needs root; without root it is skipped anyway)")
-    ck.set_defaults(func=cmd_check)
-    return p
+    ck.set_defaults(func=_guarded(cmd_check))
 
 
 def _size(text: str) -> int:
@@ -168,13 +174,21 @@ def print_report(report, file=None) -> None:
     w(f"score: {report.earned}/{report.total} ({report.score:.0f} %)")
 
 
+def _guarded(func):
+    """A user's mistake is one line on stderr and exit status 1, never a traceback."""
+    def run(args) -> int:
+        try:
+            return func(args)
+        except UsageError as exc:
+            print(f"tunstack exercise: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UsageError as exc:
-        print(f"tunstack exercise: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
 

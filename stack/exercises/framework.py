@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -199,10 +199,12 @@ def run_check(ex: Exercise, check: Check, part, options: dict, path: str | None 
     t = Trace()
     res = CheckResult(check.name, check.kind, check.weight, False)
     start = time.perf_counter()
-    old = signal.signal(signal.SIGALRM, _on_alarm) if _main_thread() else None
+    timed = _main_thread()  # SIGALRM works in the main thread only (the checker's child runs there)
+    if timed:  # keep whatever alarm was set before (pytest-timeout's, say) and re-arm it after
+        old_handler = signal.signal(signal.SIGALRM, _on_alarm)
+        old_delay, _ = signal.getitimer(signal.ITIMER_REAL)
+        signal.setitimer(signal.ITIMER_REAL, limit)
     try:
-        if old is not None:
-            signal.setitimer(signal.ITIMER_REAL, limit)
         check.fn(part, t, options)
         res.passed = True
     except CheckFailed:
@@ -212,14 +214,14 @@ def run_check(ex: Exercise, check: Check, part, options: dict, path: str | None 
     except CheckTimeout:
         t.lines.append(f"    time limit: the check did not finish in {limit:g} s "
                        f"(an endless loop, or far too slow)")
-    except RecursionError as exc:
-        res.error = student_traceback(exc, path)
     except Exception as exc:  # noqa: BLE001 -- the student's bug, shown with its traceback
         res.error = student_traceback(exc, path)
     finally:
-        if old is not None:
+        if timed:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
+            signal.signal(signal.SIGALRM, old_handler if old_handler is not None else signal.SIG_DFL)
+            if old_delay:
+                signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.perf_counter() - start), 0.001))
     res.seconds = time.perf_counter() - start
     res.trace = t.lines
     return res
@@ -231,7 +233,6 @@ def check_limit(check: Check, cap: float | None) -> float:
 
 
 def _main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()
 
 
