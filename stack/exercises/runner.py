@@ -158,6 +158,8 @@ def _child(argv: list[str]) -> int:
     path = None if args.path == "-" else args.path
     real_stdout = sys.stdout
     sys.stdout = sys.stderr  # the student's prints must not mix with the results
+    if path is not None:
+        sys.path.insert(0, os.path.dirname(path))  # the student's own helper modules, next to the file
     try:
         part = ex.reference() if path is None else load_part(ex, path)
     except LoadError as exc:

@@ -123,3 +123,11 @@ def test_student_prints_do_not_break_the_protocol(tmp_path):
     (tmp_path / "window.py").write_text('print("{\\"name\\": 1}")\n' + GOOD["window"].replace(
         "    in_flight", '    print("debug", snd_una)\n    in_flight', 1))
     assert grade(find("window"), str(tmp_path)).full
+
+
+def test_student_helper_module_next_to_the_file_is_importable(tmp_path):
+    (tmp_path / "flight.py").write_text("def in_flight(una, nxt):\n    return (nxt - una) % 2**32\n")
+    (tmp_path / "window.py").write_text("from flight import in_flight\n\n"
+                                        "def usable_window(una, nxt, wnd, cwnd):\n"
+                                        "    return max(0, min(wnd, cwnd) - in_flight(una, nxt))\n")
+    assert grade(find("window"), str(tmp_path)).full
