@@ -29,3 +29,12 @@ def test_broken_checksum_is_caught_by_the_kernel_round_trip(private_netns, tmp_p
     assert not res.passed
     trace = "\n".join(res.trace)
     assert "dropped for a bad checksum" in trace and "expected 0, got" in trace, trace
+
+
+def test_without_root_the_real_tun_run_is_skipped_not_failed(monkeypatch):
+    """Not root: the check says why it did not run, and the score counts it neither way."""
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    report = grade(find("seq"), None, isolate=False, only=["plain_order", "real_tun_curl"])
+    res = report.result("real_tun_curl")
+    assert res.skipped == "real-TUN curl run skipped: needs root (the TUN device and a private network namespace)"
+    assert report.full and report.total == 1
