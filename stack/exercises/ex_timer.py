@@ -5,6 +5,7 @@ Wired after the core merge: the timers become one object and RTT sampling moves 
 """
 from __future__ import annotations
 
+from collections import deque
 from types import SimpleNamespace
 
 from ..tcp.rtt import RttEstimator
@@ -13,30 +14,42 @@ from .framework import Check, Exercise
 MASK = 0xFFFFFFFF
 
 
-def _ge(a: int, b: int) -> bool:
-    return a == b or (b - a) & MASK >= 0x80000000
+def _gt(a: int, b: int) -> bool:
+    return a != b and (b - a) & MASK >= 0x80000000
+
+
+def _le(a: int, b: int) -> bool:
+    return not _gt(a, b)
 
 
 class RetransmissionTimer:
-    """RFC 6298 5 timer management plus the RTT sampling that feeds the estimator (reference)."""
+    """RFC 6298 5 timer management plus the RTT sampling that feeds the estimator (reference).
+
+    Sampling follows the stack (``Connection._take_rtt_sample``) and Linux: every segment sent
+    once is timed; an ACK gives one sample, from the newest segment it covers; a retransmission
+    from ``seq`` forgets the timing of every segment ending after ``seq`` (Karn).
+    """
 
     def __init__(self, rtt: RttEstimator) -> None:
         self.rtt = rtt
         self.deadline: float | None = None
-        self._timed: tuple[int, float] | None = None  # (end of the timed segment, when it was sent)
+        self._sent: deque[tuple[int, float]] = deque()  # (end, time sent) of segments sent once, in order
 
     def on_send(self, seq: int, end: int, now: float, retransmission: bool = False) -> None:
         if self.deadline is None:
             self.deadline = now + self.rtt.current_rto()  # RFC 6298 5.1: start it if not running
         if retransmission:
-            self._timed = None  # RFC 6298 3 (Karn): an ACK may answer either copy: no sample
-        elif self._timed is None:
-            self._timed = (end, now)  # RFC 6298 3: time one segment per round trip
+            while self._sent and _gt(self._sent[-1][0], seq):
+                self._sent.pop()  # RFC 6298 3 (Karn): an ACK of these may answer either copy
+        else:
+            self._sent.append((end, now))  # time every first transmission
 
     def on_ack(self, ack: int, now: float, all_acked: bool) -> None:
-        if self._timed is not None and _ge(ack, self._timed[0]):
-            self.rtt.sample(now - self._timed[1])  # RFC 6298 2: a valid sample
-            self._timed = None
+        sent_at = None
+        while self._sent and _le(self._sent[0][0], ack):
+            sent_at = self._sent.popleft()[1]
+        if sent_at is not None:
+            self.rtt.sample(now - sent_at)  # RFC 6298 2: one sample, from the newest segment covered
         if all_acked:
             self.deadline = None  # RFC 6298 5.2: all data acknowledged: stop the timer
         else:
@@ -44,7 +57,6 @@ class RetransmissionTimer:
 
     def on_expire(self, now: float) -> None:
         self.rtt.on_timeout()  # RFC 6298 5.5: back off
-        self._timed = None  # RFC 6298 3 (Karn): what was timed will be retransmitted
         self.deadline = now + self.rtt.current_rto()  # RFC 6298 5.6: restart with the new RTO
 
 
@@ -61,6 +73,10 @@ Lab:  docs/labs/02-loss-and-retransmission.md, section 5 (the RTO and its backof
 ``rtt`` is the stack's RttEstimator (exercise 4): rtt.sample(r), rtt.current_rto(),
 rtt.on_timeout(). The caller retransmits; this object only decides when, and which RTTs count.
 
+RTT samples, as the stack and Linux take them: time every segment sent for the first time;
+an ACK gives ONE sample, from the newest segment it covers; a retransmission starting at
+``seq`` makes the timing of every segment ending after ``seq`` useless (Karn).
+
 Wired after the core merge: the graded scenarios run against your class now.
 
 Check your work:  tunstack exercise check 5 DIR
@@ -71,21 +87,21 @@ class RetransmissionTimer:
     def __init__(self, rtt):
         self.rtt = rtt
         self.deadline = None   # when the timer expires (seconds), or None when it is not running
-        # TODO: what you need to time one segment at a time
+        # TODO: what you need to remember to take RTT samples
 
     def on_send(self, seq: int, end: int, now: float, retransmission: bool = False) -> None:
         """Segment [seq, end) was sent at ``now`` (``retransmission``: it was sent before)."""
-        # TODO: RFC 6298 5.1; start timing a segment if none is timed (but see Karn).
+        # TODO: RFC 6298 5.1; remember when a first transmission was sent (and see Karn).
         raise NotImplementedError("on_send")
 
     def on_ack(self, ack: int, now: float, all_acked: bool) -> None:
         """An ACK acknowledged new data up to ``ack``; ``all_acked``: nothing is outstanding now."""
-        # TODO: take the RTT sample if the timed segment is covered; RFC 6298 5.2 / 5.3.
+        # TODO: one RTT sample from the newest timed segment the ACK covers; RFC 6298 5.2 / 5.3.
         raise NotImplementedError("on_ack")
 
     def on_expire(self, now: float) -> None:
         """The timer expired at ``now`` (the caller retransmits the earliest unacknowledged segment)."""
-        # TODO: RFC 6298 5.5 and 5.6 (and what does Karn say about the segment being timed?)
+        # TODO: RFC 6298 5.5 and 5.6
         raise NotImplementedError("on_expire")
 '''
 
@@ -128,6 +144,22 @@ def check_rtt_sample(part, t, o):
     tm.on_ack(2000, 5.25, all_acked=True)
     t.note("tm.on_ack(2000, now=5.25, all_acked=True)")
     t.expect("tm.rtt.srtt", tm.rtt.srtt, 0.25, close=1e-9)
+
+
+def check_sample_from_newest(part, t, o):
+    """RFC 6298 2 / 3, as the stack and Linux sample: an ACK covering several segments gives one
+    sample, timed from the newest of them."""
+    tm = _new(part)
+    for seq, at in ((1000, 0.0), (2000, 0.01), (3000, 0.02)):
+        tm.on_send(seq, seq + 1000, at)
+        t.note(f"tm.on_send({seq}, {seq + 1000}, now={at})")
+    tm.on_ack(4000, 0.12, all_acked=True)
+    t.note("tm.on_ack(4000, now=0.12, all_acked=True)")
+    t.expect("tm.rtt.srtt (0.12 - 0.02: the newest segment covered)", tm.rtt.srtt, 0.1, close=1e-9)
+    tm.on_send(4000, 5000, 1.0)
+    tm.on_ack(5000, 1.3, all_acked=True)
+    t.note("tm.on_send(4000, 5000, now=1.0); tm.on_ack(5000, now=1.3, all_acked=True)")
+    t.expect("tm.rtt.latest_rtt (a second sample: 0.3)", tm.rtt.latest_rtt, 0.3, close=1e-9)
 
 
 def check_backoff_on_expiry(part, t, o):
@@ -174,6 +206,7 @@ EXERCISE = Exercise(
         Check("start_on_first_send", "unit", check_start_on_send.__doc__, check_start_on_send),
         Check("stop_and_restart", "unit", check_stop_and_restart.__doc__, check_stop_and_restart),
         Check("rtt_sample", "unit", check_rtt_sample.__doc__, check_rtt_sample),
+        Check("sample_from_newest_segment", "unit", check_sample_from_newest.__doc__, check_sample_from_newest),
         Check("backoff_on_expiry", "unit", check_backoff_on_expiry.__doc__, check_backoff_on_expiry),
         Check("karn_no_sample_after_retransmission", "unit", check_karn.__doc__, check_karn),
     ],

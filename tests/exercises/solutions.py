@@ -120,20 +120,21 @@ class RetransmissionTimer:
     def __init__(self, rtt):
         self.rtt = rtt
         self.deadline = None
-        self.timed = None
+        self.sent = []
 
     def on_send(self, seq, end, now, retransmission=False):
         if self.deadline is None:
             self.deadline = now + self.rtt.current_rto()
         if retransmission:
-            self.timed = None
-        elif self.timed is None:
-            self.timed = (end, now)
+            self.sent = [(e, t) for e, t in self.sent if e <= seq]
+        else:
+            self.sent.append((end, now))
 
     def on_ack(self, ack, now, all_acked):
-        if self.timed is not None and (ack - self.timed[0]) % 2**32 < 2**31:
-            self.rtt.sample(now - self.timed[1])
-            self.timed = None
+        covered = [t for e, t in self.sent if e <= ack]
+        if covered:
+            self.rtt.sample(now - covered[-1])
+        self.sent = [(e, t) for e, t in self.sent if e > ack]
         if all_acked:
             self.deadline = None
         else:
@@ -141,7 +142,6 @@ class RetransmissionTimer:
 
     def on_expire(self, now):
         self.rtt.on_timeout()
-        self.timed = None
         self.deadline = now + self.rtt.current_rto()
 '''
 
@@ -274,9 +274,10 @@ MUTANTS = [
     ("rtt", "first_rttvar_is_r", [("self.rttvar = r / 2", "self.rttvar = r")],
      "first_sample", "e.rttvar -> 0.5"),
 
-    ("timer", "no_karn", [("        if retransmission:\n            self.timed = None\n        elif", "        if"),
-                          ("        self.rtt.on_timeout()\n        self.timed = None\n", "        self.rtt.on_timeout()\n")],
+    ("timer", "no_karn", [("            self.sent = [(e, t) for e, t in self.sent if e <= seq]\n", "            pass\n")],
      "karn_no_sample_after_retransmission", "tm.rtt.srtt (no sample taken) -> 1.05"),
+    ("timer", "sample_from_oldest_segment", [("now - covered[-1]", "now - covered[0]")],
+     "sample_from_newest_segment", "expected 0.1, got 0.12"),
     ("timer", "restarted_on_every_send", [("        if self.deadline is None:\n            self.deadline",
                                            "        if True:\n            self.deadline")],
      "start_on_first_send", "expected 1, got 1.4"),

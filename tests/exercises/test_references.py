@@ -51,3 +51,28 @@ def test_usable_window_matches_what_the_sender_sends(peer_window):
     sent = sum(len(s.payload) for _, s, _ in p.take())
     usable = usable_window(conn.snd_una, conn.snd_una, peer_window, conn.cc.cwnd)
     assert sent == usable - usable % conn.eff_mss, (sent, usable, conn.eff_mss, conn.cc.cwnd)
+
+
+def test_timer_reference_samples_like_the_core():
+    """Three segments sent at 0, 10 and 20 ms, one ACK for all at 120 ms: the core and the timer
+    reference both take a single 100 ms sample (from the newest segment) and stop the timer."""
+    from stack.exercises.ex_timer import RetransmissionTimer
+    from stack.tcp.rtt import RttEstimator
+
+    p, conn = _established()
+    ref = RetransmissionTimer(RttEstimator(1.0, 0.2, 120.0))
+    assert conn.rtt.latest_rtt == 0.0  # the handshake's own sample (its ACK came at once)
+    ref.rtt.sample(0.0)
+    mss = conn.eff_mss
+    for i, at in enumerate((0.0, 0.01, 0.02)):
+        p.advance_to(at)
+        conn.send(b"x" * mss, p.now)
+        p.host.tcp.touch(conn, p.now)
+        p._collect()
+        ref.on_send(ISS + 1 + i * mss, ISS + 1 + (i + 1) * mss, at)
+    assert len(p.take()) == 3
+    p.send("A", IRS + 1, ISS + 1 + 3 * mss, at=0.12)
+    ref.on_ack(ISS + 1 + 3 * mss, 0.12, all_acked=True)
+    assert conn.rtt.latest_rtt == pytest.approx(0.1) == ref.rtt.latest_rtt
+    assert conn.rtt.srtt == pytest.approx(ref.rtt.srtt)
+    assert conn.rto_at is None and ref.deadline is None
