@@ -164,7 +164,8 @@ def print_report(report, file=None) -> None:
         mark = "PASS" if r.passed else "FAIL"
         w(f"  {mark}  {r.name:38s} {r.kind:6s} {r.seconds:6.2f} s" + (f"  x{r.weight}" if r.weight > 1 else ""))
         if not r.passed:
-            w(textwrap.fill(" ".join((docs.get(r.name) or "").split()), 100, initial_indent="        ", subsequent_indent="        "))
+            doc = " ".join((docs.get(r.name) or "").split())
+            w(textwrap.fill(doc, 100, initial_indent=" " * 8, subsequent_indent=" " * 8))
             for line in r.trace:
                 w("      " + line)
             if r.error:

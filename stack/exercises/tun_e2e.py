@@ -144,7 +144,8 @@ def _main(argv: list[str]) -> int:
                           sha256=hashlib.sha256(proc.stdout).hexdigest()[:16],
                           seconds=time.monotonic() - start, retransmits=len(sink.of("retransmit")),
                           csum_errors=_kernel_tcp_csum_errors(),
-                          our_csum_drops=stack.host.drops.get("tcp_checksum", 0), curl_err=proc.stderr.decode(errors="replace")[-200:])
+                          our_csum_drops=stack.host.drops.get("tcp_checksum", 0),
+                          curl_err=proc.stderr.decode(errors="replace")[-200:])
             if stack.loop_error is not None:
                 result["loop_error"] = student_traceback(stack.loop_error, None if path == "-" else path)
         finally:
