@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .pktscript.cli import add_subcommand as add_script_command
     add_script_command(sub)
+    from .exercises import cli as exercises_cli  # builds argparse parsers only; grading is imported on use
+    exercises_cli.add_to(sub.add_parser("exercise", help="build-it-yourself exercises: list, start N DIR, check N [DIR]",
+                                        description=exercises_cli.DESCRIPTION))
     return parser
 
 

@@ -1,0 +1,95 @@
+"""Seams: installing a part rebinds the reference wherever the stack holds it, uninstalling puts
+it back, and with nothing installed the stack holds exactly its own objects (zero cost)."""
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+from stack.exercises import seams
+
+WIRED = [s for s in seams.SEAMS.values() if s.wired]
+
+
+def _stack_globals_named(attr: str):
+    seams.preload()
+    for name, mod in list(sys.modules.items()):
+        if mod is not None and name.startswith("stack.") and not name.startswith("stack.exercises"):
+            if attr in vars(mod):
+                yield name, vars(mod)[attr]
+
+
+@pytest.mark.parametrize("seam", WIRED, ids=lambda s: s.name)
+def test_nothing_installed_the_stack_holds_its_own_objects(seam):
+    """Zero cost: every stack global of the seam's name is the reference object itself, defined in its
+    home module (no wrapper, no indirection), and it is bound in the modules that use it."""
+    ref = seam.reference
+    assert getattr(sys.modules[seam.home], seam.attr) is ref
+    assert ref.__module__ == seam.home and ref.__qualname__ == seam.attr
+    holders = dict(_stack_globals_named(seam.attr))
+    assert holders and all(obj is ref for obj in holders.values()), holders
+    assert len(seams.bindings(ref)) >= 2, "the home module and at least one user"
+
+
+def test_stack_never_imports_the_exercises():
+    """No hook on the hot path: nothing in stack/ outside stack/exercises refers to the package,
+    except the one-line CLI registration."""
+    root = pathlib.Path(seams.__file__).resolve().parents[1]
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                   if "exercises" not in p.parts and "exercises" in p.read_text())
+    assert users == ["cli.py"], users
+
+
+def test_install_rebinds_every_site_and_uninstall_restores():
+    ref = seams.SEAMS["seq.seq_lt"].reference
+    sites = seams.bindings(ref)
+
+    def mine(a, b):
+        return ref(a, b)
+
+    with seams.swapped({"seq.seq_lt": mine}) as inst:
+        assert seams.bindings(ref) == []
+        assert sorted(seams.bindings(mine)) == sorted(sites)
+        import stack.tcp.connection as conn
+        assert conn.seq_lt is mine
+        assert inst.active
+    assert sorted(seams.bindings(ref)) == sorted(sites)
+    assert seams.bindings(mine) == []
+
+
+def test_swapped_restores_after_an_exception():
+    ref = seams.SEAMS["rtt.RttEstimator"].reference
+
+    class Mine(ref):
+        pass
+
+    with pytest.raises(ZeroDivisionError):
+        with seams.swapped({"rtt.RttEstimator": Mine}):
+            import stack.tcp.connection as conn
+            assert conn.RttEstimator is Mine
+            1 / 0
+    import stack.tcp.connection as conn
+    assert conn.RttEstimator is ref
+
+
+def test_class_attribute_bindings_are_rebound_too():
+    """A reference held as a class attribute (or staticmethod) is reached as well."""
+    import stack.tcp.seq as seqmod
+    ref = seams.SEAMS["seq.seq_ge"].reference
+    holder = type("Holder", (), {"cmp": ref, "scmp": staticmethod(ref), "__module__": "stack.tcp.seq"})
+    seqmod._Holder = holder
+    try:
+        def mine(a, b):
+            return True
+        with seams.swapped({"seq.seq_ge": mine}):
+            assert holder.cmp is mine and holder.scmp is mine
+        assert holder.cmp is ref and holder.scmp is ref
+    finally:
+        del seqmod._Holder
+
+
+def test_unwired_seams_have_their_reference_in_the_exercises():
+    for s in seams.SEAMS.values():
+        if not s.wired:
+            assert s.home.startswith("stack.exercises.") and callable(s.reference)
