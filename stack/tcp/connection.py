@@ -19,6 +19,7 @@ from ..trace import NULL_TRACER, Tracer
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
 from . import congestion
 from .config import TcpConfig
+from .reassembly import Reassembler
 from .recovery import LossRecovery
 from .rtt import RttEstimator
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
@@ -66,8 +67,7 @@ class Connection:
         # buffers: sndbuf[0] is the octet at snd_una (after the SYN)
         self.sndbuf = bytearray()
         self.rcvbuf = bytearray()
-        self.ofo: list[list] = []                 # merged blocks [seq, bytearray, fin] beyond rcv_nxt
-        self.sack_recent: list[int] = []          # seqs of the latest out-of-order arrivals, newest first
+        self.reasm = Reassembler(config.ofo_max_segments)  # out-of-order data beyond rcv_nxt, SACK blocks
         self.fin_queued = False                   # user closed or shut down writing
         self.fin_sent = False
         self.fin_seq = 0
@@ -263,7 +263,7 @@ class Connection:
         self.user_closed = True
         if self.state in (State.CLOSED, State.LISTEN):
             return
-        if self.rcvbuf or (self.state is State.CLOSE_WAIT and self.ofo):
+        if self.rcvbuf or (self.state is State.CLOSE_WAIT and self.reasm):
             self.abort(now, "close with unread data")
             return
         self.shutdown_write(now)
@@ -314,7 +314,7 @@ class Connection:
         """
         if (seg.flags & ~PSH) != ACK or seg.seq != self.rcv_nxt or seg.sack or self.recovery.in_recovery:
             return False
-        if (seg.window << self.snd_wscale) != self.snd_wnd or self.ofo:
+        if (seg.window << self.snd_wscale) != self.snd_wnd or self.reasm:
             return False
         ts = self.ts_enabled
         if ts and (seg.tsval is None or (seg.tsval - self.ts_recent) & MASK >= 0x80000000):
@@ -663,7 +663,7 @@ class Connection:
             seq = seq_add(seq, 1)
         if seq == self.rcv_nxt:
             self._deliver(payload, fin, now)
-            if self.ofo:
+            if self.reasm:
                 self._drain_ofo(now)
                 self._send_ack(now)  # RFC 5681 4.2: ACK at once when a gap is (partly) filled
                 return
@@ -683,90 +683,34 @@ class Connection:
             self._fin_received(now)
 
     def _queue_ofo(self, seq: int, payload, fin: bool, now: float) -> None:
-        """Keep out-of-order data as merged blocks [seq, bytearray, fin], sorted, disjoint, not adjacent.
-
-        A bulk transfer with one hole appends to the last block (O(1)), so SACK blocks and the
-        drain stay cheap however many segments wait behind the hole. Bounded in blocks.
-        """
-        rcv_nxt = self.rcv_nxt
-        off = seq_diff(seq, rcv_nxt)
-        ofo = self.ofo
-        if ofo:
-            last = ofo[-1]
-            last_end = seq_diff(last[0], rcv_nxt) + len(last[1])
-            if off == last_end and not last[2]:
-                last[1] += payload  # the common case: the next segment behind the hole
-                last[2] = fin
-                self._note_sack_arrival(seq, now)
-                return
-        # general case: merge with every block it touches
-        merged_off, merged = off, bytearray(payload)
-        merged_fin, keep, inserted = fin, [], False
-        for block in ofo:
-            b_off = seq_diff(block[0], rcv_nxt)
-            b_end = b_off + len(block[1])
-            if b_end < merged_off or b_off > merged_off + len(merged):
-                keep.append(block)
-                continue
-            lo = min(b_off, merged_off)
-            data = bytearray(max(b_end, merged_off + len(merged)) - lo)
-            data[b_off - lo:b_end - lo] = block[1]
-            data[merged_off - lo:merged_off - lo + len(merged)] = merged  # same octets either way (TCP)
-            merged_off, merged, merged_fin = lo, data, merged_fin or block[2]
-        if len(keep) >= self.config.ofo_max_segments:
+        """Keep out-of-order data in the reassembler (bounded in blocks, O(log n) per segment)."""
+        pruned = self.reasm.pruned
+        if not self.reasm.store(seq, payload, fin, self.rcv_nxt):
             self._trace("drop", now, reason="ofo_full", seq=seq)
             return
-        new_block = [seq_add(rcv_nxt, merged_off), merged, merged_fin]
-        for i, block in enumerate(keep):
-            if seq_diff(block[0], rcv_nxt) > merged_off:
-                keep.insert(i, new_block)
-                inserted = True
-                break
-        if not inserted:
-            keep.append(new_block)
-        self.ofo = keep
-        self._note_sack_arrival(seq, now)
-
-    def _note_sack_arrival(self, seq: int, now: float) -> None:
-        recent = self.sack_recent
-        if seq in recent:
-            recent.remove(seq)
-        recent.insert(0, seq)
-        del recent[8:]
+        if self.reasm.pruned != pruned:
+            self._trace("drop", now, reason="ofo_prune", seq=seq)
         if self.tracer.enabled:
-            self._trace("ofo", now, seq=seq, blocks=len(self.ofo))
+            self._trace("ofo", now, seq=seq, blocks=len(self.reasm))
 
     def _drain_ofo(self, now: float) -> None:
         """Move blocks that now start at or before RCV.NXT into the receive buffer."""
-        while self.ofo and self.state is not State.CLOSED:
-            seq, data, fin = self.ofo[0]
-            head = seq_diff(self.rcv_nxt, seq)
-            if head < 0:
+        while self.state is not State.CLOSED:
+            chunk = self.reasm.pop_ready(self.rcv_nxt)
+            if chunk is None:
                 break
-            self.ofo.pop(0)
-            if head <= len(data):
-                self._deliver(data[head:] if head else data, fin, now)
+            self._deliver(chunk[0], chunk[1], now)
 
     def sack_blocks(self) -> list[tuple[int, int]]:
-        """RFC 2018 4: the block holding the segment that triggered this ACK first, then the blocks
-        most recently reported, then the rest; up to 3 with timestamps (option space), else 4."""
-        blocks = [(seq, seq_add(seq, len(data))) for seq, data, _fin in self.ofo if data]
-        ordered: list[tuple[int, int]] = []
-        for seq in self.sack_recent:  # most recent arrival first
-            for l, r in blocks:
-                if seq_in(seq, l, r) and (l, r) not in ordered:
-                    ordered.append((l, r))
-        for block in reversed(blocks):
-            if block not in ordered:
-                ordered.append(block)
-        return ordered[:3 if self.ts_enabled else 4]
+        """RFC 2018 4: most recent first; up to 3 with timestamps (option space), else 4."""
+        return self.reasm.sack_blocks(3 if self.ts_enabled else 4)
 
     def _fin_received(self, now: float) -> None:
         """RFC 9293 3.10.7.4 eighth check: FIN."""
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
         self.rcv_closed = True
         self.ack_now = True
-        self.ofo.clear()
+        self.reasm.clear()
         st = self.state
         if st in (State.SYN_RECEIVED, State.ESTABLISHED):
             self._set_state(State.CLOSE_WAIT, now, "FIN received")
@@ -853,7 +797,7 @@ class Connection:
             self.unacked_segs = 0
             if self.ts_enabled and not seg.flags & SYN:
                 seg.tsval, seg.tsecr = self._ts_val(now), self.ts_recent
-            if self.sack_enabled and self.ofo and not seg.flags & SYN:
+            if self.sack_enabled and self.reasm and not seg.flags & SYN:
                 seg.sack = self.sack_blocks()
         self.stats["segs_out"] += 1
         self.last_send_time = now
@@ -909,8 +853,8 @@ class Connection:
     def _data_room(self) -> int:
         """RFC 9293 3.7.1 (MUST-16): the data a segment may carry after *its* options; SACK blocks
         ride on data segments too while out-of-order data waits, and take room from the data."""
-        if self.sack_enabled and self.ofo:
-            blocks = min(len(self.ofo), 3 if self.ts_enabled else 4)
+        if self.sack_enabled and self.reasm:
+            blocks = min(len(self.reasm), 3 if self.ts_enabled else 4)
             return self.eff_mss - (4 + 8 * blocks)
         return self.eff_mss
 
