@@ -20,7 +20,7 @@ from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
 from . import congestion
 from .config import TcpConfig
 from .reassembly import Reassembler
-from .recovery import LossRecovery
+from .recovery import LossRecovery, SendView
 from .rtt import RttEstimator
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from .states import State
@@ -101,11 +101,12 @@ class Connection:
         self.rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self.sent_times: deque = deque()          # (end seq, time sent) of new data, for RTT samples
         self.rtt_ts_fallback = False              # a retransmission left no clean timing: use TSecr
-        self.cc = congestion.create(config.congestion, DEFAULT_MSS, now, config.initial_window)
-        self.recovery = LossRecovery(self)
         self.stats = {"segs_out": 0, "segs_in": 0, "bytes_out": 0, "bytes_in": 0, "retrans": 0,
                       "retrans_bytes": 0, "dupacks_in": 0, "challenge_acks": 0, "drops": 0,
                       "zero_window_probes": 0}
+        cc = congestion.create(config.congestion, DEFAULT_MSS, now, config.initial_window)
+        self.recovery = LossRecovery(iss, cc, self.stats)  # owns cc; never sees the connection
+        self.recovery.trace, self.recovery.trace_cc = self._trace, self._trace_cc
         self.listener = None                      # set for passive opens until accepted
         self.tso = False                          # may emit super-segments the link splits (TSO)
         self._pending_cc: str | None = None       # TCP_CONGESTION set during fast recovery
@@ -117,6 +118,24 @@ class Connection:
         """RFC 9293 3.7.1 effective send MSS: peer MSS less the TCP options we put in every segment.
         Kept as a plain attribute (read several times per segment); call after options change."""
         self.eff_mss = min(self.snd_mss, self.mss_limit) - (12 if self.ts_enabled else 0)
+
+    @property
+    def cc(self) -> congestion.CongestionControl:
+        """The congestion controller (loss recovery owns and drives it)."""
+        return self.recovery.cc
+
+    @cc.setter
+    def cc(self, new: congestion.CongestionControl) -> None:
+        self.recovery.cc = new
+
+    def _send_view(self) -> SendView:
+        """The numbers loss recovery works from, as they are now."""
+        return SendView(self.snd_una, self.snd_nxt, self.snd_max, self.eff_mss, self.sack_enabled,
+                        self.snd_wnd, self.snd_wscale, self.persist_at is not None, self.tlp_high,
+                        self.rtt.srtt)
+
+    def _retransmit_for_recovery(self, now: float):
+        return lambda seq, why, limit: self.retransmit_range(seq, now, why, limit=limit)
 
     @property
     def flight_size(self) -> int:
@@ -549,7 +568,7 @@ class Connection:
         if seq_lt(self.snd_una, ack):
             self._new_ack(seg, now)
         else:
-            self.recovery.on_old_ack(seg, now)
+            self.recovery.on_old_ack(seg, self._send_view(), now)
         self._update_window(seg, now)
         return self._ack_state_transitions(seg, now)
 
@@ -582,8 +601,10 @@ class Connection:
             self.snd_nxt = ack
         self.retries = 0
         # Karn (RFC 6298 5 note): the backed-off RTO stays until a valid sample resets it in sample()
-        self._take_rtt_sample(seg, now)
-        self.recovery.on_new_ack(seg, acked, now)
+        view = self._send_view()
+        view.rtt = self._take_rtt_sample(seg, now)
+        view.srtt = self.rtt.srtt
+        self.recovery.on_new_ack(seg, acked, view, now)
         if self.tlp_high is not None and seq_ge(ack, self.tlp_high):
             self.tlp_high = None  # RFC 8985 7.4: the probe's episode is over
         if self._pending_cc and not self.recovery.in_recovery:
@@ -593,7 +614,7 @@ class Connection:
         if data_acked > 0:
             self.notify("writable")
 
-    def _take_rtt_sample(self, seg: TcpSegment, now: float) -> None:
+    def _take_rtt_sample(self, seg: TcpSegment, now: float) -> float | None:
         """An RTT sample from the newest segment this ACK covers that was sent once only (Karn's
         rule), timed with our clock, as Linux does; when retransmissions left none, from the
         timestamp echo (RFC 7323 4.1, 1 ms resolution), but never from an echo older than the
@@ -604,15 +625,18 @@ class Connection:
             sent_at = times.popleft()[1]
         if sent_at is not None:
             self.rtt_ts_fallback = False
-            self._rtt_sample(now, now - sent_at)
-        elif self.rtt_ts_fallback and self.ts_enabled and seg.tsecr and seq_ge(seg.tsecr, self.ts_at_rto):
-            self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))
+            return self._rtt_sample(now, now - sent_at)
+        if self.rtt_ts_fallback and self.ts_enabled and seg.tsecr and seq_ge(seg.tsecr, self.ts_at_rto):
+            return self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))
+        return None
 
-    def _rtt_sample(self, now: float, sample: float) -> None:
-        if sample >= 0:
-            self.rtt.sample(sample)
-            self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
-                        rto=self.rtt.current_rto())
+    def _rtt_sample(self, now: float, sample: float) -> float | None:
+        if sample < 0:
+            return None
+        self.rtt.sample(sample)
+        self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
+                    rto=self.rtt.current_rto())
+        return sample
 
     def _ack_state_transitions(self, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 3.10.7.4 fifth check, the per-state part after the ACK is processed."""
@@ -815,7 +839,7 @@ class Connection:
             return
         if self.snd_una == self.snd_max and len(self.sndbuf) > seq_diff(self.snd_nxt, self.snd_una):
             self.cc.on_idle(now, now - self.last_send_time, self.rtt.current_rto())  # RFC 5681 4.1
-        self.recovery.retransmit_due(now)
+        self.recovery.retransmit_due(self._send_view, self._retransmit_for_recovery(now), now)
         while self._send_one(now):
             pass
         if self.persist_at is not None:
@@ -835,10 +859,10 @@ class Connection:
                 self._send_data(off, 0, now, fin=True)
                 return False
             return False
-        in_flight = self.recovery.pipe()
+        in_flight = self.recovery.pipe(self._send_view())
         # the peer's window bounds what is outstanding (RFC 9293 3.8.6); cwnd bounds pipe (RFC 6675),
         # which leaves SACKed octets out and so must never stretch the peer's window
-        usable = min(self.snd_wnd - off, self.cc.cwnd + self.recovery.extra_cwnd() - in_flight)
+        usable = min(self.snd_wnd - off, self.cc.cwnd + self.recovery.extra_cwnd(self.eff_mss) - in_flight)
         mss = self._data_room()
         n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
         if n <= 0:
@@ -937,6 +961,7 @@ class Connection:
                 self.sent_times.append((end, now))  # first transmission: an RTT sample when ACKed
             self.stats["bytes_out"] += seq_diff(end, self.snd_max) - (1 if fin else 0)
             self.snd_max = end
+        self.cc.on_packet_sent(now, seq, n, self.flight_size)
         if retransmit:
             self.stats["retrans"] += 1
             self.stats["retrans_bytes"] += n
@@ -1025,7 +1050,9 @@ class Connection:
             return
         if self.snd_una == self.snd_max:
             return
-        self.recovery.on_rto(now)
+        self.recovery.on_rto(self._send_view(), now)
+        self.snd_nxt = self.snd_una  # RFC 5681 3.1: go back to SND.UNA and resend in order
+        self.resend_why = "rto"
         self.tlp_high = None
         self.pto_at = None
         self._trace_cc(now, "rto")
@@ -1081,8 +1108,7 @@ class Connection:
             return
         new = congestion.create(name, self.eff_mss, now, self.config.initial_window)
         if self.state not in (State.CLOSED, State.SYN_SENT):
-            new.cwnd, new.ssthresh = self.cc.cwnd, self.cc.ssthresh
-            new._untouched = False  # keep the window across a later set_mss
+            new.inherit(self.cc)  # keep cwnd and ssthresh (and keep them across a later set_mss)
         self.cc = new
         self._trace_cc(now, "set_congestion")
 
