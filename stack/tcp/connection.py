@@ -24,6 +24,7 @@ from .recovery import LossRecovery, SendView
 from .rtt import RttEstimator
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from .states import State
+from .timers import Timer, Timers
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
 TSO_MAX = 65535 - 20 - 60  # a TSO super-segment must fit one IPv4 datagram
@@ -77,17 +78,10 @@ class Connection:
         self.rcvbuf_cap, self.sndbuf_cap = config.rcvbuf, config.sndbuf
         # ACK generation
         self.ack_now = False
-        self.delack_at: float | None = None
         self.unacked_segs = 0
-        # timers (absolute virtual times, None when off)
-        self.rto_at: float | None = None
-        self.persist_at: float | None = None
+        self.timers = Timers()                    # every deadline (absolute virtual times), one clear-all
         self.persist_backoff = 0
-        self.timewait_at: float | None = None
-        self.pto_at: float | None = None           # RFC 8985 7 tail loss probe timer
         self.tlp_high: int | None = None          # SND.MAX when the probe went out (one probe per episode)
-        self.finwait2_at: float | None = None
-        self.keepalive_at: float | None = None
         self.keepalive_enabled = False
         self.keepalive_idle = config.keepalive_idle
         self.keepalive_interval = config.keepalive_interval
@@ -131,7 +125,7 @@ class Connection:
     def _send_view(self) -> SendView:
         """The numbers loss recovery works from, as they are now."""
         return SendView(self.snd_una, self.snd_nxt, self.snd_max, self.eff_mss, self.sack_enabled,
-                        self.snd_wnd, self.snd_wscale, self.persist_at is not None, self.tlp_high,
+                        self.snd_wnd, self.snd_wscale, self.timers.persist is not None, self.tlp_high,
                         self.rtt.srtt)
 
     def _retransmit_for_recovery(self, now: float):
@@ -216,8 +210,8 @@ class Connection:
         self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
         if self.retries == 0:
             self.syn_sent_at = now
-        if self.rto_at is None:
-            self.rto_at = now + self.rtt.current_rto()
+        if self.timers.rto is None:
+            self.timers.rto = now + self.rtt.current_rto()
         self._emit(seg, now)
 
     # ------------------------------------------------------------------ user calls
@@ -287,7 +281,7 @@ class Connection:
             return
         self.shutdown_write(now)
         if self.state is State.FIN_WAIT_2:
-            self.finwait2_at = now + self.config.fin_timeout
+            self.timers.fin_wait_2 = now + self.config.fin_timeout
 
     def abort(self, now: float, why: str = "abort") -> None:
         """RFC 9293 3.10.5 ABORT: send RST in synchronized states, then CLOSED."""
@@ -300,8 +294,7 @@ class Connection:
         """Enter CLOSED and forget everything (RFC 9293 'delete the TCB')."""
         if err:
             self.error = err
-        self.rto_at = self.persist_at = self.timewait_at = self.finwait2_at = None
-        self.keepalive_at = self.delack_at = self.pto_at = None
+        self.timers.clear_all()
         self.ack_now = False
         if self.state is not State.CLOSED:
             self._set_state(State.CLOSED, now, why)
@@ -321,7 +314,7 @@ class Connection:
             self._arrive_synchronized(seg, now)
         if self.keepalive_enabled and self.state is State.ESTABLISHED:
             self.keepalive_probes = 0
-            self.keepalive_at = now + self.keepalive_idle
+            self.timers.keepalive = now + self.keepalive_idle
 
     def _header_prediction(self, seg: TcpSegment, now: float) -> bool:
         """Van Jacobson's header prediction (as in RFC 1323 and Linux's fast path): the next in-order
@@ -409,7 +402,7 @@ class Connection:
         if self.retries:
             self.rtt.reset_for_data_after_syn_timeout()  # RFC 6298 5.7
         self.retries = 0
-        self.rto_at = None
+        self.timers.rto = None
         self.cc.set_mss(self.eff_mss)
 
     def _arrive_synchronized(self, seg: TcpSegment, now: float) -> None:
@@ -476,7 +469,7 @@ class Connection:
                     self.ack_now = True
                 return True
             if self.state is State.TIME_WAIT and seg.flags & FIN:
-                self.timewait_at = now + 2 * self.config.msl  # RFC 9293 3.10.7.4: restart the 2 MSL timeout
+                self.timers.time_wait = now + 2 * self.config.msl  # RFC 9293 3.10.7.4: restart the 2 MSL timeout
             if not seg.flags & RST:
                 self.stats["drops"] += 1
                 self._trace("drop", now, reason="out_of_window", seq=seq, len=seg_len)
@@ -583,10 +576,10 @@ class Connection:
             self.max_snd_wnd = max(self.max_snd_wnd, wnd)
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
             if wnd and opened:
-                if self.persist_at is not None and seq_lt(self.snd_una, self.snd_nxt):
+                if self.timers.persist is not None and seq_lt(self.snd_una, self.snd_nxt):
                     self.snd_nxt = self.snd_una  # an unanswered probe octet goes again with the data
                     self.resend_why = "persist"
-                self.persist_at = None
+                self.timers.persist = None
                 self.persist_backoff = 0
 
     def _new_ack(self, seg: TcpSegment, now: float) -> None:
@@ -610,7 +603,7 @@ class Connection:
         if self._pending_cc and not self.recovery.in_recovery:
             self.set_congestion(self._pending_cc, now)
         # RFC 6298 5.2 / 5.3: stop the timer when all is acked, else restart it
-        self.rto_at = None if self.snd_una == self.snd_max else now + self.rtt.current_rto()
+        self.timers.rto = None if self.snd_una == self.snd_max else now + self.rtt.current_rto()
         if data_acked > 0:
             self.notify("writable")
 
@@ -645,7 +638,7 @@ class Connection:
         if st is State.FIN_WAIT_1 and fin_acked:
             self._set_state(State.FIN_WAIT_2, now, "FIN acked")
             if self.user_closed:
-                self.finwait2_at = now + self.config.fin_timeout
+                self.timers.fin_wait_2 = now + self.config.fin_timeout
         elif st is State.CLOSING and fin_acked:
             self._enter_time_wait(now, "FIN acked in CLOSING")
             return False
@@ -656,13 +649,13 @@ class Connection:
             if seg.flags & FIN:
                 self.ack_now = True
                 self._send_ack(now)
-                self.timewait_at = now + 2 * self.config.msl  # restart the 2 MSL timeout
+                self.timers.time_wait = now + 2 * self.config.msl  # restart the 2 MSL timeout
             return False
         return True
 
     def _enter_time_wait(self, now: float, why: str) -> None:
-        self.rto_at = self.persist_at = self.finwait2_at = self.keepalive_at = self.pto_at = None
-        self.timewait_at = now + 2 * self.config.msl
+        self.timers.clear_all()  # the delayed ACK too: the FIN that brought us here was ACKed at once
+        self.timers.time_wait = now + 2 * self.config.msl
         self._set_state(State.TIME_WAIT, now, why)
 
     # ------------------------------------------------------------------ data and FIN
@@ -749,7 +742,7 @@ class Connection:
 
     def _check_fin_timers(self, now: float) -> None:
         if self.state is not State.FIN_WAIT_2:
-            self.finwait2_at = None
+            self.timers.fin_wait_2 = None
 
     # ------------------------------------------------------------------ ACK generation
     def _schedule_ack(self, nbytes: int, now: float) -> None:
@@ -758,8 +751,8 @@ class Connection:
             self.unacked_segs += nbytes // self.eff_mss if nbytes >= self.eff_mss - 1 else 0  # GRO/LRO: many
             if self.unacked_segs >= 2:
                 self.ack_now = True
-            elif self.delack_at is None:
-                self.delack_at = now + self.config.delack
+            elif self.timers.delack is None:
+                self.timers.delack = now + self.config.delack
         if self.rcv_closed:
             self.ack_now = True
 
@@ -817,7 +810,7 @@ class Connection:
                 seg.window = self._advertise(now)
             self.last_ack_sent = self.rcv_nxt
             self.ack_now = False
-            self.delack_at = None
+            self.timers.delack = None
             self.unacked_segs = 0
             if self.ts_enabled and not seg.flags & SYN:
                 seg.tsval, seg.tsecr = self._ts_val(now), self.ts_recent
@@ -842,11 +835,11 @@ class Connection:
         self.recovery.retransmit_due(self._send_view, self._retransmit_for_recovery(now), now)
         while self._send_one(now):
             pass
-        if self.persist_at is not None:
-            self.rto_at = None  # RFC 9293 3.8.6.1: against a zero window only the persist timer runs
+        if self.timers.persist is not None:
+            self.timers.rto = None  # RFC 9293 3.8.6.1: against a zero window only the persist timer runs
         elif self.snd_nxt != self.snd_max or seq_lt(self.snd_una, self.snd_max):
-            if self.rto_at is None:
-                self.rto_at = now + self.rtt.current_rto()  # RFC 6298 5.1
+            if self.timers.rto is None:
+                self.timers.rto = now + self.rtt.current_rto()  # RFC 6298 5.1
         self._arm_pto(now)
 
     def _send_one(self, now: float) -> bool:
@@ -892,9 +885,9 @@ class Connection:
     def _arm_pto(self, now: float) -> None:
         """RFC 8985 7.2: with SACK, outside recovery, data in flight: probe after PTO = 2*SRTT
         (+ a delayed-ACK allowance for a single segment), unless the RTO would come first."""
-        self.pto_at = None
+        self.timers.pto = None
         if (not self.sack_enabled or self.recovery.in_recovery or self.tlp_high is not None
-                or self.snd_una == self.snd_max or self.rto_at is None or self.state not in _CAN_SEND):
+                or self.snd_una == self.snd_max or self.timers.rto is None or self.state not in _CAN_SEND):
             return
         srtt = self.rtt.srtt
         pto = 2 * srtt if srtt is not None else 1.0
@@ -902,12 +895,12 @@ class Connection:
             pto += 0.2  # RFC 8985 7.2: WCDelAckT, the worst-case delayed ACK
         # RFC 8985 7.2 (as Linux): the probe goes out no later than the RTO would; if both are
         # due together the probe runs instead of the timeout (on_timer checks it first)
-        self.pto_at = min(now + max(pto, 0.01), self.rto_at)
+        self.timers.pto = min(now + max(pto, 0.01), self.timers.rto)
 
     def _on_pto(self, now: float) -> None:
         """RFC 8985 7.3: send one new segment if the peer's window allows, else resend the last one,
         so that its ACK (with SACK) reveals a lost tail without waiting for the RTO."""
-        self.pto_at = None
+        self.timers.pto = None
         if self.recovery.in_recovery or self.snd_una == self.snd_max or self.state not in _CAN_SEND:
             return
         off = seq_diff(self.snd_nxt, self.snd_una)
@@ -922,12 +915,12 @@ class Connection:
             last = seq_add(data_end, -min(self.eff_mss, seq_diff(data_end, self.snd_una)))
             self.retransmit_range(last, now, "tlp")
             self.tlp_high = data_end  # the probe's last octet + 1: a SACK reaching it means it arrived
-        self.rto_at = now + self.rtt.current_rto()
+        self.timers.rto = now + self.rtt.current_rto()
 
     def _arm_persist(self, now: float, in_flight: int) -> None:
         """RFC 9293 3.8.6.1: zero (or SWS-blocked) window with nothing in flight -> persist timer."""
-        if in_flight == 0 and self.persist_at is None and self.rto_at is None:
-            self.persist_at = now + self._persist_interval()
+        if in_flight == 0 and self.timers.persist is None and self.timers.rto is None:
+            self.timers.persist = now + self._persist_interval()
 
     def _persist_interval(self) -> float:
         base = max(self.rtt.current_rto(), self.config.min_rto)
@@ -966,8 +959,8 @@ class Connection:
             self.stats["retrans"] += 1
             self.stats["retrans_bytes"] += n
             self._forget_timing_from(seq)  # Karn's rule: never time a retransmitted segment
-        if self.rto_at is None:
-            self.rto_at = now + self.rtt.current_rto()
+        if self.timers.rto is None:
+            self.timers.rto = now + self.rtt.current_rto()
 
     def _forget_timing_from(self, seq: int) -> None:
         """Drop the send times of segments ending after ``seq``: their ACKs are now ambiguous."""
@@ -990,42 +983,37 @@ class Connection:
         if off == 0 and why != "rto":
             # as Linux does: resending the head restarts the RTO, so that the timer does not fire
             # while the fast retransmission is still on its way (RFC 6298 leaves this open)
-            self.rto_at = now + self.rtt.current_rto()
+            self.timers.rto = now + self.rtt.current_rto()
         return max(n, 0) + (1 if fin else 0)
 
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
-        best = None
-        for t in (self.rto_at, self.delack_at, self.persist_at, self.timewait_at, self.finwait2_at,
-                  self.keepalive_at, self.pto_at):
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        return self.timers.next_deadline()
 
     def on_timer(self, now: float) -> None:
         """Run every timer that is due."""
-        if self.timewait_at is not None and now >= self.timewait_at:
+        if self.timers.due(Timer.TIME_WAIT, now):
             self._drop(now, "2MSL timeout")
             return
-        if self.finwait2_at is not None and now >= self.finwait2_at:
+        if self.timers.due(Timer.FIN_WAIT_2, now):
             self._drop(now, "FIN-WAIT-2 timeout")
             return
-        if self.pto_at is not None and now >= self.pto_at:
+        if self.timers.due(Timer.PTO, now):
             self._on_pto(now)  # re-arms the RTO one RTO from now
-        if self.rto_at is not None and now >= self.rto_at:
+        if self.timers.due(Timer.RTO, now):
             self._on_rto(now)
-        if self.persist_at is not None and now >= self.persist_at:
+        if self.timers.due(Timer.PERSIST, now):
             self._on_persist(now)
-        if self.keepalive_at is not None and now >= self.keepalive_at:
+        if self.timers.due(Timer.KEEPALIVE, now):
             self._on_keepalive(now)
-        if self.delack_at is not None and now >= self.delack_at:
-            self.delack_at = None
+        if self.timers.due(Timer.DELACK, now):
+            self.timers.delack = None
             if self.state is not State.CLOSED:
                 self._send_ack(now)
 
     def _on_rto(self, now: float) -> None:
         """RFC 6298 5.4-5.6: retransmit the earliest unacknowledged segment, back off, restart."""
-        self.rto_at = None
+        self.timers.rto = None
         self.retries += 1
         if self.snd_wnd == 0 and self.state.synchronized and now - self.last_recv_time <= 2 * self.config.max_rto:
             # the peer shrank its window to zero under data in flight: our retransmissions are
@@ -1054,17 +1042,17 @@ class Connection:
         self.snd_nxt = self.snd_una  # RFC 5681 3.1: go back to SND.UNA and resend in order
         self.resend_why = "rto"
         self.tlp_high = None
-        self.pto_at = None
+        self.timers.pto = None
         self._trace_cc(now, "rto")
         self.retransmit_range(self.snd_una, now, "rto")
-        self.rto_at = now + self.rtt.current_rto()
+        self.timers.rto = now + self.rtt.current_rto()
 
     def _on_persist(self, now: float) -> None:
         """RFC 9293 3.8.6.1: probe a zero window with one octet; back off; never give up while answered.
 
         The probe octet is the first unacknowledged one: a probe the peer did not take is sent
         again, rather than a new octet each time."""
-        self.persist_at = None
+        self.timers.persist = None
         if self.state not in _CAN_SEND or not self.sndbuf:
             return
         self.snd_nxt = self.snd_una
@@ -1072,17 +1060,17 @@ class Connection:
         self.stats["zero_window_probes"] += 1
         self._trace("persist_probe", now, seq=self.snd_nxt, len=n, backoff=self.persist_backoff)
         self._send_data(0, n, now, fin=False, probe=True)
-        self.rto_at = None  # the probe is timed by the persist timer, not the RTO
+        self.timers.rto = None  # the probe is timed by the persist timer, not the RTO
         self.persist_backoff += 1
-        self.persist_at = now + self._persist_interval()
+        self.timers.persist = now + self._persist_interval()
 
     def _on_keepalive(self, now: float) -> None:
         """RFC 9293 3.8.4: after idle, probe with SEG.SEQ = SND.NXT-1; ETIMEDOUT after keepalive_count."""
         if self.state is not State.ESTABLISHED:
-            self.keepalive_at = None
+            self.timers.keepalive = None
             return
         if self.snd_una != self.snd_max or self.sndbuf:
-            self.keepalive_at = now + self.keepalive_idle  # MUST-26: no probe while data is outstanding
+            self.timers.keepalive = now + self.keepalive_idle  # MUST-26: no probe while data is outstanding
             return
         if self.keepalive_probes >= self.keepalive_count:
             self._drop(now, "keepalive timeout", errno.ETIMEDOUT)
@@ -1091,12 +1079,12 @@ class Connection:
         self.keepalive_probes += 1
         self._trace("keepalive_probe", now, n=self.keepalive_probes)
         self._emit(TcpSegment(self.local[1], self.remote[1], seq_add(self.snd_nxt, -1), 0, ACK, 0), now)
-        self.keepalive_at = now + self.keepalive_interval
+        self.timers.keepalive = now + self.keepalive_interval
 
     def set_keepalive(self, on: bool, now: float) -> None:
         self.keepalive_enabled = on
         self.keepalive_probes = 0
-        self.keepalive_at = now + self.keepalive_idle if on and self.state is State.ESTABLISHED else None
+        self.timers.keepalive = now + self.keepalive_idle if on and self.state is State.ESTABLISHED else None
 
     def set_congestion(self, name: str, now: float) -> None:
         """TCP_CONGESTION: switch algorithm, keeping cwnd and ssthresh; deferred until fast recovery ends."""
