@@ -12,7 +12,6 @@ in flight lives in ``congestion/``; RTT and RTO in ``rtt.py``.
 from __future__ import annotations
 
 import errno
-from collections import deque
 from typing import Callable
 
 from ..trace import NULL_TRACER, Tracer
@@ -21,7 +20,7 @@ from . import congestion
 from .config import TcpConfig
 from .reassembly import Reassembler
 from .recovery import LossRecovery, SendView
-from .rtt import RttEstimator
+from .rtt import RttEstimator, RttSampler
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from .states import State
 from .timers import Timer, Timers
@@ -63,7 +62,6 @@ class Connection:
         self.eff_mss = min(DEFAULT_MSS, mss_limit)
         self.ts_recent = 0
         self.ts_offset = ts_offset
-        self.ts_at_rto = 0                        # our TSval when the last RTO fired
         self.last_ack_sent = 0
         # buffers: sndbuf[0] is the octet at snd_una (after the SYN)
         self.sndbuf = bytearray()
@@ -90,11 +88,10 @@ class Connection:
         self.retries = 0                          # consecutive RTO expirations
         self.last_recv_time = now
         self.last_send_time = now
-        self.syn_sent_at = now
         # RTT, congestion control, loss recovery
         self.rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
-        self.sent_times: deque = deque()          # (end seq, time sent) of new data, for RTT samples
-        self.rtt_ts_fallback = False              # a retransmission left no clean timing: use TSecr
+        self.rtt_sampler = RttSampler(self.rtt)   # send times, Karn's rule, timestamp fallback
+        self.rtt_sampler.on_syn_sent(now, True)
         self.stats = {"segs_out": 0, "segs_in": 0, "bytes_out": 0, "bytes_in": 0, "retrans": 0,
                       "retrans_bytes": 0, "dupacks_in": 0, "challenge_acks": 0, "drops": 0,
                       "zero_window_probes": 0}
@@ -208,8 +205,7 @@ class Connection:
         if self.config.timestamps and (not passive or self.ts_enabled):
             seg.tsval, seg.tsecr = self._ts_val(now), (self.ts_recent if passive else 0)
         self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
-        if self.retries == 0:
-            self.syn_sent_at = now
+        self.rtt_sampler.on_syn_sent(now, self.retries == 0)
         if self.timers.rto is None:
             self.timers.rto = now + self.rtt.current_rto()
         self._emit(seg, now)
@@ -395,10 +391,11 @@ class Connection:
     def _ack_syn(self, seg: TcpSegment, now: float) -> None:
         """Our SYN is acknowledged: take the RTT sample (Karn: only if not retransmitted)."""
         self.snd_una = seg.ack
-        if self.retries == 0:
-            self._rtt_sample(now, now - self.syn_sent_at)  # Karn: only an unretransmitted SYN is timed
-        elif self.ts_enabled and seg.tsecr:
-            self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))  # RFC 7323: the echo names the copy
+        # Karn: only an unretransmitted SYN is timed; else RFC 7323: the echo names the copy
+        sample = self.rtt_sampler.on_syn_acked(self.retries > 0, seg.tsecr if self.ts_enabled else None,
+                                               self._ts_val(now), now)
+        if sample is not None:
+            self._rtt_sample(now, sample)
         if self.retries:
             self.rtt.reset_for_data_after_syn_timeout()  # RFC 6298 5.7
         self.retries = 0
@@ -608,20 +605,9 @@ class Connection:
             self.notify("writable")
 
     def _take_rtt_sample(self, seg: TcpSegment, now: float) -> float | None:
-        """An RTT sample from the newest segment this ACK covers that was sent once only (Karn's
-        rule), timed with our clock, as Linux does; when retransmissions left none, from the
-        timestamp echo (RFC 7323 4.1, 1 ms resolution), but never from an echo older than the
-        last timeout."""
-        sent_at = None
-        times = self.sent_times
-        while times and seq_le(times[0][0], seg.ack):
-            sent_at = times.popleft()[1]
-        if sent_at is not None:
-            self.rtt_ts_fallback = False
-            return self._rtt_sample(now, now - sent_at)
-        if self.rtt_ts_fallback and self.ts_enabled and seg.tsecr and seq_ge(seg.tsecr, self.ts_at_rto):
-            return self._rtt_sample(now, self._ts_rtt(seg.tsecr, now))
-        return None
+        """An RTT sample from this ACK (rtt.RttSampler: Karn's rule, timestamp fallback)."""
+        sample = self.rtt_sampler.on_ack(seg.ack, seg.tsecr if self.ts_enabled else None, self._ts_val(now), now)
+        return None if sample is None else self._rtt_sample(now, sample)
 
     def _rtt_sample(self, now: float, sample: float) -> float | None:
         if sample < 0:
@@ -823,9 +809,6 @@ class Connection:
     def _ts_val(self, now: float) -> int:
         return (round(now * 1000) + self.ts_offset) & MASK  # RFC 7323 5.4: a 1 ms clock (rounded)
 
-    def _ts_rtt(self, tsecr: int, now: float) -> float:
-        return ((self._ts_val(now) - tsecr) & MASK) / 1000.0
-
     def _output(self, now: float) -> None:
         """Send what the windows, Nagle and SWS avoidance allow (RFC 9293 3.8.6.2.1, RFC 896)."""
         if self.state not in _CAN_SEND:
@@ -951,23 +934,16 @@ class Connection:
             self.snd_nxt = end
         if seq_gt(end, self.snd_max):
             if not retransmit and n and seq_ge(seq, self.snd_max):
-                self.sent_times.append((end, now))  # first transmission: an RTT sample when ACKed
+                self.rtt_sampler.on_send(end, now)  # first transmission: an RTT sample when ACKed
             self.stats["bytes_out"] += seq_diff(end, self.snd_max) - (1 if fin else 0)
             self.snd_max = end
         self.cc.on_packet_sent(now, seq, n, self.flight_size)
         if retransmit:
             self.stats["retrans"] += 1
             self.stats["retrans_bytes"] += n
-            self._forget_timing_from(seq)  # Karn's rule: never time a retransmitted segment
+            self.rtt_sampler.on_retransmit(seq)  # Karn's rule: never time a retransmitted segment
         if self.timers.rto is None:
             self.timers.rto = now + self.rtt.current_rto()
-
-    def _forget_timing_from(self, seq: int) -> None:
-        """Drop the send times of segments ending after ``seq``: their ACKs are now ambiguous."""
-        times = self.sent_times
-        while times and seq_gt(times[-1][0], seq):
-            times.pop()
-        self.rtt_ts_fallback = True
 
     def retransmit_range(self, seq: int, now: float, why: str, limit: int | None = None) -> int:
         """Resend one segment starting at ``seq``; returns the octets resent (loss recovery calls this)."""
@@ -1027,10 +1003,9 @@ class Connection:
             self.notify("error")
             return
         self.rtt.on_timeout()
-        self._forget_timing_from(self.snd_una)
-        # an ACK that echoes a timestamp from before this timeout answers an earlier copy
-        # (its ACK was lost): like Karn's rule, it must not give an RTT sample
-        self.ts_at_rto = self._ts_val(now)
+        # Karn: nothing outstanding is timed; an ACK that echoes a timestamp from before this
+        # timeout answers an earlier copy (its ACK was lost): it must not give an RTT sample
+        self.rtt_sampler.on_timeout(self.snd_una, self._ts_val(now))
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
             self._trace("retransmit", now, seq=self.iss, len=0, why="rto_syn", rto=self.rtt.current_rto())
             self.stats["retrans"] += 1
