@@ -22,7 +22,7 @@ from .reassembly import Reassembler
 from .recovery import LossRecovery, SendView
 from .rtt import RttEstimator, RttSampler
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
-from .states import State
+from .states import Closing, State
 from .timers import Timer, Timers
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
@@ -67,11 +67,8 @@ class Connection:
         self.sndbuf = bytearray()
         self.rcvbuf = bytearray()
         self.reasm = Reassembler(config.ofo_max_segments)  # out-of-order data beyond rcv_nxt, SACK blocks
-        self.fin_queued = False                   # user closed or shut down writing
-        self.fin_sent = False
+        self.closing = Closing.NONE               # FIN queued / sent / received, orphaned (states.Closing)
         self.fin_seq = 0
-        self.rcv_closed = False                   # FIN received: EOF after rcvbuf drains
-        self.user_closed = False                  # close() called: orphaned
         self.nodelay = config.nodelay
         self.rcvbuf_cap, self.sndbuf_cap = config.rcvbuf, config.sndbuf
         # ACK generation
@@ -127,6 +124,25 @@ class Connection:
 
     def _retransmit_for_recovery(self, now: float):
         return lambda seq, why, limit: self.retransmit_range(seq, now, why, limit=limit)
+
+    @property
+    def fin_queued(self) -> bool:
+        """The user closed or shut down writing: a FIN follows the data."""
+        return Closing.FIN_QUEUED in self.closing
+
+    @property
+    def fin_sent(self) -> bool:
+        return Closing.FIN_SENT in self.closing
+
+    @property
+    def rcv_closed(self) -> bool:
+        """The peer's FIN arrived: EOF after the receive buffer drains."""
+        return Closing.FIN_RECEIVED in self.closing
+
+    @property
+    def user_closed(self) -> bool:
+        """close() was called: the connection is orphaned."""
+        return Closing.ORPHANED in self.closing
 
     @property
     def flight_size(self) -> int:
@@ -256,12 +272,12 @@ class Connection:
     def shutdown_write(self, now: float) -> None:
         """shutdown(SHUT_WR): queue a FIN after the data (RFC 9293 3.10.4 CLOSE, half-close)."""
         if self.state in (State.ESTABLISHED, State.SYN_RECEIVED):
-            self.fin_queued = True
+            self.closing |= Closing.FIN_QUEUED
             if self.state is State.ESTABLISHED:
                 self._set_state(State.FIN_WAIT_1, now, "shutdown")
             self._output(now)
         elif self.state is State.CLOSE_WAIT:
-            self.fin_queued = True
+            self.closing |= Closing.FIN_QUEUED
             self._set_state(State.LAST_ACK, now, "shutdown")
             self._output(now)
         elif self.state is State.SYN_SENT:
@@ -269,7 +285,7 @@ class Connection:
 
     def close(self, now: float) -> None:
         """RFC 9293 3.10.4 CLOSE. Unread data -> RST (RFC 9293 3.6, RFC 2525 2.17); else FIN."""
-        self.user_closed = True
+        self.closing |= Closing.ORPHANED
         if self.state in (State.CLOSED, State.LISTEN):
             return
         if self.rcvbuf or (self.state is State.CLOSE_WAIT and self.reasm):
@@ -711,7 +727,7 @@ class Connection:
     def _fin_received(self, now: float) -> None:
         """RFC 9293 3.10.7.4 eighth check: FIN."""
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
-        self.rcv_closed = True
+        self.closing |= Closing.FIN_RECEIVED
         self.ack_now = True
         self.reasm.clear()
         st = self.state
@@ -921,7 +937,7 @@ class Connection:
             flags |= PSH  # the last segment of what the user wrote carries PSH
         if fin:
             flags |= FIN
-            self.fin_sent = True
+            self.closing |= Closing.FIN_SENT
             self.fin_seq = seq_add(seq, n)
         payload = self.sndbuf[off:off + n] if n else b""  # a bytearray copy; the buffer moves on
         seg = TcpSegment(self.local[1], self.remote[1], seq, 0, flags, 0, payload)
