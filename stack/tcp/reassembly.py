@@ -135,19 +135,20 @@ class Reassembler:
     # ------------------------------------------------------------ in-order output
     def pop_ready(self, rcv_nxt: int) -> tuple[bytearray, bool] | None:
         """The next in-order chunk (data from RCV.NXT on, fin) now that RCV.NXT has reached the
-        lowest block, or None. Blocks wholly below RCV.NXT are discarded on the way."""
-        blocks = self._blocks
+        lowest block, or None. Blocks wholly below RCV.NXT are discarded on the way, in one step."""
+        blocks, offs = self._blocks, self._offs
         nxt = self._off(rcv_nxt)
-        while blocks:
-            off, data, fin = blocks[0]
-            head = nxt - off
-            if head < 0 or head >= MASK // 2:
-                return None  # the lowest block still lies beyond RCV.NXT
-            blocks.pop(0)
-            self._offs.pop(0)
-            if head <= len(data):
-                return (data[head:] if head else data), fin
-        return None
+        i = bisect_right(offs, nxt)  # blocks[:i] start at or before RCV.NXT
+        if i == 0:
+            return None  # the lowest block still lies beyond RCV.NXT
+        if i > 1:
+            del blocks[:i - 1], offs[:i - 1]  # disjoint and sorted: all but the last end before RCV.NXT
+        off, data, fin = blocks.pop(0)
+        offs.pop(0)
+        head = nxt - off
+        if head <= len(data):
+            return (data[head:] if head else data), fin
+        return None  # it too lies wholly below RCV.NXT: nothing to deliver
 
     def insert(self, seq: int, payload, fin: bool, rcv_nxt: int) -> list[tuple[bytes, bool]]:
         """The whole job in one call: a segment at RCV.NXT returns the in-order chunks (its own payload,
