@@ -27,7 +27,7 @@ from .reassembly import Reassembler
 from .recovery import LossRecovery, SendView
 from .rtt import RttEstimator, RttSampler
 from .seq import seq_add, seq_diff
-from .states import Closing, State
+from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, ORPHANED, Closing, State
 from .timers import Timer, Timers
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
@@ -58,7 +58,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.sndbuf = bytearray()
         self.rcvbuf = bytearray()
         self.reasm = Reassembler(config.ofo_max_segments)  # out-of-order data beyond rcv_nxt, SACK blocks
-        self.closing = Closing.NONE               # FIN queued / sent / received, orphaned (states.Closing)
+        self._closing = 0                         # states.Closing bits: FIN queued / sent / received, orphaned
         self.fin_seq = 0
         self.nodelay = config.nodelay
         self.rcvbuf_cap, self.sndbuf_cap = config.rcvbuf, config.sndbuf
@@ -126,33 +126,38 @@ class Connection(ConnectionInput, ConnectionOutput):
     def cc(self, new: congestion.CongestionControl) -> None:
         self.recovery.cc = new
 
-    def _send_view(self) -> SendView:
-        """The numbers loss recovery works from, as they are now."""
+    def _send_view(self, rtt: float | None = None) -> SendView:
+        """The numbers loss recovery works from, as they are now (``rtt``: this ACK's sample)."""
         return SendView(self.snd_una, self.snd_nxt, self.snd_max, self.eff_mss, self.sack_enabled,
                         self.snd_wnd, self.snd_wscale, self.timers.persist is not None, self.tlp_high,
-                        self.rtt.srtt)
+                        self.rtt.srtt, rtt)
 
     def _retransmit_for_recovery(self, now: float):
         return lambda seq, why, limit: self.retransmit_range(seq, now, why, limit=limit)
 
     @property
+    def closing(self) -> Closing:
+        """How far each direction has closed (states.Closing), beside ``state``."""
+        return Closing(self._closing)
+
+    @property
     def fin_queued(self) -> bool:
         """The user closed or shut down writing: a FIN follows the data."""
-        return Closing.FIN_QUEUED in self.closing
+        return bool(self._closing & FIN_QUEUED)
 
     @property
     def fin_sent(self) -> bool:
-        return Closing.FIN_SENT in self.closing
+        return bool(self._closing & FIN_SENT)
 
     @property
     def rcv_closed(self) -> bool:
         """The peer's FIN arrived: EOF after the receive buffer drains."""
-        return Closing.FIN_RECEIVED in self.closing
+        return bool(self._closing & FIN_RECEIVED)
 
     @property
     def user_closed(self) -> bool:
         """close() was called: the connection is orphaned."""
-        return Closing.ORPHANED in self.closing
+        return bool(self._closing & ORPHANED)
 
     @property
     def flight_size(self) -> int:
@@ -282,12 +287,12 @@ class Connection(ConnectionInput, ConnectionOutput):
     def shutdown_write(self, now: float) -> None:
         """shutdown(SHUT_WR): queue a FIN after the data (RFC 9293 3.10.4 CLOSE, half-close)."""
         if self.state in (State.ESTABLISHED, State.SYN_RECEIVED):
-            self.closing |= Closing.FIN_QUEUED
+            self._closing |= FIN_QUEUED
             if self.state is State.ESTABLISHED:
                 self._set_state(State.FIN_WAIT_1, now, "shutdown")
             self._output(now)
         elif self.state is State.CLOSE_WAIT:
-            self.closing |= Closing.FIN_QUEUED
+            self._closing |= FIN_QUEUED
             self._set_state(State.LAST_ACK, now, "shutdown")
             self._output(now)
         elif self.state is State.SYN_SENT:
@@ -295,7 +300,7 @@ class Connection(ConnectionInput, ConnectionOutput):
 
     def close(self, now: float) -> None:
         """RFC 9293 3.10.4 CLOSE. Unread data -> RST (RFC 9293 3.6, RFC 2525 2.17); else FIN."""
-        self.closing |= Closing.ORPHANED
+        self._closing |= ORPHANED
         if self.state in (State.CLOSED, State.LISTEN):
             return
         if self.rcvbuf or (self.state is State.CLOSE_WAIT and self.reasm):

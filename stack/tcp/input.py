@@ -10,7 +10,7 @@ import errno
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
-from .states import Closing, State
+from .states import FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED, State
 
 
 class ConnectionInput:
@@ -43,14 +43,14 @@ class ConnectionInput:
         """
         if (seg.flags & ~PSH) != ACK or seg.seq != self.rcv_nxt or seg.sack or self.recovery.in_recovery:
             return False
-        if (seg.window << self.snd_wscale) != self.snd_wnd or self.reasm:
+        if (seg.window << self.snd_wscale) != self.snd_wnd or self.reasm.queue:
             return False
         ts = self.ts_enabled
         if ts and (seg.tsval is None or (seg.tsval - self.ts_recent) & MASK >= 0x80000000):
             return False  # no timestamp or PAWS would look at it
         payload = seg.payload
         if payload:
-            if seg.ack != self.snd_una or len(payload) > self.rcv_wnd or self.user_closed:
+            if seg.ack != self.snd_una or len(payload) > self.rcv_wnd or self._closing & ORPHANED:
                 return False
             if ts and seg.seq == self.last_ack_sent:
                 self.ts_recent = seg.tsval  # RFC 7323 4.3
@@ -256,7 +256,7 @@ class ConnectionInput:
                 self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
                 self.snd_wl1, self.snd_wl2 = seg.seq, ack
                 self._set_rcv_adv_initial()
-                if self.fin_queued:  # RFC 9293 3.10.4: a CLOSE in SYN-RECEIVED was queued until now
+                if self._closing & FIN_QUEUED:  # RFC 9293 3.10.4: a CLOSE in SYN-RECEIVED was queued until now
                     self._set_state(State.FIN_WAIT_1, now, "ACK of SYN,ACK; close pending")
                 else:
                     self._set_state(State.ESTABLISHED, now, "ACK of SYN,ACK")
@@ -304,7 +304,7 @@ class ConnectionInput:
         """SND.UNA < SEG.ACK <= SND.NXT: drop acknowledged octets, sample RTT, grow cwnd, restart RTO."""
         ack = seg.ack
         acked = seq_diff(ack, self.snd_una)
-        fin_acked = self.fin_sent and ack == seq_add(self.fin_seq, 1)
+        fin_acked = bool(self._closing & FIN_SENT) and ack == seq_add(self.fin_seq, 1)
         data_acked = acked - (1 if fin_acked else 0)
         del self.sndbuf[:data_acked]
         self.snd_una = ack
@@ -312,10 +312,8 @@ class ConnectionInput:
             self.snd_nxt = ack
         self.retries = 0
         # Karn (RFC 6298 5 note): the backed-off RTO stays until a valid sample resets it in sample()
-        view = self._send_view()
-        view.rtt = self._take_rtt_sample(seg, now)
-        view.srtt = self.rtt.srtt
-        self.recovery.on_new_ack(seg, acked, view, now)
+        sample = self._take_rtt_sample(seg, now)
+        self.recovery.on_new_ack(seg, acked, self._send_view(sample), now)
         if self.tlp_high is not None and seq_ge(ack, self.tlp_high):
             self.tlp_high = None  # RFC 8985 7.4: the probe's episode is over
         if self._pending_cc and not self.recovery.in_recovery:
@@ -340,11 +338,11 @@ class ConnectionInput:
 
     def _ack_state_transitions(self, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 3.10.7.4 fifth check, the per-state part after the ACK is processed."""
-        fin_acked = self.fin_sent and self.snd_una == seq_add(self.fin_seq, 1)
+        fin_acked = bool(self._closing & FIN_SENT) and self.snd_una == seq_add(self.fin_seq, 1)
         st = self.state
         if st is State.FIN_WAIT_1 and fin_acked:
             self._set_state(State.FIN_WAIT_2, now, "FIN acked")
-            if self.user_closed:
+            if self._closing & ORPHANED:
                 self.timers.fin_wait_2 = now + self.config.fin_timeout
         elif st is State.CLOSING and fin_acked:
             self._enter_time_wait(now, "FIN acked in CLOSING")
@@ -377,7 +375,7 @@ class ConnectionInput:
         payload, fin = seg.payload, bool(seg.flags & FIN)
         if not payload and not fin:
             return
-        if payload and self.user_closed and st in (State.FIN_WAIT_1, State.FIN_WAIT_2):
+        if payload and self._closing & ORPHANED and st in (State.FIN_WAIT_1, State.FIN_WAIT_2):
             # nobody will read it: RFC 9293 3.10.4 / RFC 2525 2.17, as Linux does
             self.abort(now, "data after close")
             self.error = errno.ECONNRESET
@@ -432,14 +430,14 @@ class ConnectionInput:
     def _fin_received(self, now: float) -> None:
         """RFC 9293 3.10.7.4 eighth check: FIN."""
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
-        self.closing |= Closing.FIN_RECEIVED
+        self._closing |= FIN_RECEIVED
         self.ack_now = True
         self.reasm.clear()
         st = self.state
         if st in (State.SYN_RECEIVED, State.ESTABLISHED):
             self._set_state(State.CLOSE_WAIT, now, "FIN received")
         elif st is State.FIN_WAIT_1:
-            if self.fin_sent and self.snd_una == seq_add(self.fin_seq, 1):
+            if (self._closing & FIN_SENT) and self.snd_una == seq_add(self.fin_seq, 1):
                 self._enter_time_wait(now, "FIN received, our FIN acked")
             else:
                 self._set_state(State.CLOSING, now, "simultaneous close")

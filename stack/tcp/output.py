@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..wire.tcp import ACK, FIN, PSH, SYN, TcpSegment
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_lt
-from .states import Closing, State
+from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, State
 
 TSO_MAX = 65535 - 20 - 60  # a TSO super-segment must fit one IPv4 datagram
 _CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
@@ -27,7 +27,7 @@ class ConnectionOutput:
                 self.ack_now = True
             elif self.timers.delack is None:
                 self.timers.delack = now + self.config.delack
-        if self.rcv_closed:
+        if self._closing & FIN_RECEIVED:
             self.ack_now = True
 
     def flush(self, now: float) -> None:
@@ -88,7 +88,7 @@ class ConnectionOutput:
             self.unacked_segs = 0
             if self.ts_enabled and not seg.flags & SYN:
                 seg.tsval, seg.tsecr = self._ts_val(now), self.ts_recent
-            if self.sack_enabled and self.reasm and not seg.flags & SYN:
+            if self.sack_enabled and self.reasm.queue and not seg.flags & SYN:
                 seg.sack = self.sack_blocks()
         self.stats["segs_out"] += 1
         self.last_send_time = now
@@ -117,16 +117,19 @@ class ConnectionOutput:
         """Send the next new segment if allowed; True when one was sent."""
         off = seq_diff(self.snd_nxt, self.snd_una)
         avail = len(self.sndbuf) - off
-        fin_pending = self.fin_queued and not (self.fin_sent and seq_gt(self.snd_nxt, self.fin_seq))
+        closing = self._closing
+        fin_pending = bool(closing & FIN_QUEUED) and not (closing & FIN_SENT and seq_gt(self.snd_nxt, self.fin_seq))
         if avail <= 0:
             if fin_pending and avail == 0:
                 self._send_data(off, 0, now, fin=True)
                 return False
             return False
-        in_flight = self.recovery.pipe(self._send_view())
+        recovery = self.recovery
+        # pipe: RFC 6675 SetPipe() in SACK recovery, else SND.NXT - SND.UNA (no view needed)
+        in_flight = recovery.pipe(self._send_view()) if recovery.in_recovery else seq_diff(self.snd_nxt, self.snd_una)
         # the peer's window bounds what is outstanding (RFC 9293 3.8.6); cwnd bounds pipe (RFC 6675),
         # which leaves SACKed octets out and so must never stretch the peer's window
-        usable = min(self.snd_wnd - off, self.cc.cwnd + self.recovery.extra_cwnd(self.eff_mss) - in_flight)
+        usable = min(self.snd_wnd - off, recovery.cc.cwnd + recovery.extra_cwnd(self.eff_mss) - in_flight)
         mss = self._data_room()
         n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
         if n <= 0:
@@ -141,7 +144,7 @@ class ConnectionOutput:
     def _data_room(self) -> int:
         """RFC 9293 3.7.1 (MUST-16): the data a segment may carry after *its* options; SACK blocks
         ride on data segments too while out-of-order data waits, and take room from the data."""
-        if self.sack_enabled and self.reasm:
+        if self.sack_enabled and self.reasm.queue:
             blocks = min(len(self.reasm), 3 if self.ts_enabled else 4)
             return self.eff_mss - (4 + 8 * blocks)
         return self.eff_mss
@@ -182,7 +185,7 @@ class ConnectionOutput:
             self._send_data(off, n, now)
             self.tlp_high = seq_add(self.snd_una, off + n)
         else:
-            data_end = self.fin_seq if self.fin_sent else self.snd_max
+            data_end = self.fin_seq if self._closing & FIN_SENT else self.snd_max
             last = seq_add(data_end, -min(self.eff_mss, seq_diff(data_end, self.snd_una)))
             self.retransmit_range(last, now, "tlp")
             self.tlp_high = data_end  # the probe's last octet + 1: a SACK reaching it means it arrived
@@ -209,7 +212,7 @@ class ConnectionOutput:
             flags |= PSH  # the last segment of what the user wrote carries PSH
         if fin:
             flags |= FIN
-            self.closing |= Closing.FIN_SENT
+            self._closing |= FIN_SENT
             self.fin_seq = seq_add(seq, n)
         payload = self.sndbuf[off:off + n] if n else b""  # a bytearray copy; the buffer moves on
         seg = TcpSegment(self.local[1], self.remote[1], seq, 0, flags, 0, payload)
@@ -225,7 +228,7 @@ class ConnectionOutput:
                 self.rtt_sampler.on_send(end, now)  # first transmission: an RTT sample when ACKed
             self.stats["bytes_out"] += seq_diff(end, self.snd_max) - (1 if fin else 0)
             self.snd_max = end
-        self.cc.on_packet_sent(now, seq, n, self.flight_size)
+        self.recovery.cc.on_packet_sent(now, seq, n, seq_diff(self.snd_max, self.snd_una))
         if retransmit:
             self.stats["retrans"] += 1
             self.stats["retrans_bytes"] += n
@@ -239,7 +242,7 @@ class ConnectionOutput:
         if off < 0:
             return 0
         n = min(len(self.sndbuf) - off, self._data_room() if limit is None else min(limit, self._data_room()))
-        fin = self.fin_sent and seq_add(seq, max(n, 0)) == self.fin_seq
+        fin = bool(self._closing & FIN_SENT) and seq_add(seq, max(n, 0)) == self.fin_seq
         if n <= 0 and not fin:
             return 0
         self._trace("retransmit", now, seq=seq, len=max(n, 0), why=why)

@@ -40,6 +40,7 @@ class Reassembler:
         self.base = 0                   # a sequence number at or below RCV.NXT while blocks exist
         self._offs: list[int] = []      # block start offsets, sorted (the bisect keys)
         self._blocks: list[list] = []   # [offset, bytearray, fin], same order
+        self.queue = self._blocks      # read-only alias: truthy while out-of-order data waits (cheap test)
         self._recent: list[int] = []    # offsets of the latest out-of-order arrivals, newest first
         self.dropped = 0                # segments refused because the queue was full
         self.pruned = 0                 # blocks pruned from the top to make room

@@ -15,8 +15,7 @@ what happened through its hooks. It is the one owner of "in recovery".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..wire.tcp import FIN, SYN
 from .congestion import CongestionControl, RateSample
@@ -25,8 +24,7 @@ from .seq import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 DUP_THRESH = 3  # RFC 5681 2 / RFC 6675 2: DupThresh
 
 
-@dataclass(slots=True)
-class SendView:
+class SendView(NamedTuple):
     """The numbers recovery reads, copied from the connection at each call (it never holds one)."""
     snd_una: int
     snd_nxt: int
@@ -279,6 +277,8 @@ class LossRecovery:
     def retransmit_due(self, view: Callable[[], SendView], send: Retransmit, now: float) -> None:
         """Before new data: the head after a fast retransmit/partial ACK, then lost SACK holes.
         ``view()`` gives the numbers as they are now (each resend moves them)."""
+        if not (self.rxt_head or self.in_recovery):
+            return  # nothing due (the common case: no view needed)
         s = view()
         if self.rxt_head:
             self.rxt_head = False

@@ -20,7 +20,7 @@ class State(enum.Enum):
         return self not in (State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED)
 
 
-class Closing(enum.Flag):
+class Closing(enum.IntFlag):
     """How far each direction has closed, beside ``State`` (one sub-state instead of four booleans).
 
     ``State`` alone cannot say it: a FIN queued behind data in ESTABLISHED before FIN-WAIT-1
@@ -32,3 +32,8 @@ class Closing(enum.Flag):
     FIN_SENT = enum.auto()      # our FIN went out (at fin_seq)
     FIN_RECEIVED = enum.auto()  # the peer's FIN arrived: EOF once the receive buffer drains
     ORPHANED = enum.auto()      # close() called: nobody reads any more (data then -> RST)
+
+
+# the same bits as plain ints, for the per-segment paths (enum operators run Python code)
+FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED = (int(f) for f in (
+    Closing.FIN_QUEUED, Closing.FIN_SENT, Closing.FIN_RECEIVED, Closing.ORPHANED))

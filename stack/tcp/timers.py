@@ -25,45 +25,31 @@ class Timer(enum.IntEnum):
     PTO = 6          # RFC 8985 7 tail loss probe
 
 
-def _deadline(kind: Timer) -> property:
-    i = int(kind)
-
-    def get(self) -> float | None:
-        return self._at[i]
-
-    def set_(self, at: float | None) -> None:
-        self._at[i] = at
-
-    return property(get, set_, doc=f"Deadline of the {kind.name} timer, None when not armed.")
+_NAMES = ("rto", "delack", "persist", "time_wait", "fin_wait_2", "keepalive", "pto")  # by Timer value
 
 
 class Timers:
-    __slots__ = ("_at",)
+    """One deadline attribute per ``Timer`` (plain attributes: read on every segment), None when
+    not armed."""
+    __slots__ = _NAMES
 
     def __init__(self) -> None:
-        self._at: list[float | None] = [None] * len(Timer)
-
-    rto = _deadline(Timer.RTO)
-    delack = _deadline(Timer.DELACK)
-    persist = _deadline(Timer.PERSIST)
-    time_wait = _deadline(Timer.TIME_WAIT)
-    fin_wait_2 = _deadline(Timer.FIN_WAIT_2)
-    keepalive = _deadline(Timer.KEEPALIVE)
-    pto = _deadline(Timer.PTO)
+        self.clear_all()
 
     def armed(self) -> set[Timer]:
-        return {k for k in Timer if self._at[k] is not None}
+        return {k for k in Timer if getattr(self, _NAMES[k]) is not None}
 
     def due(self, kind: Timer, now: float) -> bool:
-        at = self._at[kind]
+        at = getattr(self, _NAMES[kind])
         return at is not None and now >= at
 
     def next_deadline(self) -> float | None:
         best = None
-        for t in self._at:
+        for t in (self.rto, self.delack, self.persist, self.time_wait, self.fin_wait_2, self.keepalive, self.pto):
             if t is not None and (best is None or t < best):
                 best = t
         return best
 
     def clear_all(self) -> None:
-        self._at = [None] * len(Timer)
+        self.rto = self.delack = self.persist = self.time_wait = None
+        self.fin_wait_2 = self.keepalive = self.pto = None

@@ -36,7 +36,7 @@ Methods raise ``RuntimeError`` when called out of order (for instance
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 INFINITE_SSTHRESH = 0x7FFFFFFF  # RFC 5681 3.1: initial ssthresh "arbitrarily high" (Linux: same value)
 
@@ -55,8 +55,7 @@ def rfc5681_initial_window(mss: int) -> int:
     return 4 * mss  # RFC 5681 3.1: SMSS <= 1095 -> at most 4 segments
 
 
-@dataclass(slots=True)
-class RateSample:
+class RateSample(NamedTuple):
     """What one ACK of new data tells the controller."""
     now: float
     delivered: int            # octets newly acknowledged (cumulatively)
