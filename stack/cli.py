@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "'tunstack plot --help' for more")
     plot.add_argument("rest", nargs=argparse.REMAINDER)
     plot.set_defaults(func=cmd_plot)
+
+    from . import clients, run  # run, get, nc: programs and clients over the stack
+    run.register(sub)
+    clients.register(sub)
     return parser
 
 
