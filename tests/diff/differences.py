@@ -5,6 +5,7 @@ conftest.py marks the stack run of each listed test ``xfail(strict=True)``: it m
 removed here and from docs/api.md's table, which lists the same differences.
 """
 C = "test_diff_connect::"
+D = "test_diff_data::"
 
 STACK_DIFFERENCES: dict[str, str] = {
     # connect()
@@ -24,4 +25,14 @@ STACK_DIFFERENCES: dict[str, str] = {
         "connect_ex() with a timeout that expires returns EINVAL (CPython on Linux: EAGAIN/EWOULDBLOCK)",
     C + "test_nonblocking_connect_then_connect_again_succeeds_once_then_eisconn":
         "connect() after a non-blocking connect completed is EISCONN at once (Linux: 0 once, then EISCONN)",
+    # send/recv
+    D + "test_msg_waitall_waits_for_all": "MSG_WAITALL is ignored: recv returns what is there (a short read)",
+    D + "test_send_on_unconnected_socket_is_epipe": "send() on an unconnected socket is ENOTCONN (Linux: EPIPE)",
+    D + "test_send_on_listening_socket_is_epipe": "send() on a listening socket is ENOTCONN (Linux: EPIPE)",
+    D + "test_send_after_reset_is_econnreset_then_epipe":
+        "after an RST every send() is ECONNRESET (Linux: ECONNRESET once, then EPIPE)",
+    D + "test_so_error_after_reset_then_send_is_epipe":
+        "reading SO_ERROR does not consume the reset for send(): send() is ECONNRESET again (Linux: EPIPE)",
+    D + "test_send_buffer_full_is_not_writable":
+        "fileno() is always writable: a full send buffer still selects writable (a sender spins)",
 }
