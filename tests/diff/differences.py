@@ -6,6 +6,7 @@ removed here and from docs/api.md's table, which lists the same differences.
 """
 C = "test_diff_connect::"
 D = "test_diff_data::"
+S = "test_diff_shutdown_bind::"
 
 STACK_DIFFERENCES: dict[str, str] = {
     # connect()
@@ -35,4 +36,16 @@ STACK_DIFFERENCES: dict[str, str] = {
         "reading SO_ERROR does not consume the reset for send(): send() is ECONNRESET again (Linux: EPIPE)",
     D + "test_send_buffer_full_is_not_writable":
         "fileno() is always writable: a full send buffer still selects writable (a sender spins)",
+    # shutdown, bind
+    S + "test_shutdown_invalid_how_is_einval": "shutdown(3) is accepted (Linux: EINVAL)",
+    S + "test_shutdown_after_reset_is_enotconn": "shutdown() of a reset (CLOSED) connection succeeds (Linux: ENOTCONN)",
+    S + "test_shutdown_listener_wr_is_noop": "shutdown() on a listening socket is ENOTCONN (Linux: SHUT_WR does nothing)",
+    S + "test_shutdown_listener_rd_stops_listening":
+        "shutdown(SHUT_RD) on a listening socket is ENOTCONN (Linux: stops listening, new SYNs get RST)",
+    S + "test_bind_bound_port_both_reuseaddr_is_allowed":
+        "SO_REUSEADDR is not applied: two bound (non-listening) sockets cannot share a port",
+    S + "test_bind_port_in_time_wait_of_a_socket_without_reuseaddr_is_eaddrinuse":
+        "bind() ignores TIME-WAIT connections: a port in TIME-WAIT can always be bound (Linux: EADDRINUSE)",
+    S + "test_bind_port_in_time_wait_without_reuseaddr_is_eaddrinuse":
+        "bind() ignores TIME-WAIT connections: a port in TIME-WAIT can always be bound (Linux: EADDRINUSE)",
 }
