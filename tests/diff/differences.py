@@ -7,6 +7,8 @@ removed here and from docs/api.md's table, which lists the same differences.
 C = "test_diff_connect::"
 D = "test_diff_data::"
 S = "test_diff_shutdown_bind::"
+O = "test_diff_options::"
+UNKNOWN_READS_0 = "the option is not in a table: an unknown option reads back as 0 (or what was stored)"
 
 STACK_DIFFERENCES: dict[str, str] = {
     # connect()
@@ -48,4 +50,39 @@ STACK_DIFFERENCES: dict[str, str] = {
         "bind() ignores TIME-WAIT connections: a port in TIME-WAIT can always be bound (Linux: EADDRINUSE)",
     S + "test_bind_port_in_time_wait_without_reuseaddr_is_eaddrinuse":
         "bind() ignores TIME-WAIT connections: a port in TIME-WAIT can always be bound (Linux: EADDRINUSE)",
+    # the option table
+    O + "test_default[stack-SO_TYPE]": UNKNOWN_READS_0 + " (Linux: SOCK_STREAM)",
+    O + "test_default[stack-SO_DOMAIN]": UNKNOWN_READS_0 + " (Linux: AF_INET)",
+    O + "test_default[stack-SO_PROTOCOL]": UNKNOWN_READS_0 + " (Linux: IPPROTO_TCP)",
+    O + "test_default[stack-SO_RCVLOWAT]": UNKNOWN_READS_0 + " (Linux: 1)",
+    O + "test_default[stack-SO_SNDLOWAT]": UNKNOWN_READS_0 + " (Linux: 1)",
+    O + "test_default[stack-TCP_KEEPIDLE]": "keepalive defaults are not read back: 0 (Linux: 7200)",
+    O + "test_default[stack-TCP_KEEPINTVL]": "keepalive defaults are not read back: 0 (Linux: 75)",
+    O + "test_default[stack-TCP_KEEPCNT]": "keepalive defaults are not read back: 0 (Linux: 9)",
+    O + "test_default[stack-TCP_MAXSEG]": UNKNOWN_READS_0 + " (Linux: 536 before a connection)",
+    O + "test_set_then_read_back[stack-SO_REUSEADDR_any_nonzero]":
+        "boolean options read back the int stored (5), Linux normalizes to 1",
+    O + "test_set_then_read_back[stack-TCP_NODELAY_any_nonzero]":
+        "boolean options read back the int stored (7), Linux normalizes to 1",
+    O + "test_so_rcvbuf_reads_back_doubled": "SO_RCVBUF reads back the value set (Linux doubles it for bookkeeping)",
+    O + "test_so_sndbuf_reads_back_doubled": "SO_SNDBUF reads back the value set (Linux doubles it for bookkeeping)",
+    O + "test_so_acceptconn_after_listen": UNKNOWN_READS_0 + " (Linux: 1 on a listening socket)",
+    O + "test_tcp_maxseg_too_small_is_einval": "values are not validated: TCP_MAXSEG 10 is accepted (Linux: EINVAL)",
+    O + "test_tcp_user_timeout_negative_is_einval": "values are not validated: TCP_USER_TIMEOUT -1 is accepted",
+    O + "test_so_sndlowat_cannot_be_set": "SO_SNDLOWAT is accepted (Linux: ENOPROTOOPT, it is read-only)",
+    O + "test_unknown_sol_socket_option_is_enoprotoopt": "unknown options are accepted (Linux: ENOPROTOOPT)",
+    O + "test_unknown_tcp_option_is_enoprotoopt": "unknown options are accepted (Linux: ENOPROTOOPT)",
+    O + "test_unknown_level_is_enoprotoopt": "unknown levels are accepted (Linux: ENOPROTOOPT)",
+    O + "test_tcp_congestion_with_buflen_is_bytes_of_that_length":
+        "getsockopt() ignores buflen: TCP_CONGESTION is the bare name, not buflen bytes NUL-padded",
+    O + "test_so_linger_default_is_off": "getsockopt() ignores buflen: SO_LINGER reads as int 0, not struct linger",
+    O + "test_so_linger_set_and_read_back": "SO_LINGER with a struct linger raises ValueError",
+    O + "test_so_linger_zero_close_resets_peer": "SO_LINGER is not supported, so linger 0 cannot make close() reset",
+    O + "test_tcp_info_is_linux_struct_with_state_established": "TCP_INFO is not Linux's struct tcp_info (reads 0)",
+    O + "test_tcp_info_state_close_on_fresh_socket": "TCP_INFO is not Linux's struct tcp_info (reads 0)",
+    O + "test_tcp_info_state_listen": "TCP_INFO is not Linux's struct tcp_info (reads 0)",
+    O + "test_getsockopt_with_buflen_returns_bytes": "getsockopt() ignores buflen: an int, not bytes",
+    O + "test_setsockopt_bytes_value": "setsockopt() with a bytes value raises (int() of bytes) instead of decoding",
+    O + "test_accepted_socket_inherits_rcvbuf":
+        "SO_RCVBUF set on a listener is not inherited by accepted sockets (they get the stack default)",
 }
