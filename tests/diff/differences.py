@@ -8,6 +8,8 @@ C = "test_diff_connect::"
 D = "test_diff_data::"
 S = "test_diff_shutdown_bind::"
 O = "test_diff_options::"
+R = "test_diff_readiness::"
+EVENTFD = "fileno() is an eventfd: it can only be readable (POLLIN) and is always writable"
 UNKNOWN_READS_0 = "the option is not in a table: an unknown option reads back as 0 (or what was stored)"
 
 STACK_DIFFERENCES: dict[str, str] = {
@@ -85,4 +87,23 @@ STACK_DIFFERENCES: dict[str, str] = {
     O + "test_setsockopt_bytes_value": "setsockopt() with a bytes value raises (int() of bytes) instead of decoding",
     O + "test_accepted_socket_inherits_rcvbuf":
         "SO_RCVBUF set on a listener is not inherited by accepted sockets (they get the stack default)",
+    # readiness
+    R + "test_peer_fin_is_readable_with_rdhup": EVENTFD + "; no POLLRDHUP for the peer's FIN",
+    R + "test_both_directions_closed_is_hup": EVENTFD + "; no POLLHUP when both directions are closed",
+    R + "test_shut_rd_is_readable": EVENTFD + "; no POLLRDHUP after shutdown(SHUT_RD)",
+    R + "test_reset_is_err_hup_in_out": EVENTFD + "; no POLLERR|POLLHUP after a reset",
+    R + "test_refused_connect_is_err_hup": EVENTFD + "; no POLLERR|POLLHUP after a refused connect",
+    R + "test_fresh_socket_is_hup_and_writable": EVENTFD + "; no POLLHUP on a fresh (CLOSE) socket",
+    R + "test_listener_without_pending_is_nothing": EVENTFD + ": a listener selects writable",
+    R + "test_listener_with_pending_is_readable_only": EVENTFD + ": a listener selects writable",
+    R + "test_full_send_buffer_is_not_writable_then_writable_after_peer_reads": EVENTFD,
+    R + "test_full_send_buffer_poll_has_no_pollout": EVENTFD,
+    R + "test_epoll_edge_triggered_one_event_per_arrival":
+        "an arrival while already readable does not wake the fd, so edge-triggered epoll misses it (Linux: "
+        "every sk_data_ready is an event)",
+    R + "test_selectors_pending_connect_not_writable[stack-SelectSelector]": EVENTFD,
+    R + "test_selectors_pending_connect_not_writable[stack-PollSelector]": EVENTFD,
+    R + "test_selectors_pending_connect_not_writable[stack-EpollSelector]": EVENTFD,
+    R + "test_asyncio_sock_connect_waits_for_the_handshake":
+        "asyncio's sock_connect returns at once (the fd is writable during SYN-SENT)",
 }
