@@ -15,6 +15,10 @@ smallest buffers Linux allows, and the kernel's own ``unix_poll()`` computes the
   So "not writable" = send from X until EAGAIN (measured on Linux 6.x: one 4480-byte skb
   fills a 4608-byte sndbuf), "writable" = Y reads everything back (the skb is freed in one
   go, so the writer side sees exactly one wake-up, as edge-triggered epoll needs);
+- a new arrival while already readable (``wake_readable``) = one more byte from Y: a new
+  wake-up, so edge-triggered epoll reports it as Linux's sk_data_ready does;
+- read hang-up (``set_read_hangup``, the peer's FIN) = Y shuts down its sending side: X reports
+  POLLIN|POLLRDHUP from then on (final, as a FIN is);
 - error     = X sends a byte that Y leaves unread, then Y closes: Linux's
   ``unix_release_sock()`` sets ``sk_err = ECONNRESET`` and both shutdown bits on X, so X
   reports POLLIN|POLLOUT|POLLERR|POLLHUP|POLLRDHUP, exactly what tcp_poll() reports for a
@@ -52,6 +56,7 @@ class ReadinessFd:
         self._readable = False
         self._writable = True   # a fresh socketpair end is writable
         self._final = False     # after set_error/set_hangup nothing changes any more
+        self._rdhup = False     # after set_read_hangup X stays readable
         self.set(readable)
         self.set_writable(writable)
 
@@ -65,7 +70,7 @@ class ReadinessFd:
 
     def set(self, ready: bool) -> None:
         """Readable while ``ready`` (the name predates writability; kept for callers)."""
-        if self._final or self.fd < 0 or bool(ready) == self._readable:
+        if self._final or self._rdhup or self.fd < 0 or bool(ready) == self._readable:
             return
         if ready:
             self._y.send(b"r")
@@ -74,6 +79,24 @@ class ReadinessFd:
         self._readable = bool(ready)
 
     set_readable = set
+
+    def wake_readable(self) -> None:
+        """Readable, and a fresh wake-up even if it already was (new data: one edge-triggered event)."""
+        if self._final or self._rdhup or self.fd < 0:
+            return
+        try:
+            self._y.send(b"r")
+        except BlockingIOError:  # Y's tiny send buffer holds a few pokes at most: start again
+            _drain(self._x)
+            self._y.send(b"r")
+        self._readable = True
+
+    def set_read_hangup(self) -> None:
+        """POLLIN|POLLRDHUP from now on (the peer's FIN); writability stays settable."""
+        if self._final or self._rdhup or self.fd < 0:
+            return
+        self._y.shutdown(_std.SHUT_WR)
+        self._readable = self._rdhup = True
 
     def set_writable(self, ready: bool) -> None:
         if self._final or self.fd < 0 or bool(ready) == self._writable:

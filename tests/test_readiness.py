@@ -158,6 +158,34 @@ def test_edge_triggered_writer_not_woken_by_readable_changes(rfd):
         assert ep.poll(0) == []
 
 
+def test_wake_readable_gives_edge_triggered_event_each_time(rfd):
+    r = rfd(False, True)
+    with select.epoll() as ep:
+        ep.register(r.fd, select.EPOLLIN | select.EPOLLET)
+        for _ in range(20):  # more than the tiny buffer holds: it must start over, not fail
+            r.wake_readable()
+            assert len(ep.poll(0)) == 1
+            assert ep.poll(0) == []
+        r.set(False)
+        assert by_poll(r.fd) == (False, True)
+
+
+def test_read_hangup_is_pollin_rdhup_and_final_for_reading(rfd):
+    r = rfd(False, True)
+    r.set_read_hangup()
+    p = select.poll()
+    p.register(r.fd, select.POLLIN | select.POLLOUT | select.POLLRDHUP)
+    mask = dict(p.poll(0))[r.fd]
+    assert mask & (select.POLLIN | select.POLLRDHUP | select.POLLOUT | select.POLLHUP | select.POLLERR) == \
+        select.POLLIN | select.POLLRDHUP | select.POLLOUT
+    r.set(False)
+    assert by_poll(r.fd) == (True, True)
+    r.set_writable(False)  # writability still follows the send buffer
+    assert by_poll(r.fd) == (True, False)
+    r.set_writable(True)
+    assert by_poll(r.fd) == (True, True)
+
+
 def test_error_reports_err_hup_in_out_like_a_reset_tcp_socket(rfd):
     r = rfd(False, False)
     r.set_error()
