@@ -352,23 +352,37 @@ def _run_parser_class():
     return RunParser
 
 
-def register(sub) -> None:
-    """Add ``run`` to the ``tunstack`` subcommands."""
-    p = sub.add_parser(
-        "run", help="run a Python program (script, -m module, -c code) with its sockets on the stack",
-        description="Bring up a TUN device and the stack as 'serve' does, then run an unmodified Python "
-                    "program in this interpreter with the socket module's AF_INET sockets, getaddrinfo, "
-                    "create_connection and create_server on the userspace stack (socketserver, http.server, "
-                    "http.client, urllib, asyncio, selectors follow). Names: 'localhost'/'tunstack' = the "
-                    "stack, 'host' = the TUN's host side. TLS is not available. Exit status: the program's. "
-                    "Examples: tunstack run -m http.server 8000; tunstack run server.py ARGS; "
-                    "tunstack run -c \"import urllib.request; print(urllib.request.urlopen('http://host:8000/').read())\"",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+RUN_HELP = "run a Python program (script, -m module, -c code) with its sockets on the stack"
+RUN_DESCRIPTION = (
+    "Bring up a TUN device and the stack as 'serve' does, then run an unmodified Python program in this "
+    "interpreter with the socket module's AF_INET sockets, getaddrinfo, create_connection and create_server "
+    "on the userspace stack (socketserver, http.server, http.client, urllib, asyncio, selectors follow). "
+    "Names: 'localhost'/'tunstack' = the stack, 'host' = the TUN's host side. TLS is not available. "
+    "Stack options come first; from -m/-c/SCRIPT on, the arguments are the program's. Exit status: the "
+    "program's. Examples: tunstack run -m http.server 8000; tunstack run server.py ARGS; "
+    "tunstack run -c \"import urllib.request; print(urllib.request.urlopen('http://host:8000/').read())\"")
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
     add_stack_arguments(p)
     p.add_argument("-m", dest="module", metavar="MODULE", help="run library module MODULE as a script")
     p.add_argument("-c", dest="code", metavar="CODE", help="run the program passed as a string")
     p.add_argument("args", nargs="*", metavar="SCRIPT|ARGS",
-                   help="the script and its arguments (or the arguments of -m/-c); everything from "
-                        "-m/-c/SCRIPT on belongs to the program")
-    p.__class__ = _run_parser_class()  # argparse builds subparsers itself; this one splits off the program
+                   help="the script and its arguments (or the arguments of -m/-c)")
     p.set_defaults(func=cmd_run)
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """A standalone ``tunstack run`` parser (what ``register`` adds under ``tunstack``)."""
+    p = _run_parser_class()(prog="tunstack run", description=RUN_DESCRIPTION,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _configure(p)
+    return p
+
+
+def register(sub) -> None:
+    """Add ``run`` to the ``tunstack`` subcommands."""
+    p = sub.add_parser("run", help=RUN_HELP, description=RUN_DESCRIPTION,
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.__class__ = _run_parser_class()  # argparse builds subparsers itself; this one splits off the program
+    _configure(p)
