@@ -40,6 +40,12 @@ STACK_DIFFERENCES: dict[str, str] = {
         "reading SO_ERROR does not consume the reset for send(): send() is ECONNRESET again (Linux: EPIPE)",
     D + "test_send_buffer_full_is_not_writable":
         "fileno() is always writable: a full send buffer still selects writable (a sender spins)",
+    D + "test_sendfile_sends_a_file": "no sendfile() method",
+    D + "test_sendmsg_gathers_buffers": "no sendmsg() method",
+    D + "test_recvmsg_returns_data_and_flags": "no recvmsg() method",
+    D + "test_recvfrom_on_tcp_has_no_address": "no recvfrom() method",
+    D + "test_sendto_on_connected_tcp_ignores_address": "no sendto() method",
+    D + "test_dup_shares_the_connection": "no dup() method",
     # shutdown, bind
     S + "test_shutdown_invalid_how_is_einval": "shutdown(3) is accepted (Linux: EINVAL)",
     S + "test_shutdown_after_reset_is_enotconn": "shutdown() of a reset (CLOSED) connection succeeds (Linux: ENOTCONN)",

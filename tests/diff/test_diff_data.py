@@ -401,3 +401,58 @@ def test_close_with_unread_data_resets_peer(net):
     s.close()
     with pytest.raises(ConnectionResetError):
         p.recv(10)
+
+
+# ------------------------------------------------------------------------------ the other data calls
+def test_sendfile_sends_a_file(net, tmp_path):
+    s, p = net.connected()
+    f = tmp_path / "f"
+    f.write_bytes(b"file contents" * 1000)
+    with open(f, "rb") as fh:
+        assert s.sendfile(fh) == 13000
+    s.shutdown(socket.SHUT_WR)
+    got = bytearray()
+    while chunk := p.recv(65536):
+        got += chunk
+    assert bytes(got) == b"file contents" * 1000
+
+
+def test_sendmsg_gathers_buffers(net):
+    s, p = net.connected()
+    assert s.sendmsg([b"one ", b"two"]) == 7
+    assert arrived(p, 7)
+    assert p.recv(10) == b"one two"
+
+
+def test_recvmsg_returns_data_and_flags(net):
+    s, p = net.connected()
+    p.sendall(b"msg")
+    assert arrived(s, 3)
+    data, ancdata, flags, addr = s.recvmsg(10)
+    assert (data, ancdata, flags) == (b"msg", [], 0)
+
+
+def test_recvfrom_on_tcp_has_no_address(net):
+    s, p = net.connected()
+    p.sendall(b"rf")
+    assert arrived(s, 2)
+    assert s.recvfrom(10) == (b"rf", None)
+
+
+def test_sendto_on_connected_tcp_ignores_address(net):
+    s, p = net.connected()
+    assert s.sendto(b"st", ("203.0.113.1", 1)) == 2
+    assert p.recv(10) == b"st"
+
+
+def test_dup_shares_the_connection(net):
+    s, p = net.connected()
+    d = s.dup()
+    try:
+        d.sendall(b"dup")
+        assert p.recv(10) == b"dup"
+        s.close()
+        d.sendall(b" still")  # the connection lives while a duplicate is open
+        assert p.recv(10) == b" still"
+    finally:
+        d.close()
