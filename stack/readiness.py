@@ -33,6 +33,7 @@ socket that cannot send yet.
 from __future__ import annotations
 
 import errno
+import select as _select
 import socket as _std
 
 _CHUNK = bytes(65536)
@@ -57,6 +58,7 @@ class ReadinessFd:
         self._writable = True   # a fresh socketpair end is writable
         self._final = False     # after set_error/set_hangup nothing changes any more
         self._rdhup = False     # after set_read_hangup X stays readable
+        self._err = False       # POLLERR showing (set_error until clear_error)
         self.set(readable)
         self.set_writable(writable)
 
@@ -117,7 +119,30 @@ class ReadinessFd:
         except BlockingIOError:
             pass
         self._y.close()
-        self._readable = self._writable = self._final = True
+        self._readable = self._writable = self._final = self._err = True
+
+    def clear_error(self) -> None:
+        """POLLERR off (the error was reported, as reading SO_ERROR clears sk_err); the hang-up stays."""
+        if self._err and self.fd >= 0:
+            self._x.getsockopt(_std.SOL_SOCKET, _std.SO_ERROR)  # sock_error(): sk_err = 0
+            self._err = False
+
+    def sync(self, mask: int) -> None:
+        """Show the EPOLL* bits of ``mask`` (what tcp_poll() would return): the one call a socket needs.
+
+        POLLERR comes with POLLHUP (and, as for TCP, both are final): Linux gives a unix socket an
+        error only when its peer goes away. POLLRDHUP is final too; POLLIN/POLLOUT follow ``mask``.
+        """
+        if mask & _select.EPOLLERR and not self._err and not self._final:
+            self.set_error()
+        elif mask & _select.EPOLLHUP and not self._final:
+            self.set_hangup()
+        if self._err and not mask & _select.EPOLLERR:
+            self.clear_error()
+        if mask & _select.EPOLLRDHUP:
+            self.set_read_hangup()
+        self.set(bool(mask & _select.EPOLLIN))
+        self.set_writable(bool(mask & _select.EPOLLOUT))
 
     def set_hangup(self) -> None:
         """POLLHUP|POLLIN|POLLOUT|POLLRDHUP from now on (closed both ways); final."""

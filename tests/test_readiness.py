@@ -251,3 +251,39 @@ def test_transition_cost_is_reported(rfd):
     write_us = (time.perf_counter() - t) / (2 * n) * 1e6
     print(f"\nReadinessFd transition cost: readable {read_us:.1f} us, writable {write_us:.1f} us")
     assert by_poll(r.fd) == (False, True)
+
+
+IN, OUT, ERR, HUP, RDHUP = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR, select.EPOLLHUP, select.EPOLLRDHUP
+ALL = IN | OUT | ERR | HUP | RDHUP
+
+
+def epoll_mask(fd) -> int:
+    with select.epoll() as ep:
+        ep.register(fd, ALL)
+        return dict(ep.poll(0)).get(fd, 0) & ALL
+
+
+@pytest.mark.parametrize("mask", [0, IN, OUT, IN | OUT, IN | RDHUP, IN | OUT | RDHUP, IN | OUT | RDHUP | HUP,
+                                  IN | OUT | RDHUP | HUP | ERR],
+                         ids=lambda m: "|".join(n for n, b in (("IN", IN), ("OUT", OUT), ("ERR", ERR), ("HUP", HUP),
+                                                              ("RDHUP", RDHUP)) if m & b) or "0")
+def test_sync_shows_tcp_poll_masks_exactly(rfd, mask):
+    r = rfd(False, True)
+    r.sync(mask)
+    assert epoll_mask(r.fd) == mask
+
+
+def test_sync_follows_a_connection_lifetime(rfd):
+    """SYN-SENT, established, data, drained, send buffer full, peer FIN, reset, error reported."""
+    r = rfd(False, True)
+    for mask in (0, OUT, IN | OUT, OUT, 0, IN | RDHUP, IN | OUT | RDHUP, IN | OUT | RDHUP | HUP | ERR,
+                 IN | OUT | RDHUP | HUP):
+        r.sync(mask)
+        assert epoll_mask(r.fd) == mask, hex(mask)
+
+
+def test_clear_error_keeps_the_hangup(rfd):
+    r = rfd()
+    r.set_error()
+    r.clear_error()
+    assert epoll_mask(r.fd) == IN | OUT | HUP | RDHUP
