@@ -143,20 +143,29 @@ def _copy_stdin(sock, infd: int) -> None:
 
 
 def relay(sock, infd: int, outfd: int) -> None:
-    """Copy both ways until the peer's EOF (stdin's EOF only half-closes)."""
-    threading.Thread(target=_copy_stdin, args=(sock, infd), daemon=True).start()
+    """Copy both ways until both are done: the peer's EOF and (unless stdin is a terminal) stdin's EOF.
+
+    stdin's EOF half-closes (FIN); the peer's EOF ends the output. Interactive use (stdin a
+    terminal) ends at the peer's EOF, as netcat does."""
+    copier = threading.Thread(target=_copy_stdin, args=(sock, infd), daemon=True)
+    copier.start()
     while True:
         data = sock.recv(65536)
         if not data:
-            return
+            break
         view = memoryview(data)
         while view:
             view = view[os.write(outfd, view):]
+    if not os.isatty(infd):
+        copier.join()
+
+
+NC_LINGER = 30.0  # seconds the stack keeps sending what nc queued before it exits
 
 
 def cmd_nc(args) -> int:
     from .cli import CliError
-    with open_stack(args) as stack:
+    with open_stack(args, linger=NC_LINGER) as stack:
         try:
             if args.listen:
                 host = "" if args.host in ("", "0.0.0.0", "*") else netapi.gethostbyname(stack, args.host)

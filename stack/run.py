@@ -66,8 +66,10 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def open_stack(args):
-    """Create the TUN, configure its host side and yield a started Stack; undo it all after."""
+def open_stack(args, linger: float = 1.0):
+    """Create the TUN, configure its host side and yield a started Stack; undo it all after.
+
+    At the end, connections still sending (data or FIN) get up to ``linger`` seconds to finish."""
     from .cli import CliError, _open_out
     from .link.tun import TunLink
     from .runtime.stack import Stack
@@ -118,7 +120,7 @@ def open_stack(args):
             try:
                 yield stack
             finally:
-                stack.close(linger=1.0)
+                stack.close(linger=linger)
     finally:
         for thing in (link, pcap, sink):
             if thing is not None:

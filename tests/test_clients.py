@@ -5,9 +5,11 @@ import hashlib
 import io
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,44 @@ def test_help_explains(command, words):
     assert proc.returncode == 0
     for w in words:
         assert w in proc.stdout
+
+
+def test_relay_keeps_sending_stdin_after_the_peers_eof(stacks):
+    """The peer says its piece and half-closes at once; everything from stdin must still arrive."""
+    a, b = stacks
+    ls = b.socket()
+    ls.bind(("", 9100))
+    ls.listen()
+    got = bytearray()
+
+    def peer():
+        s, _ = ls.accept()
+        s.settimeout(10)
+        s.sendall(b"early bye")
+        s.shutdown(socket.SHUT_WR)
+        while chunk := s.recv(65536):
+            got.extend(chunk)
+        s.close()
+    t = threading.Thread(target=peer)
+    t.start()
+    sock = netapi.create_connection(a, ("host", 9100), 5)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    data = os.urandom(500_000)
+
+    def feed():
+        time.sleep(0.2)  # after the peer's EOF has arrived
+        os.write(in_w, data)
+        os.close(in_w)
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    relay(sock, in_r, out_w)
+    os.close(out_w)
+    assert os.read(out_r, 100) == b"early bye"
+    t.join(10)
+    feeder.join(10)
+    sock.close()
+    ls.close()
+    os.close(in_r)
+    os.close(out_r)
+    assert bytes(got) == data

@@ -204,8 +204,13 @@ def test_http_client_and_urllib_over_the_stack(patched, stacks, tmp_path):
 
 
 def test_asyncio_client_over_the_stack(patched, echo_on_b):
+    """Streams over a stack socket, asyncio's self-pipe in the kernel. The socket is connected
+    first: asyncio's own sock_connect returns during SYN-SENT today (tests/diff,
+    test_asyncio_sock_connect_waits_for_the_handshake), which makes open_connection racy."""
     async def main():
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("peer", 7), 5)
+        s = socket.create_connection(("peer", 7), timeout=5)
+        s.setblocking(False)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(sock=s), 5)
         writer.write(b"async line\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), 5)
