@@ -245,6 +245,31 @@ def test_asyncio_server_on_the_stack(patched, stacks):
     assert asyncio.run(main()) == b"HEY\n"
 
 
+def test_wsgiref_server_on_the_stack(patched, stacks):
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"wsgi says {environ['PATH_INFO']}".encode()]
+
+    with make_server("", 8081, app, handler_class=Quiet) as httpd:
+        assert isinstance(httpd.socket, StackSocket)
+        t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        t.start()
+        c = stacks[1].socket()
+        c.settimeout(5)
+        c.connect((A, 8081))
+        c.sendall(b"GET /hello HTTP/1.0\r\n\r\n")
+        reply = b"".join(iter(lambda: c.recv(65536), b""))
+        c.close()
+        httpd.shutdown()
+    assert reply.startswith(b"HTTP/1.0 200 OK") and reply.endswith(b"wsgi says /hello")
+
+
 def test_tls_over_a_stack_socket_is_one_clear_error(patched, echo_on_b):
     ctx = ssl.create_default_context()
     with socket.create_connection(("peer", 7), timeout=3) as c:
