@@ -293,7 +293,12 @@ def _join_program_threads() -> None:
 
 
 def _on_sigterm(signum, frame):
+    """SIGTERM does what SIGINT (Ctrl-C) would: the program's own handler if it has one
+    (asyncio.run cancels its main task), else KeyboardInterrupt in the main thread."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not signal.default_int_handler:
+        return handler(signal.SIGINT, frame)
     raise KeyboardInterrupt
 
 

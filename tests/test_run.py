@@ -319,3 +319,22 @@ def test_run_help_explains():
     assert proc.returncode == 0
     for word in ("-m MODULE", "-c CODE", "--impair", "--pcap", "TLS"):
         assert word in proc.stdout
+
+
+def test_sigterm_does_what_sigint_would():
+    import signal
+
+    from stack.run import _on_sigterm
+    old_int, old_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # the default SIGINT handler: KeyboardInterrupt
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _on_sigterm(signal.SIGTERM, None)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # a second SIGTERM ends it at once
+        seen = []
+        signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))  # the program's own (asyncio.run)
+        _on_sigterm(signal.SIGTERM, None)
+        assert seen == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
