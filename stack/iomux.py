@@ -174,7 +174,6 @@ def select(rlist, wlist, xlist, timeout: float | None = None):
             raise TypeError("timeout must be a float or None")
         if timeout < 0:
             raise ValueError("timeout must be non-negative")
-    deadline = None if timeout is None else time.monotonic() + timeout
     for objs in sets:
         for obj in objs:
             _fd_of(obj)  # a closed socket is refused up front, as max_select_fd's EBADF check
@@ -189,6 +188,7 @@ def select(rlist, wlist, xlist, timeout: float | None = None):
         for obj in objs:
             interest[id(obj)] |= mask
     stack = _stack_of(socks.values())
+    deadline = None if timeout is None else time.monotonic() + timeout
     with stack.lock:
         table = PollWqueues(stack.lock)
 
