@@ -20,7 +20,8 @@ which thread woke the sleeper.
 
 The API mirrors the standard library: ``select(rlist, wlist, xlist, timeout)`` (seconds)
 and ``poll(stack)`` with ``register``, ``modify``, ``unregister``, ``poll(timeout_ms)`` and
-the ``POLL*`` constants of the ``select`` module. Like ``stack.epoll``, they need the socket
+the ``POLL*`` constants of the ``select`` module; ``SelectSelector()`` and
+``PollSelector(stack)`` are the ``selectors`` module's classes running on them. Like ``stack.epoll``, they need the socket
 objects (their wait queues), not bare fds; results name sockets as the standard library
 does (select: the objects given; poll: their ``fileno()``).
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import select as _select
+import selectors
 import threading
 import time
 from dataclasses import dataclass
@@ -283,3 +285,33 @@ class poll:
                     return key
             raise ValueError("file descriptor cannot be a negative integer (%d)" % fd)
         return fd
+
+
+# -------------------------------------------------------------------------------- selectors
+class _SelectorPoll(poll):
+    """poll as ``selectors.PollSelector`` drives it, by fd: the fd is found in the selector's map."""
+
+    def __init__(self, stack, selector: selectors.BaseSelector):
+        super().__init__(stack)
+        self._selector = selector
+
+    def register(self, fd, eventmask: int = _DEFAULT) -> None:
+        super().register(self._selector.get_map()[fd].fileobj, eventmask)
+
+
+class PollSelector(selectors.PollSelector):
+    """``selectors.PollSelector`` over ``poll(stack)``: selectors code runs unchanged on our sockets."""
+
+    def __init__(self, stack):
+        self._selector_cls = lambda: _SelectorPoll(stack, self)
+        super().__init__()
+
+
+class SelectSelector(selectors.SelectSelector):
+    """``selectors.SelectSelector`` over ``select`` (the stack is the sockets')."""
+
+    def _select(self, r, w, x, timeout=None):
+        sock = self.get_map()
+        r, w, x = select([sock[fd].fileobj for fd in r], [sock[fd].fileobj for fd in w],
+                         [sock[fd].fileobj for fd in x], timeout)
+        return [s.fileno() for s in r], [s.fileno() for s in w], [s.fileno() for s in x]

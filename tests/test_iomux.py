@@ -6,6 +6,7 @@ every wait is bounded.
 """
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 import time
@@ -264,3 +265,23 @@ def test_entries_stop_at_the_first_ready_socket(stacks):
     iomux.stats.reset()
     assert iomux.select(servers, [], [], 1) == ([servers[3]], [], [])
     assert (iomux.stats.scanned, iomux.stats.wait_entries) == (6, 4)
+
+
+# ------------------------------------------------------------------ the selectors module on top
+@pytest.mark.parametrize("kind", ["select", "poll"])
+def test_selectors_code_runs_unchanged(stacks, kind):
+    a, b = stacks
+    (c, s), = _pairs(a, b)
+    sel = iomux.SelectSelector() if kind == "select" else iomux.PollSelector(b)
+    key = sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, data="conn")
+    assert sel.select(0) == [(key, selectors.EVENT_WRITE)]
+    key = sel.modify(s, selectors.EVENT_READ, data="conn")
+    iomux.stats.reset()
+    assert sel.select(0.05) == []
+    assert iomux.stats.scanned == 2 and iomux.stats.sleeps == 1     # the scan below selectors is ours
+    c.sendall(b"hi")
+    ready = sel.select(2)
+    assert [(k.fileobj, k.data, ev) for k, ev in ready] == [(s, "conn", selectors.EVENT_READ)]
+    sel.unregister(s)
+    assert sel.select(0) == [] and not sel.get_map()
+    sel.close()
