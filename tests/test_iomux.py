@@ -6,6 +6,7 @@ every wait is bounded.
 """
 from __future__ import annotations
 
+import select
 import selectors
 import socket
 import threading
@@ -285,3 +286,55 @@ def test_selectors_code_runs_unchanged(stacks, kind):
     sel.unregister(s)
     assert sel.select(0) == [] and not sel.get_map()
     sel.close()
+
+
+# ------------------------------------------------------------------ differential: the kernel's sockets agree
+ALL_POLL = POLLIN | POLLOUT | POLLRDHUP | POLLRDNORM | POLLWRNORM | POLLPRI
+
+
+def _kernel_pair():
+    """(client, accepted) kernel TCP sockets over loopback: the oracle."""
+    with socket.create_server(("127.0.0.1", 0)) as lst:
+        c = socket.create_connection(lst.getsockname(), timeout=5)
+        s, _ = lst.accept()
+    return c, s
+
+
+def _peer_fin(c, s):
+    c.close()
+
+
+def _fin_and_shut_wr(c, s):
+    c.close()
+    time.sleep(0.1)
+    s.shutdown(socket.SHUT_WR)
+
+
+SCENARIOS = {
+    "idle": lambda c, s: None,
+    "data arrived": lambda c, s: c.sendall(b"x"),
+    "peer sent FIN": _peer_fin,
+    "peer FIN and our SHUT_WR": _fin_and_shut_wr,
+    "our SHUT_RD": lambda c, s: s.shutdown(socket.SHUT_RD),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_poll_and_select_report_what_the_kernel_reports(stacks, scenario):
+    """The same scenario on a kernel socket (select.poll, select.select) and on ours (iomux)."""
+    a, b = stacks
+    kc, ks = _kernel_pair()
+    (c, s), = _pairs(a, b)
+    SCENARIOS[scenario](kc, ks)
+    SCENARIOS[scenario](c, s)
+    time.sleep(0.2)  # let both stacks process what the scenario sent
+    kp, ours = select.poll(), iomux.poll(b)
+    kp.register(ks, ALL_POLL)
+    ours.register(s, ALL_POLL)
+    assert [ev for _, ev in ours.poll(0)] == [ev for _, ev in kp.poll(0)]
+    kernel_sets = select.select([ks], [ks], [ks], 0)
+    our_sets = iomux.select([s], [s], [s], 0)
+    assert [len(x) for x in our_sets] == [len(x) for x in kernel_sets]
+    ks.close()
+    if not kc._closed:
+        kc.close()
