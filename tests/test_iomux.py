@@ -6,6 +6,7 @@ every wait is bounded.
 """
 from __future__ import annotations
 
+import errno
 import select
 import selectors
 import socket
@@ -338,3 +339,23 @@ def test_poll_and_select_report_what_the_kernel_reports(stacks, scenario):
     ks.close()
     if not kc._closed:
         kc.close()
+
+
+def test_a_non_blocking_connect_is_writable_once_established_and_both_when_refused(stacks):
+    """The event-loop pattern (asyncio, selectors): connect_ex -> EINPROGRESS, wait for writability,
+    then read SO_ERROR; a refused connection is readable and writable with ECONNREFUSED pending."""
+    a, b = stacks
+    lst = b.socket()
+    lst.bind(("", 7200))
+    lst.listen()
+    c = a.socket()
+    c.setblocking(False)
+    assert c.connect_ex(("192.0.2.2", 7200)) == errno.EINPROGRESS
+    assert iomux.select([], [c], [], 2) == ([], [c], [])
+    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    refused = a.socket()
+    refused.setblocking(False)
+    assert refused.connect_ex(("192.0.2.2", 7201)) == errno.EINPROGRESS
+    assert iomux.select([refused], [refused], [], 2) == ([refused], [refused], [])
+    assert refused.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+    lst.close()
