@@ -21,8 +21,9 @@ which thread woke the sleeper.
 The API mirrors the standard library: ``select(rlist, wlist, xlist, timeout)`` (seconds)
 and ``poll(stack)`` with ``register``, ``modify``, ``unregister``, ``poll(timeout_ms)`` and
 the ``POLL*`` constants of the ``select`` module; ``SelectSelector()`` and
-``PollSelector(stack)`` are the ``selectors`` module's classes running on them. Like ``stack.epoll``, they need the socket
-objects (their wait queues), not bare fds; results name sockets as the standard library
+``PollSelector(stack)`` are the ``selectors`` module's classes running on them. Like
+``stack.epoll``, they need the socket objects (their wait queues), not bare fds (``poll``'s
+``modify`` and ``unregister`` take either); results name sockets as the standard library
 does (select: the objects given; poll: their ``fileno()``).
 """
 from __future__ import annotations
