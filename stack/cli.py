@@ -310,7 +310,8 @@ def load_wsgi_app(spec: str):
         except AttributeError:
             raise CliError(f"--wsgi {spec}: {module_name!r} has no attribute {attr!r}") from None
     if not callable(app):
-        raise CliError(f"--wsgi {spec}: {attr!r} is a {type(app).__name__}, not a callable WSGI application")
+        raise CliError(f"--wsgi {spec}: {attr!r} is not a callable WSGI application "
+                       f"(its type is {type(app).__name__})")
     return app
 
 
