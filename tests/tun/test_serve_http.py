@@ -112,3 +112,24 @@ def test_200_concurrent_kernel_clients_epoll_mode(serve_process, web_root):
     assert not errors, errors[:5]
     assert len(results) == 200
     assert all(results[k] == want[k % 8] for k in range(200))
+
+
+@pytest.mark.parametrize("mode", ["threads", "epoll"])
+def test_a_small_keepalive_response_leaves_in_one_segment(serve_process, web_root, tmp_path, mode):
+    """Headers and body in one write: each small response is one data segment, so a kept-alive
+    client never waits for the body behind Nagle and its own delayed ACK."""
+    from scapy.all import TCP, rdpcap
+    pcap = tmp_path / "s.pcap"
+    srv = serve_process("--http", 80, "--root", web_root, "--quiet", "--http-mode", mode, "--pcap", pcap)
+    with socket.create_connection((STACK, 80), timeout=10) as s:
+        port = s.getsockname()[1]
+        for _ in range(3):
+            s.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(b"<h1>tunstack</h1>\n"):
+                data += s.recv(4096)
+    srv.stop()
+    segs = [p[TCP] for p in rdpcap(str(pcap)) if TCP in p and p.src == STACK and p[TCP].dport == port]
+    data_segs = [bytes(t.payload) for t in segs if len(t.payload)]
+    assert len(data_segs) == 3, data_segs
+    assert all(d.startswith(b"HTTP/1.1 200") and d.endswith(b"<h1>tunstack</h1>\n") for d in data_segs)
