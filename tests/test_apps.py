@@ -215,3 +215,26 @@ def test_the_stacks_own_reset_wakes_handlers_with_econnaborted_and_no_error_line
             sock.recv(1)
     assert "Error" not in capsys.readouterr().err
     server.stop_accepting()
+
+
+@pytest.mark.parametrize("mode", ["threads", "epoll"])
+def test_drain_echo_sends_back_what_it_received_then_fin(stacks, mode):
+    a, b = stacks
+    if mode == "epoll":
+        from stack.apps.epoll_echo import EpollEchoServer
+        server = _serve(EpollEchoServer(b, 7007))
+    else:
+        server = _serve(servers.echo_server(b, 7007))
+    c = _client(a, 7007)
+    c.sendall(b"before the signal")
+    got = b""
+    while len(got) < 17:
+        got += c.recv(100)
+    server.stop_accepting()
+    server.drain()
+    while chunk := c.recv(100):          # EOF: the server closed with FIN, not RST
+        got += chunk
+    assert got == b"before the signal"
+    c.close()
+    assert b.drain(3) == 0
+    server.stop()
