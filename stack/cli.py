@@ -196,6 +196,8 @@ def cmd_serve(args) -> int:
         raise CliError(f"--addr {args.addr} equals the host side's address; pick another")
     if ipaddress.IPv4Address(args.addr) not in host_if.network:
         raise CliError(f"--addr {args.addr} is not inside --host-addr {args.host_addr}'s network")
+    if args.wsgi and args.http_mode == "epoll":
+        raise CliError("--wsgi runs in the thread pool: it cannot be combined with --http-mode epoll")
     if args.wsgi:
         args.wsgi_app = load_wsgi_app(args.wsgi)
         args.http = args.http or 80

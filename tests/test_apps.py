@@ -57,6 +57,14 @@ def test_serve_with_a_bad_wsgi_app_says_one_line_and_creates_nothing(app_dir, sp
     assert not os.path.exists(f"/sys/class/net/tsw{os.getpid()}")
 
 
+def test_wsgi_with_epoll_mode_is_refused_in_one_line(app_dir, private_netns):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "stack", "serve", "--tun", f"tsw{os.getpid()}", "--wsgi",
+                        "goodapp:application", "--http-mode", "epoll"],
+                       cwd=app_dir, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "--http-mode epoll" in r.stderr, r.stderr
+
+
 # ------------------------------------------------------------------ the servers, in process
 # Two stacks over an in-memory link (no TUN): clients on A (192.0.2.1), servers on B (192.0.2.2).
 import errno  # noqa: E402
