@@ -1,7 +1,7 @@
 """Graceful shutdown of `tunstack serve` over a real TUN: SIGTERM during transfers.
 
-The stack's output is rate-limited (impairment ``rate=``) so that transfers are still running
-when the signal comes. What must hold: the listener closes, every transfer that finishes within
+The stack's output is rate-limited (impairment ``rate=``) and curl reads slowly (``--limit-rate``)
+so that transfers are still running when the signal comes. What must hold: the listener closes, every transfer that finishes within
 ``--drain`` arrives whole and ends with our FIN (no RST from the stack, counted in its pcap), an
 idle keep-alive connection is closed with FIN at once, what is left after the bound is reset,
 a second signal resets at once, exit status 0, no traceback, no error line, the device gone.
@@ -26,17 +26,17 @@ STACK = "192.0.2.2"
 def web_root(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    (root / "small.bin").write_bytes(os.urandom(100_000))
+    (root / "small.bin").write_bytes(os.urandom(200_000))
     (root / "big.bin").write_bytes(os.urandom(20 << 20))
     (root / "index.html").write_text("<h1>tunstack</h1>\n")
     return root
 
 
-def _start_curls(tmp_path, name: str, n: int, max_time: int) -> list[tuple[subprocess.Popen, object]]:
+def _start_curls(tmp_path, name: str, n: int, max_time: int, *extra: str) -> list[tuple[subprocess.Popen, object]]:
     curls = []
     for i in range(n):
         out = tmp_path / f"{name}{i}.out"
-        proc = subprocess.Popen(["curl", "-sS", "--max-time", str(max_time), "-o", str(out),
+        proc = subprocess.Popen(["curl", "-sS", "--max-time", str(max_time), *extra, "-o", str(out),
                                  f"http://{STACK}/{name}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         curls.append((proc, out))
     return curls
@@ -79,7 +79,9 @@ def test_sigterm_during_50_transfers_closes_each_with_fin(serve_process, web_roo
     idle.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
     first = idle.recv(4096)
     assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"<h1>tunstack</h1>\n")
-    curls = _start_curls(tmp_path, "small.bin", 50, max_time=90)
+    # each curl reads at 25 kB/s: about 8 s a transfer, so most still run when the signal comes,
+    # and the stack still holds unsent data for them (the kernel's receive window opens slowly)
+    curls = _start_curls(tmp_path, "small.bin", 50, 90, "--limit-rate", "25k")
     _wait_all_started(curls)
     running = sum(p.poll() is None for p, _ in curls)
     srv.proc.send_signal(signal.SIGTERM)
