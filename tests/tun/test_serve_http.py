@@ -115,9 +115,10 @@ def test_200_concurrent_kernel_clients_epoll_mode(serve_process, web_root):
 
 
 @pytest.mark.parametrize("mode", ["threads", "epoll"])
-def test_a_small_keepalive_response_leaves_in_one_segment(serve_process, web_root, tmp_path, mode):
-    """Headers and body in one write: each small response is one data segment, so a kept-alive
-    client never waits for the body behind Nagle and its own delayed ACK."""
+def test_segments_of_small_keepalive_responses(serve_process, web_root, tmp_path, mode):
+    """epoll mode writes headers and body at once: one data segment per small response. The
+    threaded mode keeps the standard library's two writes (head, then body: the labs show the
+    two segments), with TCP_NODELAY so that the body never waits behind Nagle."""
     from scapy.all import TCP, rdpcap
     pcap = tmp_path / "s.pcap"
     srv = serve_process("--http", 80, "--root", web_root, "--quiet", "--http-mode", mode, "--pcap", pcap)
@@ -129,7 +130,15 @@ def test_a_small_keepalive_response_leaves_in_one_segment(serve_process, web_roo
             while not data.endswith(b"<h1>tunstack</h1>\n"):
                 data += s.recv(4096)
     srv.stop()
-    segs = [p[TCP] for p in rdpcap(str(pcap)) if TCP in p and p.src == STACK and p[TCP].dport == port]
-    data_segs = [bytes(t.payload) for t in segs if len(t.payload)]
-    assert len(data_segs) == 3, data_segs
-    assert all(d.startswith(b"HTTP/1.1 200") and d.endswith(b"<h1>tunstack</h1>\n") for d in data_segs)
+    packets = [p for p in rdpcap(str(pcap)) if TCP in p and port in (p[TCP].sport, p[TCP].dport)]
+    data_idx = [i for i, p in enumerate(packets) if p.src == STACK and len(p[TCP].payload)]
+    data_segs = [bytes(packets[i][TCP].payload) for i in data_idx]
+    if mode == "epoll":
+        assert len(data_segs) == 3, data_segs
+        assert all(d.startswith(b"HTTP/1.1 200") and d.endswith(b"<h1>tunstack</h1>\n") for d in data_segs)
+        return
+    assert len(data_segs) == 6, data_segs
+    for h, b in zip(data_idx[::2], data_idx[1::2]):
+        head, body = packets[h][TCP], packets[b][TCP]
+        assert bytes(head.payload).endswith(b"\r\n\r\n") and bytes(body.payload) == b"<h1>tunstack</h1>\n"
+        assert body.seq == head.seq + len(head.payload)
