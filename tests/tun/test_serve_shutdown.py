@@ -120,7 +120,9 @@ def test_what_is_left_after_the_drain_is_reset_without_error_lines(serve_process
                                                                    second_signal):
     drain = 30 if second_signal else 1
     srv = serve_process("--http", 80, "--root", web_root, "--drain", drain, "--impair-out", "rate=8mbit")
-    curls = _start_curls(tmp_path, "big.bin", 3, max_time=20)
+    # The RSTs the stack sends wait in the impairment's rate queue behind the data it holds, and
+    # that queue ends with the process: curl may never see them and then stops at --max-time.
+    curls = _start_curls(tmp_path, "big.bin", 3, max_time=10)
     _wait_all_started(curls)
     srv.proc.send_signal(signal.SIGTERM)
     if second_signal:
@@ -138,5 +140,5 @@ def test_what_is_left_after_the_drain_is_reset_without_error_lines(serve_process
     assert not _error_lines(stderr), stderr
     assert not os.path.exists(f"/sys/class/net/{srv.tun}")
     for proc, out in curls:
-        assert proc.wait(30) != 0  # cut short: curl reports the reset (or, at worst, its timeout)
+        assert proc.wait(30) != 0  # cut short: curl reports the reset, or its timeout (above)
         assert out.stat().st_size < 20 << 20
