@@ -246,3 +246,43 @@ def test_drain_echo_sends_back_what_it_received_then_fin(stacks, mode):
     c.close()
     assert b.drain(3) == 0
     server.stop()
+
+
+def _exchange(a, raw: bytes, shut_write: bool = False) -> bytes:
+    """Send raw bytes to the epoll server, read until it closes."""
+    c = _client(a, 8080)
+    c.sendall(raw)
+    if shut_write:
+        c.shutdown(1)
+    data = b""
+    while chunk := c.recv(65536):
+        data += chunk
+    c.close()
+    return data
+
+
+def test_epoll_http_protocol_edges(stacks, root):
+    from stack.apps.epoll_http import EpollHTTPServer
+    a, b = stacks
+    server = _serve(EpollHTTPServer(b, 8080, str(root), quiet=True))
+    try:
+        # HTTP/1.0 without keep-alive: answered, then closed
+        r = _exchange(a, b"GET /index.html HTTP/1.0\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 200") and b"Connection: close" in r and r.endswith(b"<h1>tunstack</h1>\n")
+        # a method a static server does not implement: 501, like http.server
+        r = _exchange(a, b"POST /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        assert r.startswith(b"HTTP/1.1 501")
+        # garbage for a request line: 400 and close
+        r = _exchange(a, b"HELLO\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 400") and b"Connection: close" in r
+        # a request cut short by the client's FIN: closed at once, nothing to answer
+        assert _exchange(a, b"GET /index.html HTTP/1.1\r\nHo", shut_write=True) == b""
+        # HEAD of a missing file: 404 head, no body
+        r = _exchange(a, b"HEAD /nope HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 404") and r.endswith(b"\r\n\r\n")
+        # a path that climbs out of the root stays inside it
+        r = _exchange(a, b"GET /../../../../etc/passwd HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 404")
+        assert server.active() == 0
+    finally:
+        server.stop()

@@ -143,15 +143,19 @@ class EpollHTTPServer:
     def _progress(self, conn: _Conn) -> None:
         """Send what the socket takes; start the next request when a response is done."""
         while True:
-            if conn.busy and not self._send(conn):
-                break                                    # would block: EPOLLOUT is armed
             if conn.busy:
+                if not self._send(conn):
+                    break                                # would block: EPOLLOUT is armed
                 continue
-            if not conn.keep_alive or (conn.peer_eof and not conn.inbuf):
-                self._close(conn)
+            if not conn.keep_alive:
+                self._close(conn)                        # the response said "Connection: close"
                 return
-            if not self._start_request(conn):
-                break                                    # no complete request yet
+            if self._start_request(conn):
+                continue
+            if conn.peer_eof:
+                self._close(conn)                        # no complete request, and no more bytes coming
+                return
+            break                                        # wait for the rest of the request
         self._set_deadline(conn)
         self._want(conn, EPOLLOUT if conn.busy else 0)
 
@@ -215,8 +219,6 @@ class EpollHTTPServer:
             if len(buf) > MAX_HEAD:
                 self._respond_error(conn, None, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                 return True
-            if conn.peer_eof and buf:
-                conn.keep_alive = False  # a truncated request: nothing to answer
             return False
         head = bytes(buf[:end + 2])
         del buf[:end + 4]
@@ -341,9 +343,7 @@ class EpollHTTPServer:
         if self._draining:
             for conn in list(self.conns.values()):
                 if not conn.busy and not conn.inbuf:
-                    self._close(conn)   # idle: FIN now; a busy one closes after its response
-                else:
-                    conn.keep_alive = False
+                    self._close(conn)   # idle: FIN now; the others close after their response
         if now >= self._next_sweep:
             self._next_sweep = now + 1.0
             for conn in [c for c in self.conns.values() if c.deadline <= now]:
