@@ -1,10 +1,11 @@
 """Graceful shutdown of `tunstack serve` over a real TUN: SIGTERM during transfers.
 
 The stack's output is rate-limited (impairment ``rate=``) and curl reads slowly (``--limit-rate``)
-so that transfers are still running when the signal comes. What must hold: the listener closes, every transfer that finishes within
-``--drain`` arrives whole and ends with our FIN (no RST from the stack, counted in its pcap), an
-idle keep-alive connection is closed with FIN at once, what is left after the bound is reset,
-a second signal resets at once, exit status 0, no traceback, no error line, the device gone.
+so that transfers are still running when the signal comes. What must hold: the listener closes,
+every transfer that finishes within ``--drain`` arrives whole and ends with our FIN (no RST from
+the stack, counted in its pcap), an idle keep-alive connection is closed with FIN at once, what
+is left after the bound is reset, a second signal resets at once, exit status 0, no traceback,
+no error line, the device gone.
 """
 from __future__ import annotations
 
