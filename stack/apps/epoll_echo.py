@@ -7,6 +7,7 @@ ones are ready. Edge-triggered, so each readiness event is drained until EAGAIN.
 from __future__ import annotations
 
 import threading
+from socket import SHUT_RD
 
 from ..epoll import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epoll
 
@@ -24,18 +25,50 @@ class EpollEchoServer:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
+        self._closing_listener = self._draining = False   # graceful stop, asked from another thread
+        self._shut: set[int] = set()                        # fds whose read side drain() shut
 
     def serve_forever(self, poll_interval: float = 0.2) -> None:
         self._done.clear()
         try:
             while not self._stop.is_set():
                 for fd, events in self.ep.poll(poll_interval):
-                    if fd == self.listener.fileno():
+                    if self.listener is not None and fd == self.listener.fileno():
                         self._accept_all()
-                    else:
+                    elif fd in self.conns:
                         self._service(fd, events)
+                self._graceful_steps()
         finally:
             self._done.set()
+
+    # ---------------------------------------------------------------- graceful stop
+    def stop_accepting(self) -> None:
+        """Close the listener (done by the serving thread at its next turn)."""
+        self._closing_listener = True
+
+    def drain(self) -> None:
+        """Shut the read side of every connection: each gets EOF, its echo is flushed, then FIN."""
+        self._draining = True
+
+    def active(self) -> int:
+        return len(self.conns)
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def _graceful_steps(self) -> None:
+        if self._closing_listener and self.listener is not None:
+            self.listener.close()  # close(2) also removes it from the epoll
+            self.listener = None
+        if self._draining:
+            for fd, (sock, _) in list(self.conns.items()):
+                if fd not in self._shut:
+                    self._shut.add(fd)
+                    try:
+                        sock.shutdown(SHUT_RD)  # an EPOLLIN|EPOLLRDHUP event follows: recv() reads EOF
+                    except OSError:
+                        pass
 
     def _accept_all(self) -> None:
         while True:
@@ -82,6 +115,7 @@ class EpollEchoServer:
 
     def _drop(self, fd: int, sock) -> None:
         del self.conns[fd]
+        self._shut.discard(fd)
         sock.close()  # close(2) also removes it from the epoll
 
     def shutdown(self) -> None:
@@ -93,4 +127,5 @@ class EpollEchoServer:
         for fd, (sock, _) in list(self.conns.items()):
             self._drop(fd, sock)
         self.ep.close()
-        self.listener.close()
+        if self.listener is not None:
+            self.listener.close()
