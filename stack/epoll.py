@@ -125,7 +125,7 @@ class epoll:
         self.wq.notify_all()
 
     # ---------------------------------------------------------------- epoll_wait
-    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+    def poll(self, timeout: float | None = None, maxevents: int = -1, *, _items: bool = False) -> list:
         """epoll_wait: up to ``maxevents`` (fd, events) pairs; waits up to ``timeout`` s (None/-1: forever)."""
         if timeout is not None and timeout < 0:
             timeout = None
@@ -137,14 +137,20 @@ class epoll:
             while True:
                 events = self._ep_send_events(maxevents)
                 if events or (deadline is not None and time.monotonic() >= deadline):
-                    return events
+                    return events if _items else [(item.fd, revents) for item, revents in events]
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 self.wq.wait(left)
                 self._check_open()
 
-    def _ep_send_events(self, maxevents: int) -> list[tuple[int, int]]:
+    def poll_sockets(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[object, int]]:
+        """epoll_wait reporting (socket, events): Linux's ``epoll_event.data`` holding a pointer to
+        the connection, as servers written in C use it. Our extension; no fd is made for a socket
+        reported this way (see the module doc)."""
+        return [(item.sock, revents) for item, revents in self.poll(timeout, maxevents, _items=True)]
+
+    def _ep_send_events(self, maxevents: int) -> list[tuple[EpItem, int]]:
         """Report the ready items whose sockets still have wanted events; level-triggered ones stay."""
-        out: list[tuple[int, int]] = []
+        out: list[tuple[EpItem, int]] = []
         keep: list[EpItem] = []
         while self.rdllist and (maxevents == -1 or len(out) < maxevents):
             item = self.rdllist.popleft()
@@ -152,7 +158,7 @@ class epoll:
             revents = item.sock.poll_events() & (item.events | _ALWAYS) & ~_PRIVATE
             if not revents or item.disabled:
                 continue
-            out.append((item.fd, revents))
+            out.append((item, revents))
             if item.events & EPOLLONESHOT:
                 item.disabled = True
             elif not item.events & EPOLLET:

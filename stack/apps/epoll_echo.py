@@ -21,7 +21,7 @@ class EpollEchoServer:
         self.listener.setblocking(False)
         self.ep = epoll(stack)
         self.ep.register(self.listener, EPOLLIN)
-        self.conns: dict[int, tuple] = {}   # fd -> (socket, pending output bytearray)
+        self.conns: dict = {}   # socket -> (socket, pending output bytearray): no fd needed (stack.epoll)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
@@ -32,11 +32,11 @@ class EpollEchoServer:
         self._done.clear()
         try:
             while not self._stop.is_set():
-                for fd, events in self.ep.poll(poll_interval):
-                    if self.listener is not None and fd == self.listener.fileno():
+                for key, events in self.ep.poll_sockets(poll_interval):
+                    if key is self.listener:
                         self._accept_all()
-                    elif fd in self.conns:
-                        self._service(fd, events)
+                    elif key in self.conns:
+                        self._service(key, events)
                 self._graceful_steps()
         finally:
             self._done.set()
@@ -62,9 +62,9 @@ class EpollEchoServer:
             self.listener.close()  # close(2) also removes it from the epoll
             self.listener = None
         if self._draining:
-            for fd, (sock, _) in list(self.conns.items()):
-                if fd not in self._shut:
-                    self._shut.add(fd)
+            for key, (sock, _) in list(self.conns.items()):
+                if key not in self._shut:
+                    self._shut.add(key)
                     try:
                         sock.shutdown(SHUT_RD)  # an EPOLLIN|EPOLLRDHUP event follows: recv() reads EOF
                     except OSError:
@@ -77,11 +77,11 @@ class EpollEchoServer:
             except BlockingIOError:
                 return
             sock.setblocking(False)
-            self.conns[sock.fileno()] = (sock, bytearray())
+            self.conns[sock] = (sock, bytearray())
             self.ep.register(sock, EPOLLIN | EPOLLRDHUP | EPOLLET)
 
-    def _service(self, fd: int, events: int) -> None:
-        sock, out = self.conns[fd]
+    def _service(self, key, events: int) -> None:
+        sock, out = self.conns[key]
         closing = bool(events & (EPOLLERR | EPOLLHUP))
         if events & (EPOLLIN | EPOLLRDHUP):
             while True:  # edge-triggered: drain until EAGAIN
@@ -96,11 +96,11 @@ class EpollEchoServer:
                     closing = True
                     break
                 out += data
-        self._flush(fd, sock, out)
+        self._flush(key, sock, out)
         if closing and not out:
-            self._drop(fd, sock)
+            self._drop(key, sock)
 
-    def _flush(self, fd: int, sock, out: bytearray) -> None:
+    def _flush(self, key, sock, out: bytearray) -> None:
         while out:
             try:
                 n = sock.send(out)
@@ -113,9 +113,9 @@ class EpollEchoServer:
             del out[:n]
         self.ep.modify(sock, EPOLLIN | EPOLLRDHUP | EPOLLET)
 
-    def _drop(self, fd: int, sock) -> None:
-        del self.conns[fd]
-        self._shut.discard(fd)
+    def _drop(self, key, sock) -> None:
+        del self.conns[key]
+        self._shut.discard(key)
         sock.close()  # close(2) also removes it from the epoll
 
     def shutdown(self) -> None:
@@ -124,8 +124,8 @@ class EpollEchoServer:
         self._done.wait(5)
 
     def server_close(self) -> None:
-        for fd, (sock, _) in list(self.conns.items()):
-            self._drop(fd, sock)
+        for key, (sock, _) in list(self.conns.items()):
+            self._drop(key, sock)
         self.ep.close()
         if self.listener is not None:
             self.listener.close()
