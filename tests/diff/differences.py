@@ -112,7 +112,4 @@ STACK_DIFFERENCES: dict[str, str] = {
     R + "test_selectors_pending_connect_not_writable[stack-EpollSelector]": EVENTFD,
     R + "test_asyncio_sock_connect_waits_for_the_handshake":
         "asyncio's sock_connect returns at once (the fd is writable during SYN-SENT)",
-    # UDP
-    "test_diff_udp::*": "no UDP sockets: SOCK_DGRAM is EPROTONOSUPPORT (the IP layer handles UDP; the socket "
-                        "layer does not expose it yet)",
 }
