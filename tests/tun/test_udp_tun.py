@@ -102,3 +102,14 @@ def test_connected_stack_socket_to_a_closed_host_port_is_refused(stack):
     with pytest.raises(BlockingIOError):  # reported once, then the socket is usable again
         s.recv(100)
     assert stack.stats()["udp_icmp_error_reported"] == 1
+
+
+def test_serve_udp_echo_answers_the_host(serve_process):
+    srv = serve_process("--udp-echo", 7)
+    assert any("udp echo :7" in line for line in srv.stdout_lines)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli:
+        cli.settimeout(5)
+        for k, n in enumerate(SIZES):
+            data = _payload(n, k)
+            cli.sendto(data, (STACK, 7))
+            assert cli.recvfrom(65535) == (data, (STACK, 7)), n
