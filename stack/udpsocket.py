@@ -225,17 +225,23 @@ class udpsocket:
         with st.lock:
             self._check_open()
             ep = self._ep
-            if self._shut & 2:
-                raise _err(errno.EPIPE)
+            if len(view) > 0xFFFF:
+                raise _err(errno.EMSGSIZE)  # udp_sendmsg's checks, in its order
+            if dst is not None and dst[1] == 0:
+                raise _err(errno.EINVAL, "destination port 0")
             if dst is None and ep.remote is None:
                 raise _err(errno.EDESTADDRREQ)
             target = dst or ep.remote
             if target[0] == BROADCAST and not self._flags.get(_std.SO_BROADCAST):
                 raise _err(errno.EACCES, "broadcast needs SO_BROADCAST")
             if len(view) > MAX_PAYLOAD:
-                raise _err(errno.EMSGSIZE)
+                raise _err(errno.EMSGSIZE)  # ip_append_data: the datagram would not fit 65,535 bytes
             if ep.error:
-                raise _err(ep.take_error())  # sock_alloc_send_pskb: sock_error() first, once
+                err = ep.take_error()  # sock_alloc_send_pskb: sock_error() first, once
+                self._sync_fd()
+                raise _err(err)
+            if self._shut & 2:
+                raise _err(errno.EPIPE)
             if target[0] == bytes(4):
                 target = (st.address, target[1])
             n = st.udp_call(st.udp.sendto, ep, view, target)
@@ -246,6 +252,9 @@ class udpsocket:
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
+        if bufsize == 0:  # CPython's sock_recv returns at once without a system call: nothing consumed
+            self._check_open()
+            return b""
         return self._recv(bufsize, flags)[0]
 
     def recvfrom(self, bufsize: int, flags: int = 0):
@@ -255,6 +264,9 @@ class udpsocket:
         return data, addr
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        if not (nbytes or len(memoryview(buffer))):  # as CPython: nothing to read into, nothing consumed
+            self._check_open()
+            return 0
         return self.recvfrom_into(buffer, nbytes, flags)[0]
 
     def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):

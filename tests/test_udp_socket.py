@@ -141,3 +141,19 @@ def test_asyncio_datagram_endpoint_under_tunstack_run(stacks):
     t.join(5)
     assert replies == [(b"n%d" % i, (B, 7)) for i in range(3)]
     assert sock.type == DGRAM
+
+
+def test_refused_stack_to_stack_and_stack_epoll_sees_pollerr(stacks):
+    """B answers a datagram for a closed port with ICMP port unreachable; A's connected socket gets
+    ECONNREFUSED, and stack.epoll reports EPOLLERR|EPOLLOUT as Linux's udp_poll (the fd shows POLLIN)."""
+    from stack.epoll import epoll
+    a, _ = stacks
+    s = a.socket(socket.AF_INET, DGRAM)
+    s.connect((B, 9999))
+    with epoll(a) as ep:
+        ep.register(s, select.EPOLLIN | select.EPOLLOUT)
+        s.send(b"anyone?")
+        assert select.select([s], [], [], 5)[0]
+        assert ep.poll(1) == [(s.fileno(), select.EPOLLERR | select.EPOLLOUT)]
+    assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+    assert not select.select([s], [], [], 0)[0]

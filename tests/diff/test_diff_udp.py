@@ -502,3 +502,45 @@ def test_small_rcvbuf_drops_datagrams_past_it(net):
             deadline_tries -= 1
     assert 1 <= len(got) < 20
     assert got[0] == bytes([0]) * 1000
+
+
+def test_sendto_port_zero_is_einval(net):
+    s, _ = udp_pair(net)
+    assert errno_of(lambda: s.sendto(b"x", (net.peer_host, 0))) == errno.EINVAL
+
+
+def test_recv_zero_returns_at_once_and_consumes_nothing(net):
+    s, p = udp_pair(net)
+    p.sendto(b"abc", s.getsockname())
+    assert wait_for(lambda: sel(s)[0])
+    assert s.recv(0) == b""
+    assert s.recv(10) == b"abc"
+
+
+def test_recvfrom_zero_consumes_the_datagram(net):
+    s, p = udp_pair(net)
+    p.sendto(b"abc", s.getsockname())
+    p.sendto(b"def", s.getsockname())
+    assert s.recvfrom(0) == (b"", p.getsockname())
+    assert s.recv(10) == b"def"
+
+
+def test_sendto_any_address_reaches_this_host(net):
+    s, _ = udp_pair(net)
+    s.sendto(b"me", ("0.0.0.0", s.getsockname()[1]))
+    assert s.recvfrom(10) == (b"me", s.getsockname())
+
+
+def test_sendall_unconnected_is_edestaddrreq(net):
+    assert errno_of(lambda: net.socket(DGRAM).sendall(b"x")) == errno.EDESTADDRREQ
+
+
+def test_shutdown_wr_unconnected_then_sendto_is_epipe(net):
+    s, p = udp_pair(net)
+    assert errno_of(lambda: s.shutdown(socket.SHUT_WR)) == errno.ENOTCONN
+    assert errno_of(lambda: s.sendto(b"x", p.getsockname())) == errno.EPIPE
+
+
+def test_refused_poll_is_err_and_out(net):
+    s = refused(net)
+    assert poll_bits(s) == select.POLLOUT | select.POLLERR
