@@ -40,7 +40,9 @@ class NetStack:
         self.tcp = TcpLayer(mtu - 40, tcp_config, tracer, self.rng, isn)  # draws from rng first (seeded runs)
         self.ip = IpLayer(address, mtu, tracer, self.rng, icmp_rate, icmp_burst)
         self.ip.protocols[IPPROTO_TCP] = self._tcp_arrives
-        self.udp = UdpLayer(self.ip, self.rng)  # UDP sockets (stack/ip/udp.py); raw udp_handlers after them
+        # UDP sockets (stack/ip/udp.py); its rng is derived from the state without drawing from it: seeded
+        # runs keep every TCP number they had before UDP existed
+        self.udp = UdpLayer(self.ip, random.Random(hash(self.rng.getstate())))
         self.ip.protocols[IPPROTO_UDP] = self.udp.datagram_arrives
         self.ip.error_handlers[IPPROTO_UDP] = self.udp.icmp_error_arrives
         self.tracer = tracer

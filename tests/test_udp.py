@@ -223,3 +223,19 @@ def test_raw_port_handlers_still_work_after_sockets(host):
     host.udp_handlers[7] = lambda src, sport, dst, dport, payload, now: got.append(payload)
     host.receive(_dgram(dport=7, load=b"raw"), 0.0)
     assert got == [b"raw"]
+
+
+def test_disconnect_forgets_what_bind_did_not_choose(host):
+    """udp_disconnect: an autobound port is released and the address goes back to the wildcard."""
+    auto = UdpEndpoint()
+    host.udp.connect(auto, (aton(PEER), 9))
+    port = auto.local[1]
+    host.udp.disconnect(auto)
+    assert auto.remote is None and auto.local is None and port not in host.udp.ports
+    bound, _ = _endpoint(host, 5000)
+    host.udp.connect(bound, (aton(PEER), 9))
+    assert bound.local == (aton(ME), 5000)
+    host.udp.disconnect(bound)
+    assert bound.local == (ANY, 5000) and bound.remote is None
+    host.receive(_dgram(sport=4444, load=b"anyone"), 0.0)  # unconnected again: hears everyone
+    assert [d[2] for d in bound.rcvq] == [b"anyone"]

@@ -157,3 +157,20 @@ def test_refused_stack_to_stack_and_stack_epoll_sees_pollerr(stacks):
         assert ep.poll(1) == [(s.fileno(), select.EPOLLERR | select.EPOLLOUT)]
     assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
     assert not select.select([s], [], [], 0)[0]
+
+
+def test_disconnect_then_sendto_anyone(stacks):
+    a, b = stacks
+    srv = b.socket(socket.AF_INET, DGRAM)
+    srv.bind(("", 9200))
+    s = a.socket(socket.AF_INET, DGRAM)
+    s.bind(("", 9201))
+    s.connect((B, 9200))
+    s.disconnect()
+    with pytest.raises(OSError) as exc:
+        s.send(b"x")
+    assert exc.value.errno == errno.EDESTADDRREQ
+    assert s.getsockname() == ("0.0.0.0", 9201)
+    s.sendto(b"x", (B, 9200))
+    srv.settimeout(5)
+    assert srv.recvfrom(10) == (b"x", (A, 9201))

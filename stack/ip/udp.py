@@ -45,7 +45,7 @@ def _oserror(code: int, what: str) -> OSError:
 class UdpEndpoint:
     """One UDP socket's protocol state (Linux's ``struct udp_sock`` minus the socket)."""
 
-    __slots__ = ("local", "remote", "rcvq", "rcvq_bytes", "rcvbuf", "error", "reuse", "notify", "drops")
+    __slots__ = ("local", "remote", "rcvq", "rcvq_bytes", "rcvbuf", "error", "reuse", "notify", "drops", "locks")
 
     def __init__(self, rcvbuf: int = RMEM_DEFAULT):
         self.local: tuple[bytes, int] | None = None    # (addr, port) once bound
@@ -57,6 +57,7 @@ class UdpEndpoint:
         self.reuse = False                             # SO_REUSEADDR
         self.notify = lambda what="": None
         self.drops = 0
+        self.locks = (False, False)                    # bind() chose (the address, the port): SOCK_BIND*_LOCK
 
     @property
     def connected(self) -> bool:
@@ -89,11 +90,12 @@ class UdpLayer:
             raise _oserror(errno.EINVAL, "already bound")
         if addr not in (WILDCARD, self.ip.address):
             raise _oserror(errno.EADDRNOTAVAIL, "not an address of this stack")
+        locks = (addr != WILDCARD, port != 0)
         if port == 0:
             port = self._ephemeral(addr)
         elif self._conflicts(ep, addr, port):
             raise _oserror(errno.EADDRINUSE, "Address already in use")
-        ep.local = (addr, port)
+        ep.local, ep.locks = (addr, port), locks
         self.ports.setdefault(port, []).append(ep)
 
     def _conflicts(self, ep: UdpEndpoint, addr: bytes, port: int) -> bool:
@@ -131,9 +133,17 @@ class UdpLayer:
         ep.remote = remote
 
     def disconnect(self, ep: UdpEndpoint) -> None:
-        """connect(AF_UNSPEC) (udp_disconnect): no peer; the local address goes back to the wildcard
-        unless bind() chose it (we do not remember that: an autobound port keeps its address)."""
+        """connect(AF_UNSPEC) (udp_disconnect): no peer; what bind() did not choose is forgotten:
+        the local address goes back to the wildcard, an autobound port is released."""
         ep.remote = None
+        if ep.local is None:
+            return
+        addr_locked, port_locked = ep.locks
+        if not addr_locked:
+            ep.local = (WILDCARD, ep.local[1])
+        if not port_locked:
+            self.unbind(ep)
+            ep.local = None
 
     def lookup(self, dst: bytes, dport: int, src: bytes, sport: int) -> UdpEndpoint | None:
         """The endpoint for a datagram (Linux compute_score): local address and peer must match when set;
