@@ -16,7 +16,6 @@ import random
 from collections import deque
 
 from ..wire import icmp as icmpw
-from ..wire.checksum import IPPROTO_UDP
 from ..wire.udp import parse_udp
 from .layer import IpLayer
 
@@ -243,10 +242,3 @@ class UdpLayer:
             self.report_error(ep, errno.ECONNREFUSED)
         else:
             self.ip.drop("udp_port_unreachable", now)
-
-    @property
-    def endpoints(self) -> list[UdpEndpoint]:
-        return [ep for bound in self.ports.values() for ep in bound]
-
-
-__all__ = ["UdpLayer", "UdpEndpoint", "MAX_PAYLOAD", "RMEM_DEFAULT", "WMEM_DEFAULT", "IPPROTO_UDP"]
