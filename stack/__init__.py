@@ -1,6 +1,7 @@
 """tunstack: a pure-Python TCP/IP stack in user space over a Linux TUN device."""
 from .runtime.stack import Stack
 from .socket import socket
+from . import udpsocket  # noqa: F401 - registers SOCK_DGRAM in Stack.socket_types
 from .tcp.config import TcpConfig
 
 __version__ = "0.1.0"

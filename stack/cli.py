@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--echo", type=_port, metavar="PORT", help="run an echo server (RFC 862) on this port")
     serve.add_argument("--echo-mode", choices=("threads", "epoll"), default="threads",
                        help="echo server style: a blocking thread per connection, or one thread on stack.epoll")
+    serve.add_argument("--udp-echo", type=_port, metavar="PORT", help="run a UDP echo server (RFC 862) on this port")
     serve.add_argument("--discard", type=_port, metavar="PORT", help="run a discard server (RFC 863) on this port")
     serve.add_argument("--cc", default=None, metavar="NAME",
                        help="congestion control for every connection (reno, newreno, cubic; default: cubic)")
@@ -208,6 +209,9 @@ def _start_servers(stack, args) -> list:
             servers.append(("echo (epoll)", args.echo, EpollEchoServer(stack, args.echo)))
         elif args.echo:
             servers.append(("echo", args.echo, echo_server(stack, args.echo, args.quiet)))
+        if args.udp_echo:
+            from .apps.udp_echo import UdpEchoServer
+            servers.append(("udp echo", args.udp_echo, UdpEchoServer(stack, args.udp_echo)))
         if args.discard:
             servers.append(("discard", args.discard, discard_server(stack, args.discard, args.quiet)))
     except OSError as exc:

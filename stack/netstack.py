@@ -22,8 +22,9 @@ from .tcp.config import TcpConfig
 from .tcp.layer import TcpLayer
 from .trace import NULL_TRACER, Tracer
 from .ip.layer import IpLayer
+from .ip.udp import UdpLayer
 from .wire import vnet
-from .wire.checksum import IPPROTO_TCP
+from .wire.checksum import IPPROTO_TCP, IPPROTO_UDP
 from .wire.ipv4 import build_ipv4
 from .wire.tcp import build_tcp_after, parse_tcp, tcp_header_len
 
@@ -39,6 +40,11 @@ class NetStack:
         self.tcp = TcpLayer(mtu - 40, tcp_config, tracer, self.rng, isn)  # draws from rng first (seeded runs)
         self.ip = IpLayer(address, mtu, tracer, self.rng, icmp_rate, icmp_burst)
         self.ip.protocols[IPPROTO_TCP] = self._tcp_arrives
+        # UDP sockets (stack/ip/udp.py); its rng is derived from the state without drawing from it: seeded
+        # runs keep every TCP number they had before UDP existed
+        self.udp = UdpLayer(self.ip, random.Random(hash(self.rng.getstate())))
+        self.ip.protocols[IPPROTO_UDP] = self.udp.datagram_arrives
+        self.ip.error_handlers[IPPROTO_UDP] = self.udp.icmp_error_arrives
         self.tracer = tracer
         self._loop: list[bytes] = []  # packets to ourselves, delivered without the link
         # what the IP layer owns, under the names drivers and tests use (the same objects)

@@ -130,7 +130,8 @@ def open_stack(args, linger: float = 1.0):
 # ---------------------------------------------------------------------------------------- the patch
 def _stack_socket_class():
     from .socket import socket as StackSocket
-    return StackSocket
+    from .udpsocket import udpsocket
+    return (StackSocket, udpsocket)  # isinstance(x, socket.socket) holds for both under the patch
 
 
 class SocketPatch:

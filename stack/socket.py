@@ -51,6 +51,11 @@ def _err(code: int, what: str = "") -> OSError:
 class socket:
     """A TCP socket on a tunstack ``Stack`` (``stack.socket()``)."""
 
+    def __new__(cls, stack=None, family=None, type=None, *args, **kwargs):
+        """SOCK_DGRAM (and any other type registered in ``Stack.socket_types``) makes that type's socket."""
+        other = Stack.socket_types.get(type) if cls is socket else None
+        return other(stack, family, type, *args, **kwargs) if other is not None else super().__new__(cls)
+
     def __init__(self, stack: "Stack", family=None, type=None, proto=0, _conn=None):
         family = AF_INET if family is None else family
         type = SOCK_STREAM if type is None else type

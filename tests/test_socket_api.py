@@ -781,7 +781,7 @@ def test_address_errors_like_the_standard_library(pair):
     with pytest.raises(std.gaierror):
         c.connect(("no.such.host.invalid", 80))
     with pytest.raises(OSError):
-        pair.a.socket(std.AF_INET, std.SOCK_DGRAM)
+        pair.a.socket(std.AF_INET, std.SOCK_RAW)
 
 
 # ============================================================================ options

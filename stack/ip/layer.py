@@ -43,6 +43,7 @@ class IpLayer:
         self.reassembler = Reassembler()
         self.protocols: dict[int, ProtocolHandler] = {}  # upper layers by IP protocol number (TCP: netstack)
         self.udp_handlers: dict[int, UdpHandler] = {}
+        self.error_handlers: dict[int, Callable[..., None]] = {}  # ICMP errors by the quoted protocol (UDP: netstack)
         self.icmp_limiter = TokenBucket(icmp_rate, icmp_burst)
         self.ident = (rng or random.Random()).getrandbits(16)  # RFC 791 Identification of the last datagram
         self.outq: list = []  # datagrams to write, in order (pulled by the netstack's take_output)
@@ -105,8 +106,19 @@ class IpLayer:
             self.send_ip(hdr.src, IPPROTO_ICMP, icmpw.echo_reply(msg), now)
         elif msg.type in (icmpw.DEST_UNREACH, icmpw.TIME_EXCEEDED):
             self.stats["icmp_errors_in"] += 1  # RFC 5927: soft errors; TCP keeps retrying
+            self._icmp_error_to_transport(msg, now)
         else:
             self.drop("icmp_type_ignored", now)
+
+    def _icmp_error_to_transport(self, msg, now: float) -> None:
+        """RFC 1122 3.2.2.1: pass an error to the transport that sent the quoted datagram (header + 8 octets)."""
+        quoted = msg.payload
+        if len(quoted) < HEADER_LEN or quoted[0] >> 4 != 4:
+            return
+        ihl = (quoted[0] & 0x0F) * 4
+        handler = self.error_handlers.get(quoted[9])
+        if handler is not None and len(quoted) >= ihl + 8:
+            handler(msg.type, msg.code, bytes(quoted[12:16]), bytes(quoted[16:20]), bytes(quoted[ihl:ihl + 8]), now)
 
     def _udp_arrives(self, hdr, payload, now: float, trusted: bool = False) -> None:
         dgram = parse_udp(payload, None, None) if trusted else parse_udp(payload, hdr.src, hdr.dst)

@@ -43,6 +43,7 @@ class Stack:
     """A running stack on a link: ``with Stack(link=..., address="192.0.2.2") as st: s = st.socket()``."""
 
     socket_type = None  # the class Stack.socket() makes: registered by stack/socket.py (never imported here)
+    socket_types: dict = {}  # other socket types by SOCK_* (SOCK_DGRAM: stack/udpsocket.py registers itself)
 
     def __init__(self, link, address: str = "192.0.2.2", *, mtu: int | None = None,
                  tcp_config: TcpConfig | None = None, tracer: Tracer | None = None, seed: int | None = None,
@@ -155,7 +156,7 @@ class Stack:
         """A socket on this stack (``stack.socket.socket``)."""
         if Stack.socket_type is None:
             raise RuntimeError("no socket type registered: import stack.socket first")
-        return Stack.socket_type(self, family, type, proto)
+        return Stack.socket_types.get(type, Stack.socket_type)(self, family, type, proto)
 
     def now(self) -> float:
         return self.clock()
@@ -202,6 +203,19 @@ class Stack:
 
     def allocate_port(self, addr: bytes, remote: tuple[bytes, int]) -> int:
         return self.host.tcp.allocate_port(addr, remote)
+
+    def udp_call(self, fn, *args):
+        """One user call into the UDP layer (``fn(*args, now)`` on ``self.host.udp``), ended like every call."""
+        now = self.clock()
+        try:
+            return fn(*args, now)
+        finally:
+            self._end_call(now)
+
+    @property
+    def udp(self):
+        """The UDP layer (stack/ip/udp.py): its bind table calls need no clock (lock held)."""
+        return self.host.udp
 
     def deferred(self, wake):
         """A notifier for the protocol objects (``conn.notify``, ``listener.notify``): it queues

@@ -113,6 +113,7 @@ STACK_DIFFERENCES: dict[str, str] = {
     R + "test_asyncio_sock_connect_waits_for_the_handshake":
         "asyncio's sock_connect returns at once (the fd is writable during SYN-SENT)",
     # UDP
-    "test_diff_udp::*": "no UDP sockets: SOCK_DGRAM is EPROTONOSUPPORT (the IP layer handles UDP; the socket "
-                        "layer does not expose it yet)",
+    "test_diff_udp::test_refused_poll_is_err_and_out":
+        "a UDP socket's pending ICMP error shows on fileno() as POLLIN, not POLLERR (a ReadinessFd's POLLERR "
+        "comes with POLLHUP, which would be final); select() sees the same, stack.epoll sees POLLERR",
 }
