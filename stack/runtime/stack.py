@@ -33,8 +33,7 @@ from ..tcp.states import State
 from ..trace import NULL_TRACER, Tracer
 from ..wire.ipv4 import aton
 
-READ_BATCH = 64        # packets per read_batch call
-MAX_BATCH = 256        # packets processed before output is flushed
+MAX_BATCH = 256        # packets read (until EAGAIN) and processed before the output is pulled
 
 
 class Stack:
@@ -266,22 +265,24 @@ class Stack:
         return max(0, int((self._sleep_until - self.clock()) * 1000) + 1)
 
     def _read_packets(self, now: float) -> None:
-        host, link, pcap, imp = self.host, self.link, self.pcap, self.impair_in
-        total = 0
-        while total < MAX_BATCH:
-            batch = link.read_batch(READ_BATCH)
-            if not batch:
-                break
-            total += len(batch)
+        """The softirq's read: packets until EAGAIN, at most MAX_BATCH of them (the output and the
+        ACKs they owe are pulled once, after the batch: ``_transmit``)."""
+        batch = self.link.read_batch(MAX_BATCH)
+        if not batch:
+            return
+        host, pcap, imp = self.host, self.pcap, self.impair_in
+        if pcap is None and imp is None:  # the plain path: nothing to record or to impair
+            receive = host.receive
             for packet in batch:
-                if pcap is not None:
-                    pcap.write(packet[self._skip:], time.time())
-                if imp is not None:
-                    imp.offer(packet, now)
-                else:
-                    host.receive(packet, now)
-            if len(batch) < READ_BATCH:
-                break
+                receive(packet, now)
+            return
+        for packet in batch:
+            if pcap is not None:
+                pcap.write(packet[self._skip:], time.time())
+            if imp is not None:
+                imp.offer(packet, now)
+            else:
+                host.receive(packet, now)
 
     def _deliver_impaired_in(self, now: float) -> None:
         if self.impair_in is not None:
