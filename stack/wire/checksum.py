@@ -19,7 +19,13 @@ IPPROTO_UDP = 17
 
 def ones_sum(data) -> int:
     """Ones'-complement sum of ``data`` as a residue modulo 0xffff (0 means 0 or 0xffff)."""
-    return (int.from_bytes(data, "little") % 0xFFFF) * 256 % 0xFFFF  # byte order: see the module text
+    return ones_sum_unreduced(data) % 0xFFFF
+
+
+def ones_sum_unreduced(data) -> int:
+    """A number congruent to ``ones_sum(data)`` modulo 0xffff, not reduced: for callers that add
+    more terms (header fields, a pseudo-header) and reduce their whole sum once."""
+    return int.from_bytes(data, "little") % 0xFFFF * 256  # byte order: see the module text
 
 
 def finish(total: int) -> int:

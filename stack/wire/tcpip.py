@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 
-from .checksum import IPPROTO_TCP, addr_sum, finish, ones_sum
+from .checksum import IPPROTO_TCP, addr_sum, ones_sum_unreduced
 from .ipv4 import FLAG_DF
 from .tcp import TcpSegment
 
@@ -67,20 +67,23 @@ class DatagramTemplate:
         if tsval is None:
             tcp_len = 20 + len(payload)
             total = tcp_len + 20
-            csum = finish(self.pseudo_sum + tcp_len + sport + dport + seq + ack + (0x5000 | flags) + window
-                          + urg + ones_sum(payload))
+            csum = (self.pseudo_sum + tcp_len + sport + dport + seq + ack + (0x5000 | flags) + window
+                    + urg + ones_sum_unreduced(payload)) % 0xFFFF
+            ip_csum = (self.ip_sum + total + ident) % 0xFFFF
             return _IP_TCP.pack(0x45, 0, total, ident, FLAG_DF, TTL, IPPROTO_TCP,
-                                finish(self.ip_sum + total + ident), self.src, self.dst,
-                                sport, dport, seq, ack, 0x50, flags, window, csum, urg) + payload
+                                0xFFFF - ip_csum if ip_csum else 0, self.src, self.dst,  # checksum.finish
+                                sport, dport, seq, ack, 0x50, flags, window,
+                                0xFFFF - csum if csum else 0, urg) + payload
         tsecr = seg.tsecr or 0
         tcp_len = 32 + len(payload)
         total = tcp_len + 20
-        csum = finish(self.pseudo_sum + tcp_len + sport + dport + seq + ack + (0x8000 | flags) + window
-                      + urg + _TS_LEAD_SUM + tsval + tsecr + ones_sum(payload))
+        csum = (self.pseudo_sum + tcp_len + sport + dport + seq + ack + (0x8000 | flags) + window
+                + urg + _TS_LEAD_SUM + tsval + tsecr + ones_sum_unreduced(payload)) % 0xFFFF
+        ip_csum = (self.ip_sum + total + ident) % 0xFFFF
         return _IP_TCP_TS.pack(0x45, 0, total, ident, FLAG_DF, TTL, IPPROTO_TCP,
-                               finish(self.ip_sum + total + ident), self.src, self.dst,
-                               sport, dport, seq, ack, 0x80, flags, window, csum, urg,
-                               _TS_LEAD, tsval, tsecr) + payload
+                               0xFFFF - ip_csum if ip_csum else 0, self.src, self.dst,  # checksum.finish
+                               sport, dport, seq, ack, 0x80, flags, window,
+                               0xFFFF - csum if csum else 0, urg, _TS_LEAD, tsval, tsecr) + payload
 
 
 _TEMPLATES: dict[tuple[bytes, bytes], DatagramTemplate] = {}
@@ -116,7 +119,7 @@ def parse_ipv4_tcp(packet):
     if ((vihl << 8 | tos) + total + ident + frag + ttl_proto + ipcsum + addrs) % 0xFFFF:
         return None  # RFC 791 header checksum
     # RFC 9293 3.1: the IP header sums to 0 now, so the packet's sum is the segment's
-    if (ones_sum(packet) + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
+    if (ones_sum_unreduced(packet) + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
         return None
     if off == 0x50:
         start = 40
