@@ -226,30 +226,31 @@ class Stack:
 
     def _run(self) -> None:
         link_fd = self.link.fileno()
-        host = self.host
+        host, clock, lock, wake_r = self.host, self.clock, self.lock, self._wake_r
         poller = select.poll()
         poller.register(link_fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        with lock:
+            timeout = self._poll_timeout()
         while self._running:
-            with self.lock:
-                timeout = self._poll_timeout()
             events = poller.poll(timeout)
             if not self._running:
                 break
             for fd, _ in events:
-                if fd == self._wake_r:
+                if fd == wake_r:
                     try:
-                        os.read(self._wake_r, 4096)
+                        os.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
-            with self.lock:
-                now = self.clock()
+            with lock:  # one turn, one lock hold: read, timers, output, and the next sleep's length
+                now = clock()
                 self._read_packets(now)
                 self._deliver_impaired_in(now)
                 deadline = host.next_deadline()
                 if deadline is not None and deadline <= now:
                     host.on_timers(now)
                 self._transmit(now)
+                timeout = self._poll_timeout()
 
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host or impairment), -1 for none."""
