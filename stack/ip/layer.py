@@ -33,9 +33,6 @@ def martian_source(addr: bytes) -> bool:
     return first == 0 or first == 127 or first >= 224 or addr == b"\xff\xff\xff\xff"
 
 
-_martian_source = martian_source  # the name this module used first
-
-
 class IpLayer:
     def __init__(self, address: bytes, mtu: int = 1500, tracer: Tracer = NULL_TRACER,
                  rng: random.Random | None = None, icmp_rate: float = 100.0, icmp_burst: float = 20.0):
@@ -71,7 +68,7 @@ class IpLayer:
         if hdr.dst != self.address:
             self.drop("ip_not_for_us", now)
             return
-        if _martian_source(hdr.src):
+        if martian_source(hdr.src):
             self.drop("ip_bad_source", now)
             return
         if hdr.is_fragment:
