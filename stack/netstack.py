@@ -21,12 +21,14 @@ import random
 from .tcp.config import TcpConfig
 from .tcp.layer import TcpLayer
 from .trace import NULL_TRACER, Tracer
-from .ip.layer import IpLayer
+from .ip.layer import IpLayer, martian_source
 from .ip.udp import UdpLayer
 from .wire import vnet
 from .wire.checksum import IPPROTO_TCP, IPPROTO_UDP
+from .wire.errors import MalformedPacket
 from .wire.ipv4 import build_ipv4
 from .wire.tcp import build_tcp_after, parse_tcp, tcp_header_len
+from .wire.tcpip import parse_ipv4_tcp, template_for
 
 log = logging.getLogger(__name__)
 LOOPBACK_ROUNDS = 256  # bound on ping-pong between two of our own sockets within one pull
@@ -47,6 +49,7 @@ class NetStack:
         self.ip.error_handlers[IPPROTO_UDP] = self.udp.icmp_error_arrives
         self.tracer = tracer
         self._loop: list[bytes] = []  # packets to ourselves, delivered without the link
+        self.fast_path = True  # the IPv4+TCP fast paths (stack.wire.tcpip); False: the layered code only
         # what the IP layer owns, under the names drivers and tests use (the same objects)
         self.address, self.mtu, self.offload = address, mtu, False
         self.stats = self.ip.stats  # one Counter for the host (the TCP layer keeps its own)
@@ -68,11 +71,30 @@ class NetStack:
 
     # ------------------------------------------------------------ input
     def receive(self, packet, now: float) -> None:
-        """One packet from the link. Bad input is counted by the layers; a bug is isolated here."""
+        """One packet from the link. Bad input is counted by the layers; a bug is isolated here.
+
+        The fast path: a valid, unfragmented IPv4 TCP datagram of the common shape for us
+        (``stack.wire.tcpip.parse_ipv4_tcp``) goes straight to TCP, with the same counters as
+        the general path (``IpLayer.receive`` -> ``_tcp_arrives``), which takes every other packet."""
         try:
+            if self.fast_path and not self.offload:
+                parsed = parse_ipv4_tcp(packet)
+                if parsed is not None and parsed[1] == self.address and not martian_source(parsed[0]):
+                    self._tcp_fast(parsed, now)
+                    return
             self.ip.receive(packet, now)
         except Exception as exc:  # the stack thread must not die of one packet
             self._internal_error(packet, now, exc)
+
+    def _tcp_fast(self, parsed, now: float) -> None:
+        stats = self.stats
+        stats["ip_in"] += 1
+        stats["tcp_in"] += 1
+        src, dst, seg = parsed
+        try:
+            self.tcp.segment_arrives(src, dst, seg, now)
+        except MalformedPacket as exc:  # as IpLayer.input counts it for any upper layer
+            self.ip.drop(exc.reason, now)
 
     def _tcp_arrives(self, hdr, payload, now: float, trusted: bool) -> None:
         """IP -> TCP: checksum over the pseudo-header (RFC 9293 3.1) unless the kernel vouched for it."""
@@ -117,9 +139,18 @@ class NetStack:
         out, loop = ip.outq, self._loop
         offload = ip.offload
         me = ip.address
+        fast = self.fast_path and not offload
+        tpl = None
         for src, dst, seg in segments:
-            tcp_len = tcp_header_len(seg) + len(seg.payload)
             ident = (ident + 1) & 0xFFFF
+            if fast and dst != me:  # the fast path (stack.wire.tcpip): same bytes, one step
+                if tpl is None or tpl.src != src or tpl.dst != dst:
+                    tpl = template_for(src, dst)
+                packet = tpl.build(seg, ident)
+                if packet is not None:
+                    out.append(packet)
+                    continue
+            tcp_len = tcp_header_len(seg) + len(seg.payload)
             hdr = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
             if dst == me:
                 loop.append(build_tcp_after(hdr, seg, src, dst, partial=False))

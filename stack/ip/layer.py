@@ -27,7 +27,7 @@ UdpHandler = Callable[[bytes, int, bytes, int, bytes, float], None]  # (src, spo
 ProtocolHandler = Callable[..., None]  # (hdr, payload, now, trusted): an upper layer's input
 
 
-def _martian_source(addr: bytes) -> bool:
+def martian_source(addr: bytes) -> bool:
     """RFC 1122 3.2.1.3 / RFC 1812 5.3.7: sources a host must not accept."""
     first = addr[0]
     return first == 0 or first == 127 or first >= 224 or addr == b"\xff\xff\xff\xff"
@@ -69,7 +69,7 @@ class IpLayer:
         if hdr.dst != self.address:
             self.drop("ip_not_for_us", now)
             return
-        if _martian_source(hdr.src):
+        if martian_source(hdr.src):
             self.drop("ip_bad_source", now)
             return
         if hdr.is_fragment:

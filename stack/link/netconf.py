@@ -3,7 +3,7 @@
 The library never shells out to ``ip``. What ``configure_host_side("tun0")`` does is
 what you would type as::
 
-    ip link set tun0 mtu 1500
+    ip link set tun0 mtu 1500 txqueuelen 4096
     sysctl net.ipv6.conf.tun0.disable_ipv6=1   # IPv4-only stack: no RS/MLD noise
     ip addr add 192.0.2.1/24 dev tun0     # also installs the connected route 192.0.2.0/24
     ip link set tun0 up
@@ -19,6 +19,12 @@ import ipaddress
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+
+# Packets the kernel may queue towards our reader (a TUN's default is 500). A bulk upload
+# keeps up to one receive window in flight: 4 MiB (TcpConfig.rcvbuf) is about 2,900
+# segments of 1448 bytes. With 500 the queue overflowed whenever the stack thread fell
+# behind the kernel's sender for a moment; each drop then costs a recovery episode.
+TXQUEUELEN = 4096
 
 
 def _index(ipr: IPRoute, ifname: str) -> int:
@@ -55,9 +61,17 @@ def disable_ipv6(ifname: str) -> bool:
     return True
 
 
+def set_txqueuelen(ifname: str, qlen: int) -> None:
+    """Set how many packets the kernel queues on the interface (``ip link set IF txqueuelen N``)."""
+    with IPRoute() as ipr:
+        ipr.link("set", index=_index(ipr, ifname), txqlen=qlen)
+
+
 def configure_host_side(ifname: str, host_cidr: str = "192.0.2.1/24",
-                        mtu: int = 1500, ipv6: bool = False) -> None:
-    """Give ``ifname`` the kernel's address ``host_cidr``, the MTU, and bring it up.
+                        mtu: int = 1500, ipv6: bool = False, txqueuelen: int = TXQUEUELEN) -> None:
+    """Give ``ifname`` the kernel's address ``host_cidr``, the MTU, a queue of ``txqueuelen``
+    packets (``TXQUEUELEN``: the kernel's TUN default of 500 overflows under a bulk upload),
+    and bring it up.
 
     Our stack speaks IPv4 only, so unless ``ipv6`` is true the kernel's IPv6 is turned
     off on the device before it comes up: the TUN (and any pcap) then carries only the
@@ -66,7 +80,7 @@ def configure_host_side(ifname: str, host_cidr: str = "192.0.2.1/24",
     iface = ipaddress.ip_interface(host_cidr)
     with IPRoute() as ipr:
         index = _index(ipr, ifname)
-        ipr.link("set", index=index, mtu=mtu)
+        ipr.link("set", index=index, mtu=mtu, txqlen=txqueuelen)
         if not ipv6:
             disable_ipv6(ifname)
         try:

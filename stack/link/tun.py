@@ -104,13 +104,16 @@ class FdLink:
         try:
             self._send(packet)
         except OSError as e:
-            reason = _TX_DROP_REASONS.get(e.errno)
-            if reason is None:  # EBADF after close, EFAULT...: a bug, say so
-                raise
-            self.stats[reason] += 1
-            self.stats["tx_dropped"] += 1
+            self._count_drop(e)
             return
         self.stats["tx_packets"] += 1
+
+    def _count_drop(self, e: OSError) -> None:
+        reason = _TX_DROP_REASONS.get(e.errno)
+        if reason is None:  # EBADF after close, EFAULT...: a bug, say so
+            raise e
+        self.stats[reason] += 1
+        self.stats["tx_dropped"] += 1
 
     def write_batch(self, packets) -> None:
         """Send each packet in order (the same drop rules as :meth:`write`)."""
@@ -183,3 +186,33 @@ class TunLink(FdLink):
 
     def _recv(self) -> bytes:
         return os.read(self._fd, MAX_PACKET + VNET_HDR_LEN)
+
+    # The two loops below are FdLink's, with the per-packet method calls taken out: they run
+    # once per packet of a bulk transfer.
+    def read_batch(self, max_packets: int = 64) -> list[bytes]:
+        """Read up to ``max_packets`` packets without blocking (until EAGAIN); [] if none are waiting."""
+        packets: list[bytes] = []
+        append, read, fd = packets.append, os.read, self._fd
+        try:
+            for _ in range(max_packets):
+                append(read(fd, MAX_PACKET + VNET_HDR_LEN))  # a TUN read is one packet, never 0 bytes
+        except BlockingIOError:
+            pass
+        self.stats["rx_packets"] += len(packets)
+        return packets
+
+    def write_batch(self, packets) -> None:
+        """Send each packet in order (the same drop rules as :meth:`write`)."""
+        write, writev, fd = os.write, os.writev, self._fd
+        sent = 0
+        for packet in packets:
+            try:
+                if type(packet) is tuple:  # (headers, payload): see FdLink._send
+                    writev(fd, packet)
+                else:
+                    write(fd, packet)
+            except OSError as e:
+                self._count_drop(e)
+                continue
+            sent += 1
+        self.stats["tx_packets"] += sent

@@ -33,8 +33,7 @@ from ..tcp.states import State
 from ..trace import NULL_TRACER, Tracer
 from ..wire.ipv4 import aton
 
-READ_BATCH = 64        # packets per read_batch call
-MAX_BATCH = 256        # packets processed before output is flushed
+MAX_BATCH = 256        # packets read (until EAGAIN) and processed before the output is pulled
 # a connection in these states owes the peer nothing more: all our data and our FIN are acknowledged
 _FINISHED = (State.CLOSED, State.TIME_WAIT, State.FIN_WAIT_2)
 
@@ -265,30 +264,31 @@ class Stack:
 
     def _run(self) -> None:
         link_fd = self.link.fileno()
-        host = self.host
+        host, clock, lock, wake_r = self.host, self.clock, self.lock, self._wake_r
         poller = select.poll()
         poller.register(link_fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        with lock:
+            timeout = self._poll_timeout()
         while self._running:
-            with self.lock:
-                timeout = self._poll_timeout()
             events = poller.poll(timeout)
             if not self._running:
                 break
             for fd, _ in events:
-                if fd == self._wake_r:
+                if fd == wake_r:
                     try:
-                        os.read(self._wake_r, 4096)
+                        os.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
-            with self.lock:
-                now = self.clock()
+            with lock:  # one turn, one lock hold: read, timers, output, and the next sleep's length
+                now = clock()
                 self._read_packets(now)
                 self._deliver_impaired_in(now)
                 deadline = host.next_deadline()
                 if deadline is not None and deadline <= now:
                     host.on_timers(now)
                 self._transmit(now)
+                timeout = self._poll_timeout()
 
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host or impairment), -1 for none."""
@@ -304,22 +304,24 @@ class Stack:
         return max(0, int((self._sleep_until - self.clock()) * 1000) + 1)
 
     def _read_packets(self, now: float) -> None:
-        host, link, pcap, imp = self.host, self.link, self.pcap, self.impair_in
-        total = 0
-        while total < MAX_BATCH:
-            batch = link.read_batch(READ_BATCH)
-            if not batch:
-                break
-            total += len(batch)
+        """The softirq's read: packets until EAGAIN, at most MAX_BATCH of them (the output and the
+        ACKs they owe are pulled once, after the batch: ``_transmit``)."""
+        batch = self.link.read_batch(MAX_BATCH)
+        if not batch:
+            return
+        host, pcap, imp = self.host, self.pcap, self.impair_in
+        if pcap is None and imp is None:  # the plain path: nothing to record or to impair
+            receive = host.receive
             for packet in batch:
-                if pcap is not None:
-                    pcap.write(packet[self._skip:], time.time())
-                if imp is not None:
-                    imp.offer(packet, now)
-                else:
-                    host.receive(packet, now)
-            if len(batch) < READ_BATCH:
-                break
+                receive(packet, now)
+            return
+        for packet in batch:
+            if pcap is not None:
+                pcap.write(packet[self._skip:], time.time())
+            if imp is not None:
+                imp.offer(packet, now)
+            else:
+                host.receive(packet, now)
 
     def _deliver_impaired_in(self, now: float) -> None:
         if self.impair_in is not None:

@@ -3,6 +3,12 @@
 The ones'-complement sum of 16-bit words equals the big-endian integer value of
 the bytes modulo 0xffff (because 2**16 == 1 mod 0xffff), so one ``int.from_bytes``
 and one ``%`` replace a Python loop over words (~3 us for 1460 bytes).
+
+The sum does not depend on byte order (RFC 1071 2.(B)): read little-endian, every word is
+byte-swapped, and a swap is a multiplication by 256 modulo 0xffff (256 * 256 == 1 mod
+0xffff). CPython converts little-endian bytes to an integer without reversing them,
+about twice as fast, so ``ones_sum`` reads them that way and multiplies the residue by 256;
+an odd trailing byte then lands in the low byte of its word, which is RFC 1071's zero pad.
 """
 from __future__ import annotations
 
@@ -13,10 +19,13 @@ IPPROTO_UDP = 17
 
 def ones_sum(data) -> int:
     """Ones'-complement sum of ``data`` as a residue modulo 0xffff (0 means 0 or 0xffff)."""
-    value = int.from_bytes(data, "big")
-    if len(data) & 1:
-        value <<= 8  # RFC 1071: an odd trailing byte is padded with a zero byte
-    return value % 0xFFFF
+    return ones_sum_unreduced(data) % 0xFFFF
+
+
+def ones_sum_unreduced(data) -> int:
+    """A number congruent to ``ones_sum(data)`` modulo 0xffff, not reduced: for callers that add
+    more terms (header fields, a pseudo-header) and reduce their whole sum once."""
+    return int.from_bytes(data, "little") % 0xFFFF * 256  # byte order: see the module text
 
 
 def finish(total: int) -> int:

@@ -39,10 +39,22 @@ class TcpSegment:
                  window: int = 0, payload=b"", urg: int = 0, mss: int | None = None,
                  wscale: int | None = None, sack_perm: bool = False, sack=None,
                  tsval: int | None = None, tsecr: int | None = None, checksum: int = 0):
-        self.sport, self.dport, self.seq, self.ack = sport, dport, seq, ack
-        self.flags, self.window, self.urg, self.checksum = flags, window, urg, checksum
-        self.mss, self.wscale, self.sack_perm, self.sack = mss, wscale, sack_perm, sack
-        self.tsval, self.tsecr, self.payload = tsval, tsecr, payload
+        # one plain store per field: made for every segment in and out (tuple stores cost more)
+        self.sport = sport
+        self.dport = dport
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.window = window
+        self.urg = urg
+        self.checksum = checksum
+        self.mss = mss
+        self.wscale = wscale
+        self.sack_perm = sack_perm
+        self.sack = sack
+        self.tsval = tsval
+        self.tsecr = tsecr
+        self.payload = payload
         self.gso_size = 0  # > 0: a TSO super-segment that the link splits into pieces of this size
 
     @property

@@ -146,3 +146,39 @@ def test_a_connection_too_broken_to_abort_is_still_forgotten_and_its_socket_told
     h.expect_nothing()
     assert h.host.tcp.stats["internal_error"] == 1
     assert h.host.tcp.conns == {} and conn.error == errno.ECONNRESET and conn.state is State.CLOSED
+
+
+def _fast_and_layered_run(fast: bool) -> tuple[list[bytes], dict, dict]:
+    """One scripted exchange; every datagram the host writes, and its counters."""
+    h = TcpHarness(timestamps=True, sack=True, window_scaling=True)
+    h.host.fast_path = fast
+    written: list[bytes] = []
+    take = h.host.take_output
+
+    def record(now):
+        out = take(now)
+        written.extend(bytes(p) for p in out)
+        return out
+    h.host.take_output = record
+    h.listen_and_establish(syn_options=h.peer_syn_options(wscale=7, sack=True, tsval=100))
+    ts = [("NOP", None), ("NOP", None), ("Timestamp", (101, 1))]
+    data = [h.seg("PA", seq=h.p_nxt + i * 100, load=bytes([i]) * 100, options=ts) for i in range(6)]
+    for i in (0, 1, 3, 2, 5, 4):  # in order, then out of order (SACK blocks, the general builder)
+        h.send(data[i])
+    bad = bytearray(raw(IP(src=PEER, dst=LOCAL) / h.seg("PA", seq=h.p_nxt + 600, load=b"x" * 10, options=ts)))
+    bad[-1] ^= 0xFF  # a TCP checksum error: counted, dropped
+    h.send_raw(bytes(bad))
+    frag = IP(src=PEER, dst=LOCAL, flags=1) / h.seg("PA", seq=h.p_nxt + 600, load=b"y" * 40)  # MF: reassembly
+    h.send_raw(raw(frag))
+    h.app_send(bytes(range(256)) * 20)  # data out: full-sized segments, timestamps
+    h.send(h.seg("A", ack=h.l_nxt + 5120, options=ts))
+    return written, dict(h.host.stats), dict(h.host.tcp.stats)
+
+
+def test_the_fast_paths_write_and_count_exactly_what_the_layered_code_does():
+    """stack.wire.tcpip's fast input and output change no byte written and no counter."""
+    fast, layered = _fast_and_layered_run(True), _fast_and_layered_run(False)
+    assert len(fast[0]) >= 8
+    assert fast[0] == layered[0]
+    assert fast[1] == layered[1] and fast[2] == layered[2]
+    assert fast[1]["drop:tcp_checksum"] == 1 and fast[1]["ip_fragments"] == 1

@@ -47,14 +47,17 @@ def test_configured_host_side(tun_link):
         (link,) = ipr.get_links(ifname=tun_link.name)
         addrs = [a.get("IFA_ADDRESS") for a in ipr.get_addr(index=link["index"])]
     assert link.get("IFLA_MTU") == 1500
+    assert link.get("IFLA_TXQLEN") == netconf.TXQUEUELEN != 500  # not the TUN default
     assert link["flags"] & 1, "interface should be up (IFF_UP)"
     assert addrs == [HOST]
     with open(f"/proc/sys/net/ipv6/conf/{tun_link.name}/disable_ipv6") as f:
         assert f.read().strip() == "1"
     netconf.configure_host_side(tun_link.name)  # idempotent: address already there
     netconf.set_mtu(tun_link.name, 1280)
+    netconf.set_txqueuelen(tun_link.name, 1000)
     with IPRoute() as ipr:
-        assert ipr.get_links(ifname=tun_link.name)[0].get("IFLA_MTU") == 1280
+        (link,) = ipr.get_links(ifname=tun_link.name)
+    assert (link.get("IFLA_MTU"), link.get("IFLA_TXQLEN")) == (1280, 1000)
 
 
 def test_kernel_udp_datagram_is_read_from_tun(tun_link):
@@ -116,6 +119,19 @@ def test_write_never_raises_for_transient_errors(tun_link):
     assert tun_link.stats["tx_drop_invalid"] == 1
     assert tun_link.stats["tx_drop_down"] == 1
     assert tun_link.stats["tx_dropped"] == 2 and tun_link.stats["tx_packets"] == 0
+
+
+def test_write_batch_sends_in_order_and_counts_each_drop(tun_link):
+    """The batch loop (TunLink.write_batch) keeps write()'s rules: a bad packet is dropped and
+    counted, the ones after it still go out, in order; (headers, payload) pairs are one packet."""
+    with kernel_udp_socket(9999) as s:
+        good = [bytes(IP(src=STACK, dst=HOST) / UDP(sport=7, dport=9999) / (b"%d" % i)) for i in range(3)]
+        pair = (good[2][:28], good[2][28:])
+        tun_link.write_batch([good[0], b"\x00 not an ip packet", good[1], pair])
+        got = [s.recvfrom(100)[0] for _ in range(3)]
+    assert got == [b"0", b"1", b"2"]
+    assert tun_link.stats["tx_drop_invalid"] == 1 and tun_link.stats["tx_dropped"] == 1
+    assert tun_link.stats["tx_packets"] == 3
 
 
 def test_device_is_removed_on_close(tun_name):

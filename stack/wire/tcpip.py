@@ -1,0 +1,142 @@
+"""IPv4 + TCP in one step: the fast paths for the datagrams a bulk transfer is made of.
+
+The general code builds a datagram in layers (``build_ipv4``, then ``build_tcp_after`` with
+``encode_options``) and parses it in layers (``parse_ipv4`` makes an ``IPv4Header``, then
+``parse_tcp``). Nearly every datagram of a transfer is the same shape: a 20-byte IP header
+without options, DF set, TTL 64, and a TCP header with no options or with only the
+timestamps option (RFC 7323, NOP NOP TS). For that shape this module does it in one go:
+
+- output (``DatagramTemplate.build``): one precompiled ``struct`` packs IP and TCP headers
+  together; the IP header checksum is a per-(src, dst) residue plus the total length and
+  Identification, the only fields that change (RFC 1071 / RFC 1624 arithmetic); the TCP
+  checksum is the pseudo-header residue plus the header's fields plus the payload's sum
+  (a 32-bit field adds to the residue as it is: 2**16 == 1 mod 0xffff). The bytes equal
+  ``build_ipv4`` + ``build_tcp_after`` exactly (tests/wire/test_tcpip.py checks it);
+  ``build`` returns None for any other shape and the caller uses the general builder;
+- input (``parse_ipv4_tcp``): one ``unpack_from`` of both headers, the IP header checksum from
+  the unpacked fields, and the TCP checksum from ONE sum over the whole packet (the IP header
+  sums to zero once it is checked, so what is left is the TCP segment's sum). No
+  ``IPv4Header`` is made and the payload is copied once. Anything unusual (IP options,
+  fragments, the reserved flag, padding, other TCP options, a bad checksum) returns None:
+  the general path then parses the packet again and counts why it drops it, if it does.
+"""
+from __future__ import annotations
+
+import struct
+
+from .checksum import IPPROTO_TCP, addr_sum, ones_sum_unreduced
+from .ipv4 import FLAG_DF
+from .tcp import TcpSegment
+
+_IP_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")        # IPv4 (20) + TCP (20), no options
+_IP_TCP_TS = struct.Struct("!BBHHHBBH4s4sHHIIBBHHHIII")  # + NOP NOP TS 10 (4) + TSval + TSecr: 52
+_TS_LEAD = 0x0101080A  # NOP, NOP, kind 8, length 10 (RFC 7323 Appendix A layout, as Linux sends it)
+_TS_LEAD_SUM = 0x0101 + 0x080A
+_II = struct.Struct("!II")
+TTL = 64
+_TTL_PROTO = TTL << 8 | IPPROTO_TCP
+_HLEN_WORD = {20: 5 << 12, 32: 8 << 12}  # data offset nibble in the TCP header's 7th word
+
+
+class DatagramTemplate:
+    """What every IPv4+TCP datagram from ``src`` to ``dst`` shares: addresses and checksum residues.
+
+    A netstack keeps one per address pair (``template_for``); ``build`` makes a datagram of the
+    common shape from a segment, or returns None (then use ``build_ipv4`` + ``build_tcp_after``).
+    """
+
+    __slots__ = ("src", "dst", "ip_sum", "pseudo_sum")
+
+    def __init__(self, src: bytes, dst: bytes):
+        self.src, self.dst = src, dst
+        addrs = addr_sum(src) + addr_sum(dst)
+        # RFC 791 header words that never change here: version/IHL/TOS, flags (DF), TTL/protocol
+        self.ip_sum = 0x4500 + FLAG_DF + _TTL_PROTO + addrs
+        self.pseudo_sum = addrs + IPPROTO_TCP  # RFC 9293 3.1 pseudo-header, without the TCP length
+
+    def build(self, seg: TcpSegment, ident: int):
+        """The datagram's bytes (DF, TTL 64, no IP options), or None when ``seg`` has options
+        other than timestamps. Equal to ``build_ipv4(src, dst, 6, len, ident)`` followed by
+        ``build_tcp_after`` for the same segment."""
+        if seg.mss is not None or seg.wscale is not None or seg.sack_perm or seg.sack:
+            return None
+        payload = seg.payload
+        sport, dport, seq, ack, flags, window, urg = (seg.sport, seg.dport, seg.seq, seg.ack,
+                                                       seg.flags, seg.window, seg.urg)
+        tsval = seg.tsval
+        if tsval is None:
+            tcp_len = 20 + len(payload)
+            total = tcp_len + 20
+            csum = (self.pseudo_sum + tcp_len + sport + dport + seq + ack + (0x5000 | flags) + window
+                    + urg + ones_sum_unreduced(payload)) % 0xFFFF
+            ip_csum = (self.ip_sum + total + ident) % 0xFFFF
+            return _IP_TCP.pack(0x45, 0, total, ident, FLAG_DF, TTL, IPPROTO_TCP,
+                                0xFFFF - ip_csum if ip_csum else 0, self.src, self.dst,  # checksum.finish
+                                sport, dport, seq, ack, 0x50, flags, window,
+                                0xFFFF - csum if csum else 0, urg) + payload
+        tsecr = seg.tsecr or 0
+        tcp_len = 32 + len(payload)
+        total = tcp_len + 20
+        csum = (self.pseudo_sum + tcp_len + sport + dport + seq + ack + (0x8000 | flags) + window
+                + urg + _TS_LEAD_SUM + tsval + tsecr + ones_sum_unreduced(payload)) % 0xFFFF
+        ip_csum = (self.ip_sum + total + ident) % 0xFFFF
+        return _IP_TCP_TS.pack(0x45, 0, total, ident, FLAG_DF, TTL, IPPROTO_TCP,
+                               0xFFFF - ip_csum if ip_csum else 0, self.src, self.dst,  # checksum.finish
+                               sport, dport, seq, ack, 0x80, flags, window,
+                               0xFFFF - csum if csum else 0, urg, _TS_LEAD, tsval, tsecr) + payload
+
+
+_TEMPLATES: dict[tuple[bytes, bytes], DatagramTemplate] = {}
+
+
+def template_for(src: bytes, dst: bytes) -> DatagramTemplate:
+    """The (cached) template of an address pair: a host talks to few addresses."""
+    key = (src, dst)
+    tpl = _TEMPLATES.get(key)
+    if tpl is None:
+        if len(_TEMPLATES) > 4096:
+            _TEMPLATES.clear()
+        tpl = _TEMPLATES[key] = DatagramTemplate(bytes(src), bytes(dst))
+    return tpl
+
+
+def parse_ipv4_tcp(packet):
+    """``(src, dst, segment)`` of a valid IPv4 TCP datagram of the common shape, else None.
+
+    The common shape: IHL 5, not a fragment (MF clear, offset 0; DF either way), the
+    reserved flag clear, total length equal to the packet's length, a TCP header of 20
+    bytes or of 32 with exactly NOP NOP TS. Both checksums are verified (RFC 791, RFC 9293
+    3.1). The segment equals what ``parse_tcp`` makes of the TCP part. None says nothing
+    about validity: parse the packet with ``parse_ipv4`` / ``parse_tcp`` then."""
+    n = len(packet)
+    if n < 40:
+        return None
+    (vihl, tos, total, ident, frag, ttl_proto, ipcsum, src, dst,
+     sport, dport, seq, ack, off, flags, window, csum, urg) = _IN.unpack_from(packet)
+    if vihl != 0x45 or ttl_proto & 0xFF != IPPROTO_TCP or frag & ~FLAG_DF or total != n:
+        return None
+    addrs = addr_sum(src) + addr_sum(dst)
+    if ((vihl << 8 | tos) + total + ident + frag + ttl_proto + ipcsum + addrs) % 0xFFFF:
+        return None  # RFC 791 header checksum
+    # RFC 9293 3.1: the IP header sums to 0 now, so the packet's sum is the segment's
+    if (ones_sum_unreduced(packet) + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
+        return None
+    if off == 0x50:
+        start = 40
+        tsval = None
+    elif off == 0x80 and n >= 52 and _TS_HEAD.unpack_from(packet, 40)[0] == _TS_LEAD:
+        start = 52
+        tsval, tsecr = _II.unpack_from(packet, 44)
+    else:
+        return None
+    payload = packet[start:]
+    if type(payload) is not bytes:
+        payload = bytes(payload)
+    seg = TcpSegment(sport, dport, seq, ack, flags, window, payload, urg, checksum=csum)
+    if tsval is not None:
+        seg.tsval, seg.tsecr = tsval, tsecr
+    return src, dst, seg
+
+
+_IN = struct.Struct("!BBHHHHH4s4sHHIIBBHHH")  # as _IP_TCP, TTL and protocol in one word
+_TS_HEAD = struct.Struct("!I")

@@ -1,0 +1,177 @@
+"""The IPv4+TCP fast paths (stack/wire/tcpip.py) against the general code and scapy.
+
+Output: every datagram ``DatagramTemplate.build`` makes is byte for byte what
+``build_ipv4`` + ``build_tcp_after`` make of the same segment, and what scapy makes.
+Input: whenever ``parse_ipv4_tcp`` accepts a packet, ``parse_ipv4`` + ``parse_tcp`` accept
+it too and give the same addresses and segment; it accepts every valid packet of the
+common shape, and nothing that the general path would drop.
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP
+
+from stack.wire import tcp
+from stack.wire.checksum import IPPROTO_TCP
+from stack.wire.errors import MalformedPacket
+from stack.wire.ipv4 import build_ipv4, parse_ipv4
+from stack.wire.tcpip import DatagramTemplate, parse_ipv4_tcp, template_for
+
+from wire_helpers import (FUZZ, WIRE, addrs, ntoa, payloads, scapy_ip_layers, scapy_option_lists,
+                          tcp_segments, u8, u16, u32, with_payload)
+
+SLOTS = tcp.TcpSegment.__slots__
+
+
+def general(src, dst, seg, ident) -> bytes:
+    """What stack/netstack.py builds without the fast path."""
+    tcp_len = tcp.tcp_header_len(seg) + len(seg.payload)
+    return bytes(tcp.build_tcp_after(build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident), seg, src, dst))
+
+
+def same_segment(a: tcp.TcpSegment, b: tcp.TcpSegment) -> bool:
+    return all(getattr(a, k) == getattr(b, k) for k in SLOTS) and type(a.payload) is type(b.payload)
+
+
+@st.composite
+def common_segments(draw):
+    """Segments of the fast path's shape (no options, or timestamps only), every field random,
+    the payload as bytes, bytearray (a send-buffer slice) or memoryview."""
+    tsval = draw(st.none() | u32)
+    payload = draw(payloads)
+    payload = draw(st.sampled_from([bytes, bytearray, memoryview]))(payload)
+    return tcp.TcpSegment(sport=draw(u16), dport=draw(u16), seq=draw(u32), ack=draw(u32), flags=draw(u8),
+                          window=draw(u16), urg=draw(u16), payload=payload, tsval=tsval,
+                          tsecr=draw(st.none() | u32) if tsval is not None else None)
+
+
+# ------------------------------------------------------------------ output
+
+@WIRE
+@given(addrs, addrs, u16, common_segments())
+def test_fast_build_equals_the_general_builder(src, dst, ident, seg):
+    assert DatagramTemplate(src, dst).build(seg, ident) == general(src, dst, seg, ident)
+
+
+@WIRE
+@given(addrs, addrs, u16, tcp_segments())
+def test_any_segment_is_built_identically_or_refused(src, dst, ident, seg):
+    built = DatagramTemplate(src, dst).build(seg, ident)
+    other_options = seg.mss is not None or seg.wscale is not None or seg.sack_perm or bool(seg.sack)
+    if other_options:
+        assert built is None
+    else:
+        assert built == general(src, dst, seg, ident)
+
+
+@WIRE
+@given(addrs, addrs, u16, common_segments())
+def test_fast_build_equals_scapy(src, dst, ident, seg):
+    options = [("NOP", None), ("NOP", None), ("Timestamp", (seg.tsval, seg.tsecr or 0))] \
+        if seg.tsval is not None else []
+    layer = (IP(src=ntoa(src), dst=ntoa(dst), id=ident, ttl=64, flags=2, proto=IPPROTO_TCP)
+             / TCP(sport=seg.sport, dport=seg.dport, seq=seg.seq, ack=seg.ack, flags=seg.flags,
+                   window=seg.window, urgptr=seg.urg, options=options))
+    assert DatagramTemplate(src, dst).build(seg, ident) == bytes(with_payload(layer, bytes(seg.payload)))
+
+
+@pytest.mark.parametrize("options", [dict(mss=1460), dict(wscale=7), dict(sack_perm=True),
+                                     dict(sack=[(1, 2)], tsval=1, tsecr=2)])
+def test_segments_with_other_options_are_left_to_the_general_builder(options):
+    seg = tcp.TcpSegment(1, 2, 3, 4, tcp.ACK, 5, b"data", **options)
+    assert DatagramTemplate(b"\x01\x02\x03\x04", b"\x05\x06\x07\x08").build(seg, 9) is None
+
+
+def test_templates_are_cached_per_address_pair():
+    a, b = b"\xc0\x00\x02\x02", b"\xc0\x00\x02\x01"
+    assert template_for(a, b) is template_for(bytes(a), bytes(b))
+    assert template_for(a, b) is not template_for(b, a)
+
+
+# ------------------------------------------------------------------ input
+
+def general_parse(packet):
+    hdr, payload = parse_ipv4(packet)
+    return hdr, tcp.parse_tcp(payload, hdr.src, hdr.dst)
+
+
+def assert_agrees(packet: bytes) -> None:
+    """The fast parser's answer, if any, is the general parser's."""
+    fast = parse_ipv4_tcp(packet)
+    if fast is None:
+        return
+    hdr, seg = general_parse(packet)  # must not raise: the fast path accepted the packet
+    assert hdr.proto == IPPROTO_TCP and not hdr.is_fragment and not hdr.reserved and hdr.ihl == 5
+    assert hdr.total_length == len(packet)
+    assert fast[:2] == (hdr.src, hdr.dst)
+    assert same_segment(fast[2], seg), (fast[2], seg)
+
+
+@WIRE
+@given(addrs, addrs, u16, common_segments())
+def test_fast_parse_takes_every_common_datagram(src, dst, ident, seg):
+    packet = general(src, dst, seg, ident)
+    fast = parse_ipv4_tcp(packet)
+    assert fast is not None
+    assert_agrees(packet)
+
+
+@WIRE
+@given(addrs, addrs, u16, tcp_segments(), u8, u8, st.booleans())
+def test_fast_parse_agrees_with_the_general_parser(src, dst, ident, seg, ttl, tos, df):
+    segment = tcp.build_tcp(seg, src, dst)
+    packet = build_ipv4(src, dst, IPPROTO_TCP, len(segment), ident, ttl=ttl, df=df, tos=tos) + segment
+    fast = parse_ipv4_tcp(packet)
+    options = tcp.tcp_header_len(seg) - 20
+    assert (fast is None) == (options not in (0, 12) or seg.mss is not None or seg.wscale is not None
+                              or seg.sack_perm or bool(seg.sack))
+    assert_agrees(packet)
+
+
+@FUZZ
+@given(addrs, addrs, u16, common_segments(), st.lists(st.tuples(st.integers(0, 2100), u8), max_size=3),
+       st.integers(-3, 3))
+def test_fast_parse_never_accepts_what_the_general_path_drops(src, dst, ident, seg, edits, cut):
+    """Corrupt bytes anywhere (checksums, lengths, version, offsets) or cut/pad the packet."""
+    packet = bytearray(general(src, dst, seg, ident))
+    for pos, value in edits:
+        if pos < len(packet):
+            packet[pos] = value
+    if cut < 0:
+        del packet[cut:]
+    else:
+        packet += b"\x00" * cut
+    packet = bytes(packet)
+    if parse_ipv4_tcp(packet) is None:
+        return
+    assert_agrees(packet)
+
+
+@WIRE
+@given(scapy_ip_layers(IPPROTO_TCP), u16, u16, u32, u32, u8, u16, scapy_option_lists(), payloads)
+def test_fast_parse_of_scapy_packets(ip_layer, sport, dport, seq, ack, flags, window, options, payload):
+    packet = bytes(with_payload(ip_layer / TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags,
+                                               window=window, options=options), payload))
+    assert_agrees(packet)
+
+
+def test_fast_parse_rejects_a_bad_tcp_checksum_the_general_parser_drops():
+    seg = tcp.TcpSegment(80, 1234, 1, 2, tcp.ACK | tcp.PSH, 100, b"hello", tsval=5, tsecr=6)
+    packet = bytearray(general(b"\xc0\x00\x02\x01", b"\xc0\x00\x02\x02", seg, 7))
+    assert parse_ipv4_tcp(bytes(packet)) is not None
+    packet[-1] ^= 1
+    assert parse_ipv4_tcp(bytes(packet)) is None
+    with pytest.raises(MalformedPacket) as exc:
+        general_parse(bytes(packet))
+    assert exc.value.reason == "tcp_checksum"
+
+
+def test_fast_parse_rejects_a_bad_header_checksum():
+    seg = tcp.TcpSegment(80, 1234, 1, 2, tcp.ACK, 100, b"x")
+    packet = bytearray(general(b"\xc0\x00\x02\x01", b"\xc0\x00\x02\x02", seg, 7))
+    packet[10] ^= 0x10
+    assert parse_ipv4_tcp(bytes(packet)) is None
+    with pytest.raises(MalformedPacket):
+        general_parse(bytes(packet))
