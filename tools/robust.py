@@ -1195,10 +1195,11 @@ def main(argv=None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     root = make_root(a)
     topo = Topology()
-    results = {"schema": SCHEMA, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": a.quick,
+    results = {"schema": SCHEMA, "tag": topo.tag, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": a.quick,
                "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "commit": _commit(),
                "args": {k: v for k, v in vars(a).items()}, "results": {}}
     code = 0
