@@ -126,7 +126,7 @@ SAMPLES = {
     "concurrent": dict(connected=748, conns=1000, all_connected_s=None, answered=748, client_syn_retrans=3016,
                        link_tx_drops=2387, server_threads=525),
     "ofo": dict(get_p50_ms=2.4, get_max_ms=13000.0, get_served=70, get_failed=0, baseline_ms=1.0, segments_sent=1500),
-    "zerowindow": dict(conns=200, offered_MiB=400.0, rss_peak_MiB=510.0, get_served=10, get_gets=10, get_max_ms=30.0),
+    "zerowindow": dict(conns=200, offered_MiB=400.0, accepted_MiB=390.0, rss_peak_MiB=510.0, get_served=10, get_gets=10, get_max_ms=30.0),
     "sequential": dict(conns=20000, conn_per_s=500.0, conn_per_s_first=700.0, conn_per_s_last=500.0,
                        trend_percent_per_10k=-14.2, rss_start_MiB=36.0, rss_end_MiB=152.0, rss_drained_MiB=150.0,
                        drain_wait_s=65.0),
