@@ -811,7 +811,7 @@ def sc_sequential(server: Server, a) -> dict:
     t0 = time.monotonic()
     windows, done, failed = [], 0, 0
     win_t, win_n = t0, 0
-    step = max(0.1, min(10.0, a.seq_conns / 2000))  # about 20 windows at 1,000 conn/s
+    step = max(0.25, min(10.0, a.seq_conns / 20000))  # about 20 windows at 1,000 conn/s
     while done + failed < a.seq_conns and not deadline.over():
         try:
             http_get(server.addr, SMALL, 5.0)
@@ -955,6 +955,7 @@ def sc_sigterm(server: Server, a) -> dict:
     time.sleep(1.5)  # windows fill: the server is mid-transfer on every connection
     t_term = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
+    time.sleep(a.term_read_delay)  # slow clients: their windows stay closed while the server shuts down
     sel = selectors.DefaultSelector()
     for c in conns:
         sel.register(c["s"], selectors.EVENT_READ, c)
@@ -990,7 +991,7 @@ def sc_sigterm(server: Server, a) -> dict:
     return {"transfers": len(conns), "fin": ends.count("fin"), "rst": ends.count("rst"),
             "hung": ends.count("hung"), "other": len(ends) - ends.count("fin") - ends.count("rst") - ends.count("hung"),
             "complete_bodies": sum(1 for c in conns if c["end"] == "fin" and c["got"] >= full),
-            "wait_limit_s": a.term_wait, "server_exited": exited, "server_exit_s": r3(exit_s),
+            "wait_limit_s": a.term_wait, "read_delay_s": a.term_read_delay, "server_exited": exited, "server_exit_s": r3(exit_s),
             "last_end_s": r3(max((c.get("t", 0) for c in conns), default=None))}
 
 
@@ -1054,7 +1055,8 @@ def summary_line(scenario: str, target: str, r: dict) -> str:
                               f"RSS peak {r['rss_peak_MiB']} MiB"
                               f"{', kernel TCP mem ' + str(r['kernel_tcp_mem_peak_MiB']) + ' MiB' if 'kernel_tcp_mem_peak_MiB' in r else ''}"),
         "sigterm": lambda: (f"{r['transfers']} transfers: {r['fin']} FIN, {r['rst']} RST, {r['hung']} hung "
-                            f"(after {r['wait_limit_s']:g} s), {r['other']} other; server exited "
+                            f"(after {r['wait_limit_s']:g} s), {r['other']} other; clients read from "
+                            f"{r.get('read_delay_s', 0):g} s after the SIGTERM; server exited "
                             f"{_s(r['server_exit_s']) if r['server_exited'] else 'no'}"),
         "pmtu": lambda: (f"curl {'finished' if r['finished'] else 'did not finish'}: {r['bytes']}/{r['size']} "
                          f"bytes in {r['seconds']} s (path MTU {r['path_mtu']}, exit {r['curl_exit']})"),
@@ -1152,6 +1154,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synflood: how long to wait for normal service after the flood, s (75)")
     p.add_argument("--nr-drain", type=_positive(float), default=None, help="neverread: drain bound, s (30)")
     p.add_argument("--term-wait", type=_positive(float), default=None, help="sigterm: wait per peer, s (15)")
+    p.add_argument("--term-read-delay", type=float, default=2.0, metavar="SEC",
+                   help="sigterm: clients start reading this long after the SIGTERM (default 2; 0: at once)")
     return p
 
 
