@@ -960,7 +960,10 @@ def sc_sigterm(server: Server, a) -> dict:
     for c in conns:
         sel.register(c["s"], selectors.EVENT_READ, c)
     wait = Deadline(a.term_wait)
+    exit_s = None
     while not wait.over() and any(c["end"] is None for c in conns):
+        if exit_s is None and server.proc.poll() is not None:
+            exit_s = time.monotonic() - t_term
         for key, _ in sel.select(min(0.2, wait.left())):
             c = key.data
             try:
@@ -983,7 +986,8 @@ def sc_sigterm(server: Server, a) -> dict:
     except subprocess.TimeoutExpired:
         pass
     exited = server.proc.poll() is not None
-    exit_s = time.monotonic() - t_term if exited else None
+    if exited and exit_s is None:
+        exit_s = time.monotonic() - t_term  # an upper bound: it exited after the clients were done
     ends = [c["end"] or "hung" for c in conns]
     for c in conns:
         c["s"].close()
