@@ -381,10 +381,11 @@ class RssSampler:
 
 
 # ---------------------------------------------------------------- clients
-def http_get(addr: str, path: str, timeout: float) -> float:
+def http_get(addr: str, path: str, timeout: float, source: str | None = None) -> float:
     """One HTTP/1.0 GET on a fresh connection; returns its latency; raises OSError on failure."""
     t0 = time.perf_counter()
-    s = socket.create_connection((addr, HTTP), timeout=timeout)
+    s = socket.create_connection((addr, HTTP), timeout=timeout,
+                                 source_address=(source, 0) if source else None)
     try:
         s.settimeout(max(0.05, timeout - (time.perf_counter() - t0)))
         s.sendall(f"GET /{path} HTTP/1.0\r\nHost: robust\r\n\r\n".encode())
@@ -806,6 +807,10 @@ def sc_sequential(server: Server, a) -> dict:
     for _ in range(20):  # warm up: imports, thread pool
         with contextlib.suppress(OSError):
             http_get(server.addr, SMALL, 5.0)
+    # clients from 16 addresses: 16 x 28k four-tuples, so that no client port meets its own earlier
+    # connection still in the server's TIME-WAIT (one address wraps its ephemeral ports in ~30k
+    # connections, and every server then slows down on the reused tuples: a harness artefact)
+    sources = client_sources(server)
     rss0 = server.rss()
     deadline = Deadline(a.seq_limit)
     t0 = time.monotonic()
@@ -814,7 +819,7 @@ def sc_sequential(server: Server, a) -> dict:
     step = max(0.25, min(10.0, a.seq_conns / 20000))  # about 20 windows at 1,000 conn/s
     while done + failed < a.seq_conns and not deadline.over():
         try:
-            http_get(server.addr, SMALL, 5.0)
+            http_get(server.addr, SMALL, 5.0, sources[(done + failed) % len(sources)])
             done += 1
             win_n += 1
         except OSError:
@@ -831,13 +836,24 @@ def sc_sequential(server: Server, a) -> dict:
     rss_drained = server.rss()
     rates = [w[1] for w in windows]
     trend = _slope_percent(windows)
-    return {"conns": done, "failed": failed, "seconds": r3(elapsed),
+    return {"conns": done, "failed": failed, "seconds": r3(elapsed), "client_addresses": len(sources),
             "conn_per_s": r3(done / elapsed) if elapsed else None,
             "conn_per_s_first": rates[0] if rates else None, "conn_per_s_last": rates[-1] if rates else None,
             "trend_percent_per_10k": trend, "rss_start_MiB": _mib(rss0), "rss_end_MiB": _mib(rss_end),
             "rss_drained_MiB": _mib(rss_drained), "drain_wait_s": a.seq_drain,
             "rss_drained_vs_start_percent": round(100 * (rss_drained - rss0) / rss0, 1) if rss0 and rss_drained else None,
             "conn_per_s_series": windows}
+
+
+def client_sources(server: Server, n: int = 16) -> list[str]:
+    """``n`` extra client addresses on the link to the server (in the clients' namespace)."""
+    prefix = "192.0.2." if server.target == "tunstack" else "203.0.113."
+    out = []
+    for i in range(n):
+        addr = f"{prefix}{100 + i}"
+        sh("ip", "addr", "replace", f"{addr}/24", "dev", server.ifname)
+        out.append(addr)
+    return out
 
 
 def _mib(x):
