@@ -971,12 +971,16 @@ def sc_sigterm(server: Server, a) -> dict:
     time.sleep(1.5)  # windows fill: the server is mid-transfer on every connection
     t_term = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
-    time.sleep(a.term_read_delay)  # slow clients: their windows stay closed while the server shuts down
+    exit_s = None
+    delay = Deadline(a.term_read_delay)  # slow clients: their windows stay closed while the server shuts down
+    while not delay.over():
+        if exit_s is None and server.proc.poll() is not None:
+            exit_s = time.monotonic() - t_term
+        time.sleep(0.01)
     sel = selectors.DefaultSelector()
     for c in conns:
         sel.register(c["s"], selectors.EVENT_READ, c)
     wait = Deadline(a.term_wait)
-    exit_s = None
     while not wait.over() and any(c["end"] is None for c in conns):
         if exit_s is None and server.proc.poll() is not None:
             exit_s = time.monotonic() - t_term
