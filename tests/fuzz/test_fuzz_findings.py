@@ -67,3 +67,4 @@ def test_rst_without_ack_in_syn_sent_is_counted():
                                        "a counter")
 def test_rst_to_a_listener_is_counted():
     assert not _feed("LISTEN", lambda b: Seg(b.sport, b.dport, b.seq, 0, RST, 0))
+
