@@ -3,7 +3,7 @@
 Everything the fuzzer needs goes through ``Core`` and ``Conn``: IPv4 packet bytes in at a
 virtual time ``now``, packet bytes out, timers, the counters the core keeps, and a read-only
 view of one connection's variables for the invariant checks. The core's entry points are
-being renamed (``stack.ip.host.Host`` -> ``stack.netstack.NetStack``): adapting the fuzzer
+renamed once already (``stack.ip.host.Host`` -> ``stack.netstack.NetStack``): adapting the fuzzer
 to that means editing this module only.
 
 Today's core:  ``Host(address, mtu, config, tracer, rng, isn=...)``
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from stack.ip.host import Host
+from stack.netstack import NetStack as Host
 from stack.tcp.config import TcpConfig
 from stack.tcp.isn import FixedIsn
 from stack.tcp.seq import seq_diff, seq_le
@@ -70,7 +70,7 @@ class Conn:
         """What a segment that was accepted (not dropped) may change."""
         t = self._tcb
         return (t.state, t.snd_una, t.snd_nxt, t.snd_max, t.snd_wnd, t.snd_wl1, t.snd_wl2, t.rcv_nxt,
-                t.ts_recent, len(t.rcvbuf), len(t.ofo), t.rcv_closed, t.error, t.irs,
+                t.ts_recent, len(t.rcvbuf), len(t.reasm), t.rcv_closed, t.error, t.irs,
                 t.recovery.in_recovery, t.stats.get("dupacks_in", 0))
 
     # -- user calls (each ends with the layer collecting output, as the runtime does)
@@ -117,11 +117,12 @@ class Conn:
             bad.append(f"sndbuf {len(t.sndbuf)} > cap {t.sndbuf_cap}")
         if t.eff_mss <= 0 or t.cc.cwnd < t.eff_mss // 2:
             bad.append(f"eff_mss {t.eff_mss} / cwnd {t.cc.cwnd}")
-        for a, b in zip(t.ofo, t.ofo[1:]):
+        ofo = t.reasm.blocks()  # (first seq, data, fin), lowest first
+        for a, b in zip(ofo, ofo[1:]):
             if seq_diff(b[0], a[0]) <= len(a[1]):
                 bad.append("out-of-order blocks overlap or are not sorted")
                 break
-        if t.ofo and seq_diff(t.ofo[0][0], t.rcv_nxt) <= 0:
+        if ofo and seq_diff(ofo[0][0], t.rcv_nxt) <= 0:
             bad.append("out-of-order block at or before RCV.NXT")
         return bad
 
