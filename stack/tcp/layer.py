@@ -31,7 +31,8 @@ from .config import TcpConfig
 from .connection import Connection
 from .isn import IsnGenerator
 from .listener import Listener
-from .seq import seq_add, seq_gt, seq_lt
+from .syncookies import COOKIE_LIFETIME, SynCookies, check_cookie_ack, cookie_syn_ack, open_from_cookie
+from .seq import seq_add, seq_gt, seq_le, seq_lt
 from .states import State
 
 EPHEMERAL = (32768, 60999)  # Linux's default ip_local_port_range
@@ -61,6 +62,7 @@ class TcpLayer:
         self._next_port = self.rng.randint(*EPHEMERAL)
         limit = self.config.challenge_ack_limit
         self._challenge_bucket = TokenBucket(limit, limit)  # RFC 5961 7: per stack, not per connection
+        self._cookies: SynCookies | None = None
         self.tso = False               # the link splits super-segments (TUN offload): send up to 64 KiB at once
 
     # ------------------------------------------------------------ counters
@@ -79,7 +81,7 @@ class TcpLayer:
         finally:
             if reserved:
                 self.bind(key)
-        lst = Listener(key, backlog, self.config.syn_backlog)
+        lst = Listener(key, backlog, self.config.syn_backlog, self.config.somaxconn)
         self.listeners[key] = lst
         return lst
 
@@ -130,12 +132,16 @@ class TcpLayer:
         self.after_user_call(conn, now)
         return conn
 
-    def _new_connection(self, local, remote, now: float, min_iss: int | None = None) -> Connection:
-        iss = self.isn(local, remote, now)
-        if min_iss is not None and seq_lt(iss, min_iss):
-            iss = min_iss
+    def _new_connection(self, local, remote, now: float, min_iss: int | None = None, iss: int | None = None,
+                        ts_offset: int | None = None) -> Connection:
+        if iss is None:
+            iss = self.isn(local, remote, now)
+            if min_iss is not None and seq_lt(iss, min_iss):
+                iss = min_iss
+        if ts_offset is None:
+            ts_offset = self.rng.getrandbits(32)
         conn = Connection(local, remote, iss, now, self.config, self.mss_limit,
-                          self.tracer, ts_offset=self.rng.getrandbits(32), challenge_ack=self._challenge_ok)
+                          self.tracer, ts_offset=ts_offset, challenge_ack=self._challenge_ok)
         conn.tso = self.tso
         self.conns[(local[0], local[1], remote[0], remote[1])] = conn
         return conn
@@ -148,6 +154,8 @@ class TcpLayer:
             if conn.state is State.TIME_WAIT and self._reopen_from_time_wait(conn, seg, now):
                 min_iss = seq_add(conn.snd_max, 1 << 16)  # RFC 9293 3.6.1: above the old incarnation's
                 conn = None
+            elif conn.state is State.SYN_RECEIVED and self._accept_overflow(conn, seg):
+                return
             else:
                 try:
                     conn.segment_arrives(seg, now)
@@ -173,6 +181,20 @@ class TcpLayer:
             return True
         return False
 
+    def _accept_overflow(self, conn: Connection, seg: TcpSegment) -> bool:
+        """The ACK that would complete a passive open while the accept queue is full: drop it and keep the
+        half-open connection (Linux tcp_check_req -> listen_overflow), so the peer's retransmission (or
+        its answer to our SYN-ACK's) completes it once accept() made room; never a connection
+        established and then never accepted."""
+        lst = conn.listener
+        if lst is None or not lst.accept_full() or seg.flags & (SYN | RST | ACK) != ACK:
+            return False
+        if not (seq_lt(conn.snd_una, seg.ack) and seq_le(seg.ack, conn.snd_max)):
+            return False  # not the completing ACK: the connection answers it (RFC 9293 3.10.7.4)
+        lst.stats["ack_overflow"] += 1
+        self.count("listen_overflow")
+        return True
+
     def _closed_arrives(self, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.1 CLOSED: drop RSTs; otherwise answer with a RST that the sender will accept."""
         self.count("closed_port")
@@ -193,14 +215,40 @@ class TcpLayer:
         if seg.flags & RST:
             return  # first check: RST -> ignore
         if seg.flags & ACK:
-            self.count("listen_ack_rst")  # second check: ACK -> RST <SEQ=SEG.ACK>
-            self._send_order.append((None, (dst, src, TcpSegment(seg.dport, seg.sport, seg.ack, 0, RST, 0))))
+            if seg.flags & SYN or not self._cookie_ack(lst, src, dst, seg, now):
+                self._listen_rst(src, dst, seg)  # second check: ACK -> RST <SEQ=SEG.ACK>
             return
         if not seg.flags & SYN:
             self.count("listen_no_syn")  # fourth: other text or control -> drop
             return
-        if not lst.can_take_syn():
+        self._listen_syn(lst, src, dst, seg, now, min_iss)
+
+    def _listen_rst(self, src: bytes, dst: bytes, seg: TcpSegment) -> None:
+        """RFC 9293 3.10.7.2 second check: any acknowledgment is bad in LISTEN -> <SEQ=SEG.ACK><CTL=RST>."""
+        self.count("listen_ack_rst")
+        self._send_order.append((None, (dst, src, TcpSegment(seg.dport, seg.sport, seg.ack, 0, RST, 0))))
+
+    def _listen_syn(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float,
+                    min_iss: int | None) -> None:
+        """RFC 9293 3.10.7.2 third check, with Linux's queues (tcp_conn_request): a full SYN queue means
+        a SYN cookie (RFC 4987 3.6) or a drop; a full accept queue a drop (the client retries)."""
+        cookies = self.config.syncookies
+        if cookies == 2 or lst.syn_full():
+            if not cookies:
+                lst.stats["syn_overflow"] += 1
+                self.count("listen_overflow")
+                return
+            want_cookie = True
+        else:
+            want_cookie = False
+        if lst.accept_full():
+            lst.stats["accept_overflow"] += 1
             self.count("listen_overflow")
+            return
+        if want_cookie:
+            self._send_cookie(lst, src, dst, seg, now)
+            return
+        if not self._may_add_connection():
             return
         conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, min_iss)
         lst.add_embryo(conn)
@@ -210,6 +258,58 @@ class TcpLayer:
             self._internal_error(conn, now, exc, f"SYN {seg!r}")
             return
         self.after_user_call(conn, now)
+
+    # ------------------------------------------------------------ SYN cookies (RFC 4987 3.6)
+    @property
+    def cookies(self) -> SynCookies:
+        """The SYN cookie secret, drawn from the injected rng when first needed (seeded runs that never
+        see a flood draw nothing more)."""
+        if self._cookies is None:
+            self._cookies = SynCookies(self.rng.getrandbits(128).to_bytes(16, "big"))
+        return self._cookies
+
+    def _send_cookie(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> None:
+        """Answer the SYN with a SYN-ACK whose ISN (and TSval) carry what we would have kept; keep nothing."""
+        reply = cookie_syn_ack(self.cookies, self.config, self.mss_limit, src, dst, seg, now)
+        lst.last_cookie_at = now
+        lst.stats["syncookies_sent"] += 1
+        self.count("syncookies_sent")
+        if self.tracer.enabled:
+            self.tracer.emit("syncookie", now, dport=seg.dport, sport=seg.sport, isn=reply.seq)
+        self._send_order.append((None, (dst, src, reply)))
+
+    def _cookie_ack(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> bool:
+        """An ACK for nobody at a listener that sent cookies lately: if it returns a valid cookie, rebuild
+        the connection (Linux cookie_v4_check). False: not a cookie, the RFC's RST follows."""
+        if not self.config.syncookies or lst.last_cookie_at is None or now - lst.last_cookie_at > COOKIE_LIFETIME:
+            return False  # Linux tcp_synq_no_recent_overflow: no cookie was sent lately
+        found = check_cookie_ack(self.cookies, self.config, src, dst, seg, now)
+        if found is None:
+            lst.stats.setdefault("syncookies_failed", 0)
+            lst.stats["syncookies_failed"] += 1
+            self.count("syncookies_failed")
+            return False
+        lst.stats["syncookies_recv"] += 1
+        self.count("syncookies_recv")
+        if lst.accept_full():  # Linux: syn_recv_sock -> listen_overflow; the peer's retransmission retries
+            lst.stats["ack_overflow"] += 1
+            self.count("listen_overflow")
+            return True
+        if not self._may_add_connection():
+            return True
+        conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, iss=seq_add(seg.ack, -1),
+                                    ts_offset=self.cookies.ts_offset(src, seg.sport, dst, seg.dport))
+        lst.add_embryo(conn)
+        try:
+            open_from_cookie(conn, found, seg, now)
+            conn.segment_arrives(seg, now)  # in SYN-RECEIVED: ESTABLISHED, onto the accept queue, its data taken
+        except Exception as exc:
+            self._internal_error(conn, now, exc, f"cookie ACK {seg!r}")
+            return True
+        self._acks_due[conn] = None
+        self._note_output(conn)
+        self._settle(conn, now)
+        return True
 
     # ------------------------------------------------------------ after an event: the named steps
     def after_user_call(self, conn: Connection, now: float) -> None:
@@ -308,12 +408,32 @@ class TcpLayer:
             if conn._scheduled != deadline:
                 continue
             conn._scheduled = None
+            lst = conn.listener
+            if conn.state is State.SYN_RECEIVED and lst is not None and self._prune_embryo(lst, conn, now):
+                continue
             try:
                 conn.on_timer(now)
             except Exception as exc:  # a bug in one connection must not take the stack down
                 self._internal_error(conn, now, exc, "timer")
                 continue
+            if lst is not None and conn.retries:
+                lst.synack_timed_out(conn)
             self.after_user_call(conn, now)
+
+    def _prune_embryo(self, lst: Listener, conn: Connection, now: float) -> bool:
+        """Linux reqsk_timer_handler: with the SYN queue more than half full of old entries, an embryo
+        gets fewer SYN-ACK retries (``Listener.synack_retries``); this timeout would exceed them -> drop it."""
+        due = conn.next_deadline()
+        if due is None or due > now:
+            return False  # not its SYN-ACK timeout yet (a stale heap entry)
+        limit = lst.synack_retries(self.config.synack_retries)
+        if limit >= self.config.synack_retries or conn.retries < limit:
+            return False  # the connection's own limit applies
+        lst.stats["synack_pruned"] += 1
+        self.count("synack_pruned")
+        conn._drop(now, "SYN-ACK retries cut: SYN queue under pressure")
+        self.after_user_call(conn, now)
+        return True
 
     # ------------------------------------------------------------ isolation and limits
     def _internal_error(self, conn: Connection, now: float, exc: Exception, what: str) -> None:
@@ -333,6 +453,13 @@ class TcpLayer:
             except Exception:
                 pass
         self._forget(conn)
+
+    def _may_add_connection(self) -> bool:
+        """The cap on full connections (``config.max_connections``; TIME-WAIT records do not count)."""
+        if len(self.conns) - len(self._time_wait) < self.config.max_connections:
+            return True
+        self.count("conn_limit")
+        return False
 
     def _challenge_ok(self, now: float) -> bool:
         """RFC 5961 7: at most ``challenge_ack_limit`` challenge ACKs per second (token bucket)."""
