@@ -31,6 +31,7 @@ from .config import TcpConfig
 from .connection import Connection
 from .isn import IsnGenerator
 from .listener import Listener
+from .timewait import TimeWaitRecord
 from .syncookies import COOKIE_LIFETIME, SynCookies, check_cookie_ack, cookie_syn_ack, open_from_cookie
 from .seq import seq_add, seq_gt, seq_le, seq_lt
 from .states import State
@@ -47,18 +48,20 @@ class TcpLayer:
         self.tracer = tracer
         self.rng = rng or random.Random()
         self.isn = isn or IsnGenerator(self.rng)
-        self.conns: dict[tuple, Connection] = {}
+        # every connection by its 4-tuple (local addr, local port, remote addr, remote port); one in
+        # TIME-WAIT is replaced by its compact record once its last ACK is out (stack/tcp/timewait.py)
+        self.conns: dict[tuple, Connection | TimeWaitRecord] = {}
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self.bound: dict[tuple[bytes, int], int] = {}  # bind(2) reservations
         self.stats: dict[str, int] = {}
-        self._timers: list = []
+        self._timers: list = []  # heap of (deadline, tick, 4-tuple): no entry keeps an object alive
         self._tick = count()
         # the send order: (conn, n) = conn.outq up to its n-th segment; (None, (src, dst, seg)) = a
         # reply that belongs to no connection (a RST). Drained by segments_to_send.
         self._send_order: list[tuple] = []
         # got input this batch: may owe a (coalesced) ACK; a dict for a deterministic order
         self._acks_due: dict[Connection, None] = {}
-        self._time_wait: set[Connection] = set()  # bounded by config.max_time_wait
+        self._time_wait: dict[tuple, TimeWaitRecord] = {}  # bounded by config.max_time_wait
         self._next_port = self.rng.randint(*EPHEMERAL)
         limit = self.config.challenge_ack_limit
         self._challenge_bucket = TokenBucket(limit, limit)  # RFC 5961 7: per stack, not per connection
@@ -154,6 +157,9 @@ class TcpLayer:
             if conn.state is State.TIME_WAIT and self._reopen_from_time_wait(conn, seg, now):
                 min_iss = seq_add(conn.snd_max, 1 << 16)  # RFC 9293 3.6.1: above the old incarnation's
                 conn = None
+            elif type(conn) is TimeWaitRecord:
+                self._time_wait_arrives(conn, seg, now)
+                return
             elif conn.state is State.SYN_RECEIVED and self._accept_overflow(conn, seg):
                 return
             else:
@@ -172,14 +178,37 @@ class TcpLayer:
         else:
             self._closed_arrives(src, dst, seg, now)
 
-    def _reopen_from_time_wait(self, conn: Connection, seg: TcpSegment, now: float) -> bool:
-        """RFC 9293 3.10.7.4 / RFC 6191: a new SYN above RCV.NXT may end TIME-WAIT early."""
-        listening = (conn.local[0], conn.local[1]) in self.listeners or (bytes(4), conn.local[1]) in self.listeners
-        if listening and seg.flags & (SYN | ACK | RST) == SYN and seq_gt(seg.seq, conn.rcv_nxt):
-            conn._drop(now, "new SYN in TIME-WAIT")
-            self.after_user_call(conn, now)
+    def _reopen_from_time_wait(self, tcb, seg: TcpSegment, now: float) -> bool:
+        """RFC 9293 3.10.7.4 / RFC 6191: a new SYN above RCV.NXT may end TIME-WAIT early (``tcb``: a
+        connection in TIME-WAIT or its record)."""
+        listening = (tcb.local[0], tcb.local[1]) in self.listeners or (bytes(4), tcb.local[1]) in self.listeners
+        if listening and seg.flags & (SYN | ACK | RST) == SYN and seq_gt(seg.seq, tcb.rcv_nxt):
+            if type(tcb) is TimeWaitRecord:
+                self._end_time_wait(tcb, now, "new SYN in TIME-WAIT")
+            else:
+                tcb._drop(now, "new SYN in TIME-WAIT")
+                self.after_user_call(tcb, now)
             return True
         return False
+
+    def _time_wait_arrives(self, rec: TimeWaitRecord, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.4 in TIME-WAIT, answered by the compact record."""
+        reply, ended = rec.segment_arrives(seg, now, self._challenge_ok, 2 * self.config.msl)
+        if reply is not None:
+            self._send_order.append((None, (rec.key[0], rec.key[2], reply)))
+        if ended:
+            self._end_time_wait(rec, now, "RST")
+        else:
+            self._arm_timer(rec)
+
+    def _end_time_wait(self, rec: TimeWaitRecord, now: float, why: str) -> None:
+        key = rec.key
+        if self._time_wait.get(key) is rec:
+            del self._time_wait[key]
+        if self.conns.get(key) is rec:
+            del self.conns[key]
+        rec._scheduled = None
+        rec.closed(now, why, self.tracer)
 
     def _accept_overflow(self, conn: Connection, seg: TcpSegment) -> bool:
         """The ACK that would complete a passive open while the accept queue is full: drop it and keep the
@@ -331,31 +360,44 @@ class TcpLayer:
                 order.append((conn, n))
 
     def _settle(self, conn: Connection, now: float) -> None:
-        """Forget ``conn`` once CLOSED; admit it to the (bounded) TIME-WAIT table; re-arm its timer."""
+        """Forget ``conn`` once CLOSED; replace it by a TIME-WAIT record once its last ACK is out; re-arm its timer."""
         if conn.state is State.CLOSED:
             self._forget(conn)
             return
-        if conn.state is State.TIME_WAIT and conn not in self._time_wait:
-            if len(self._time_wait) >= self.config.max_time_wait:
-                self.count("time_wait_overflow")  # as Linux: "time wait bucket table overflow"
-                conn._drop(now, "TIME-WAIT table full")
-                self._forget(conn)
+        if conn.state is State.TIME_WAIT:
+            key = _key(conn)
+            if self.conns.get(key) is not conn:
+                return  # already replaced by its record (a user call on the old connection)
+            if not conn.ack_now:  # its ACK of the FIN is out (else: after the batch, in segments_to_send)
+                self._enter_time_wait(conn, key, now)
                 return
-            self._time_wait.add(conn)
         self._arm_timer(conn)
 
-    def _arm_timer(self, conn: Connection) -> None:
-        deadline = conn.next_deadline()
-        scheduled = conn._scheduled
+    def _enter_time_wait(self, conn: Connection, key: tuple, now: float) -> None:
+        """The table keeps a compact record instead of the connection (bounded like tcp_max_tw_buckets)."""
+        if len(self._time_wait) >= self.config.max_time_wait:
+            self.count("time_wait_overflow")  # as Linux: "time wait bucket table overflow"
+            conn._drop(now, "TIME-WAIT table full")
+            self._forget(conn)
+            return
+        rec = TimeWaitRecord.from_connection(conn, key)
+        self.conns[key] = self._time_wait[key] = rec
+        if conn.listener is not None:
+            conn.listener.embryo_closed(conn)
+        conn._scheduled = None
+        self._arm_timer(rec)
+
+    def _arm_timer(self, tcb) -> None:
+        deadline = tcb.next_deadline()
+        scheduled = tcb._scheduled
         if deadline is not None and (scheduled is None or deadline < scheduled):
             # only an earlier deadline needs a new heap entry: a later one is found when the
             # earlier entry fires and the connection reports nothing due (lazy re-arming)
-            conn._scheduled = deadline
-            heapq.heappush(self._timers, (deadline, next(self._tick), conn))
+            tcb._scheduled = deadline
+            heapq.heappush(self._timers, (deadline, next(self._tick), _key(tcb)))
 
     def _forget(self, conn: Connection) -> None:
-        self._time_wait.discard(conn)
-        key = (conn.local[0], conn.local[1], conn.remote[0], conn.remote[1])
+        key = _key(conn)
         if self.conns.get(key) is conn:
             del self.conns[key]
         if conn.listener is not None:
@@ -394,20 +436,30 @@ class TcpLayer:
     # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
         timers = self._timers
+        conns = self.conns
         while timers:
-            deadline, _, conn = timers[0]
-            if conn._scheduled == deadline:
+            deadline, _, key = timers[0]
+            tcb = conns.get(key)
+            if tcb is not None and tcb._scheduled == deadline:
                 return deadline
             heapq.heappop(timers)  # stale entry
         return None
 
     def on_timers(self, now: float) -> None:
         timers = self._timers
+        conns = self.conns
         while timers and timers[0][0] <= now:
-            deadline, _, conn = heapq.heappop(timers)
-            if conn._scheduled != deadline:
+            deadline, _, key = heapq.heappop(timers)
+            conn = conns.get(key)
+            if conn is None or conn._scheduled != deadline:
                 continue
             conn._scheduled = None
+            if type(conn) is TimeWaitRecord:
+                if now >= conn.deadline:
+                    self._end_time_wait(conn, now, "2MSL timeout")
+                else:
+                    self._arm_timer(conn)  # restarted by a retransmitted FIN
+                continue
             lst = conn.listener
             if conn.state is State.SYN_RECEIVED and lst is not None and self._prune_embryo(lst, conn, now):
                 continue
@@ -467,3 +519,9 @@ class TcpLayer:
             return True
         self.count("challenge_ack_limited")
         return False
+
+
+def _key(tcb) -> tuple:
+    """The table key of a connection or a TIME-WAIT record: (local addr, local port, remote addr, remote port)."""
+    local, remote = tcb.local, tcb.remote
+    return local[0], local[1], remote[0], remote[1]
