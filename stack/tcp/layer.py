@@ -128,6 +128,8 @@ class TcpLayer:
         key = (local[0], local[1], remote[0], remote[1])
         if key in self.conns:
             raise OSError(errno.EADDRINUSE, "Address already in use")
+        if not self._may_add_connection():
+            raise OSError(errno.ENOBUFS, "too many connections (TcpConfig.max_connections)")
         conn = self._new_connection(local, remote, now)
         if setup:
             setup(conn)
@@ -314,7 +316,6 @@ class TcpLayer:
             return False  # Linux tcp_synq_no_recent_overflow: no cookie was sent lately
         found = check_cookie_ack(self.cookies, self.config, src, dst, seg, now)
         if found is None:
-            lst.stats.setdefault("syncookies_failed", 0)
             lst.stats["syncookies_failed"] += 1
             self.count("syncookies_failed")
             return False
@@ -328,7 +329,7 @@ class TcpLayer:
             return True
         conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, iss=seq_add(seg.ack, -1),
                                     ts_offset=self.cookies.ts_offset(src, seg.sport, dst, seg.dport))
-        lst.add_embryo(conn)
+        lst.add_embryo(conn, from_cookie=True)
         try:
             open_from_cookie(conn, found, seg, now)
             conn.segment_arrives(seg, now)  # in SYN-RECEIVED: ESTABLISHED, onto the accept queue, its data taken

@@ -35,7 +35,7 @@ class Listener:
         self.closed = False
         self.last_cookie_at: float | None = None    # when a SYN was last answered with a cookie
         self.stats = {"syns": 0, "accept_overflow": 0, "syn_overflow": 0, "ack_overflow": 0,
-                      "syncookies_sent": 0, "syncookies_recv": 0, "synack_pruned": 0}
+                      "syncookies_sent": 0, "syncookies_recv": 0, "syncookies_failed": 0, "synack_pruned": 0}
 
     # ------------------------------------------------------------ sizes
     @property
@@ -73,8 +73,9 @@ class Listener:
         return max_retries
 
     # ------------------------------------------------------------ the queues
-    def add_embryo(self, conn) -> None:
-        self.stats["syns"] += 1
+    def add_embryo(self, conn, from_cookie: bool = False) -> None:
+        if not from_cookie:
+            self.stats["syns"] += 1
         conn.listener = self
         self.syn_queue[conn] = None
         self.young.add(conn)
