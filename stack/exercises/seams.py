@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 # Modules whose import makes every binding site of the seams below exist in sys.modules.
 STACK_MODULES = (
     "stack.wire.checksum", "stack.wire.tcp", "stack.wire.ipv4", "stack.wire.icmp", "stack.wire.udp",
-    "stack.tcp.seq", "stack.tcp.rtt", "stack.tcp.connection", "stack.tcp.layer", "stack.tcp.recovery",
+    "stack.tcp.seq", "stack.tcp.rtt", "stack.tcp.connection", "stack.tcp.input", "stack.tcp.output",
+    "stack.tcp.reassembly", "stack.tcp.timers", "stack.tcp.layer", "stack.tcp.recovery",
     "stack.ip.layer", "stack.netstack", "stack.sim",
 )
 

@@ -13,6 +13,8 @@ What this class does NOT do, because it is the caller's job:
   RTO until a valid sample arrives, is built in: ``sample`` resets the backoff.
 * **Timer management** (RFC 6298 5.1-5.6): when to start, restart and stop the timer.
 
+Karn's rule and where samples come from are ``RttSampler``'s job, below.
+
 Choice of ``min_rto`` (RFC 6298 2.4 says the RTO SHOULD be rounded up to 1 s):
 we default to 0.2 s, Linux's ``TCP_RTO_MIN``. Our links are a TUN device inside a
 namespace or an in-memory link, with RTTs of microseconds to a few milliseconds;
@@ -27,6 +29,10 @@ Note that Linux does not follow the formula below exactly (it floors RTTVAR at
 ``rto_min / 4`` rather than clamping the result); we follow the RFC.
 """
 from __future__ import annotations
+
+from collections import deque
+
+from .seq import MASK, seq_ge, seq_gt, seq_le
 
 RFC6298_ALPHA = 1 / 8  # RFC 6298 2.3: alpha = 1/8
 RFC6298_BETA = 1 / 4  # RFC 6298 2.3: beta = 1/4
@@ -126,3 +132,73 @@ class RttEstimator:
 
     def __repr__(self) -> str:
         return f"RttEstimator(srtt={self.srtt}, rttvar={self.rttvar}, rto={self.rto}, backoff={self.backoff})"
+
+
+class RttSampler:
+    """Where RTT samples come from (RFC 6298 3, RFC 7323 4), feeding an ``RttEstimator``.
+
+    * Each new segment's send time is kept (``on_send``); an ACK that covers it gives
+      ``now - time sent`` from the newest segment it covers that was sent once only (as Linux).
+    * **Karn's rule** (RFC 6298 3): a retransmission forgets the send times of everything from
+      its sequence number on (``on_retransmit``): their ACKs are ambiguous.
+    * **Timestamp fallback** (RFC 7323 4.1): when retransmissions left no clean timing, the echo
+      TSecr identifies the copy and gives the sample (1 ms resolution), but never an echo older
+      than the last timeout (``on_timeout``): that one answers a copy sent before it.
+    * The SYN (or SYN,ACK) is timed only if it was not retransmitted, else from its echo.
+
+    TSvals are our 1 ms timestamp clock (the caller passes its current value as ``ts_now``).
+    """
+
+    def __init__(self, estimator: RttEstimator) -> None:
+        self.estimator = estimator
+        self.sent_times = deque()      # (end seq, time sent) of new data, oldest first
+        self.ts_fallback = False       # a retransmission left no clean timing: use TSecr
+        self.ts_at_rto = 0             # our TSval when the last RTO fired
+        self.syn_sent_at = 0.0
+
+    def on_syn_sent(self, now: float, first: bool) -> None:
+        if first:
+            self.syn_sent_at = now
+
+    def on_send(self, end_seq: int, now: float) -> None:
+        """First transmission of new data ending at ``end_seq``: time it."""
+        self.sent_times.append((end_seq, now))
+
+    def on_retransmit(self, seq: int) -> None:
+        """Drop the send times of segments ending after ``seq``: their ACKs are now ambiguous."""
+        times = self.sent_times
+        while times and seq_gt(times[-1][0], seq):
+            times.pop()
+        self.ts_fallback = True
+
+    def on_timeout(self, snd_una: int, ts_now: int) -> None:
+        """The RTO fired: nothing outstanding can be timed by our clock, and an echo from before
+        now answers an earlier copy (its ACK was lost): like Karn's rule, no sample from it."""
+        self.on_retransmit(snd_una)
+        self.ts_at_rto = ts_now
+
+    def on_ack(self, ack: int, tsecr: int | None, ts_now: int, now: float) -> float | None:
+        """An ACK of new data: the RTT sample it gives (seconds), or None."""
+        sent_at = None
+        times = self.sent_times
+        while times and seq_le(times[0][0], ack):
+            sent_at = times.popleft()[1]
+        if sent_at is not None:
+            self.ts_fallback = False
+            return now - sent_at
+        if self.ts_fallback and tsecr and seq_ge(tsecr, self.ts_at_rto):
+            return ts_rtt(tsecr, ts_now)
+        return None
+
+    def on_syn_acked(self, retransmitted: bool, tsecr: int | None, ts_now: int, now: float) -> float | None:
+        """Our SYN (SYN,ACK) is acknowledged: Karn: time it only if sent once; else from the echo."""
+        if not retransmitted:
+            return now - self.syn_sent_at
+        if tsecr:
+            return ts_rtt(tsecr, ts_now)  # RFC 7323: the echo names the copy
+        return None
+
+
+def ts_rtt(tsecr: int, ts_now: int) -> float:
+    """RFC 7323 4.1: RTT from a timestamp echo, our clock ticking in ms."""
+    return ((ts_now - tsecr) & MASK) / 1000.0

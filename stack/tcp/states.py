@@ -18,3 +18,22 @@ class State(enum.Enum):
     @property
     def synchronized(self) -> bool:
         return self not in (State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED)
+
+
+class Closing(enum.IntFlag):
+    """How far each direction has closed, beside ``State`` (one sub-state instead of four booleans).
+
+    ``State`` alone cannot say it: a FIN queued behind data in ESTABLISHED before FIN-WAIT-1
+    shows (a CLOSE in SYN-RECEIVED, RFC 9293 3.10.4), whether our FIN is on the wire yet, EOF
+    still behind unread data in CLOSE-WAIT, or that nobody will read any more (close() vs shutdown).
+    """
+    NONE = 0
+    FIN_QUEUED = enum.auto()    # the user closed or shut down writing: FIN goes after the data
+    FIN_SENT = enum.auto()      # our FIN went out (at fin_seq)
+    FIN_RECEIVED = enum.auto()  # the peer's FIN arrived: EOF once the receive buffer drains
+    ORPHANED = enum.auto()      # close() called: nobody reads any more (data then -> RST)
+
+
+# the same bits as plain ints, for the per-segment paths (enum operators run Python code)
+FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED = (int(f) for f in (
+    Closing.FIN_QUEUED, Closing.FIN_SENT, Closing.FIN_RECEIVED, Closing.ORPHANED))

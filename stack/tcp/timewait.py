@@ -49,7 +49,7 @@ class TimeWaitRecord:
         """What ``conn`` (in TIME-WAIT, its last ACK sent) still needs."""
         return cls(key, conn.snd_nxt, conn.rcv_nxt, conn.rcv_wnd, min(conn.rcv_wnd >> conn.rcv_wscale, 0xFFFF),
                    conn.max_snd_wnd, conn.ts_recent, conn.ts_offset if conn.ts_enabled else None,
-                   conn.timewait_at, conn)
+                   conn.timers.time_wait, conn)
 
     # ------------------------------------------------------------ what observers read
     @property

@@ -75,4 +75,4 @@ def test_timer_reference_samples_like_the_core():
     ref.on_ack(ISS + 1 + 3 * mss, 0.12, all_acked=True)
     assert conn.rtt.latest_rtt == pytest.approx(0.1) == ref.rtt.latest_rtt
     assert conn.rtt.srtt == pytest.approx(ref.rtt.srtt)
-    assert conn.rto_at is None and ref.deadline is None
+    assert conn.timers.rto is None and ref.deadline is None

@@ -51,8 +51,8 @@ def test_install_rebinds_every_site_and_uninstall_restores():
     with seams.swapped({"seq.seq_lt": mine}) as inst:
         assert seams.bindings(ref) == []
         assert sorted(seams.bindings(mine)) == sorted(sites)
-        import stack.tcp.connection as conn
-        assert conn.seq_lt is mine
+        import stack.tcp.input as tcp_input
+        assert tcp_input.seq_lt is mine
         assert inst.active
     assert sorted(seams.bindings(ref)) == sorted(sites)
     assert seams.bindings(mine) == []

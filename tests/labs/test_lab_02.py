@@ -172,9 +172,9 @@ def test_islost_rule_is_more_than_two_mss_sacked_above(lab):
     rec = r.a.recovery
     una = r.a.snd_una
     rec.sacked = [[una + 100, una + 100 + 2 * r.a.eff_mss]]
-    assert not rec._is_lost(una)
+    assert not rec._is_lost(una, r.a.eff_mss)
     rec.sacked = [[una + 100, una + 101 + 2 * r.a.eff_mss]]
-    assert rec._is_lost(una)
+    assert rec._is_lost(una, r.a.eff_mss)
 
 
 # ------------------------------------------------------------ 4. several losses
@@ -395,4 +395,4 @@ def test_where_the_events_come_from():
     assert 'emit("cc"' in inspect.getsource(connection.Connection._trace_cc)
     assert '_trace("retransmit"' in inspect.getsource(connection.Connection.retransmit_range)
     assert '_trace("retransmit"' not in rec and 'emit("impair"' in inspect.getsource(impair)
-    assert "self.recover = seq_add(c.snd_max, -1)" in inspect.getsource(recovery.LossRecovery._enter_recovery)
+    assert "self.recover = seq_add(s.snd_max, -1)" in inspect.getsource(recovery.LossRecovery._enter_recovery)

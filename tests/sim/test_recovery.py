@@ -11,17 +11,26 @@ from stack.link.impair import Impairment, ImpairSpec
 from stack.sim import Simulation
 from stack.tcp.config import TcpConfig
 from stack.trace import ListSink, Tracer
+from stack.wire.tcp import parse_tcp
 
 SENDER = "192.0.2.1"
 
 
-def _run(drop: str, size: int = 200_000, **cfg):
-    """a sends ``size`` bytes to b with the given data segments of a dropped; returns (sim, sink, conn)."""
+def _run(drop: str, size: int = 200_000, capture: list | None = None, **cfg):
+    """a sends ``size`` bytes to b with the given data segments of a dropped; returns (sim, sink, conn).
+    ``capture``, if given, receives (time, IP packet) for every packet a sends."""
     sink = ListSink()
     tracer = Tracer(sink)
     config = TcpConfig(**cfg)
     sim = Simulation(seed=1, config_a=config, config_b=config, tracer=tracer,
                      impair_ab=Impairment(ImpairSpec.parse(f"drop={drop}"), seed=1, direction="ab", tracer=tracer))
+    if capture is not None:
+        offer = sim.ab.offer
+
+        def recording_offer(packets, now):
+            capture.extend((now, bytes(p)) for p in packets)
+            offer(packets, now)
+        sim.ab.offer = recording_offer
     lst = sim.listen(sim.b, 80)
     a = sim.connect(sim.a, 80)
     assert sim.run(until=10, condition=lambda: lst.readable)
@@ -29,6 +38,15 @@ def _run(drop: str, size: int = 200_000, **cfg):
     data = random.Random(5).randbytes(size)
     assert sim.transfer(sim.a, a, sim.b, b, data, until=sim.now + 600) == data
     return sim, sink, a
+
+
+def _segments(captured):
+    """(time, TCP header values) of captured IPv4 packets, parsed by stack.wire."""
+    out = []
+    for t, raw in captured:
+        ihl = (raw[0] & 0x0F) * 4
+        out.append((t, parse_tcp(raw[ihl:])))
+    return out
 
 
 def _sender(events):
@@ -56,9 +74,24 @@ def test_fast_retransmit_after_exactly_three_duplicate_acks():
 
 
 def test_limited_transmit_sends_new_data_on_first_two_dupacks():
-    """RFC 3042: each of the first two duplicate ACKs lets one new segment out."""
-    sim, sink, a = _run("data:12", sack=False, congestion="newreno")
+    """RFC 3042: each of the first two duplicate ACKs lets exactly one new segment out (the next one
+    after SND.MAX); the third sends only the retransmission of the lost segment. A 10 Mbit/s
+    bottleneck spaces the segments, so each duplicate ACK arrives alone and what the sender emits
+    at that instant is its answer to it."""
+    sent: list[tuple[float, bytes]] = []
+    sim, sink, a = _run("data:12,rate=10mbit", sack=False, congestion="newreno", capture=sent)
     assert a.stats["retrans"] == 1 and a.recovery.fast_retransmits == 1
+    data = [(round(t, 6), seg.seq, len(seg.payload)) for t, seg in _segments(sent) if seg.payload]
+    dupacks = _sender(sink.of("dupack"))
+    assert [d["n"] for d in dupacks[:3]] == [1, 2, 3]
+    for d in dupacks[:3]:
+        before = [(s_, n) for t, s_, n in data if t < d["t"]]
+        snd_max = max(s_ + n for s_, n in before)
+        answer = [(s_, n) for t, s_, n in data if t == d["t"]]
+        if d["n"] < 3:
+            assert answer == [(snd_max, 1448)]  # one new full segment at SND.MAX
+        else:
+            assert answer == [(_dropped_seqs(sink)[0], 1448)]  # the fast retransmission, nothing else
 
 
 def test_newreno_recovers_several_losses_in_one_window_without_rto():

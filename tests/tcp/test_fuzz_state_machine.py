@@ -70,7 +70,8 @@ def _invariants(conn) -> None:
     assert conn.rcv_wnd >= 0
     assert len(conn.rcvbuf) <= conn.rcvbuf_cap + (1 << conn.rcv_wscale)
     assert conn.cc.cwnd >= conn.eff_mss // 2 and conn.eff_mss > 0
-    for a, b in zip(conn.ofo, conn.ofo[1:]):
+    blocks = conn.reasm.blocks()
+    for a, b in zip(blocks, blocks[1:]):
         assert seq_diff(b[0], a[0]) > len(a[1])  # disjoint, sorted, not adjacent
 
 

@@ -38,7 +38,7 @@ def test_out_of_window_data_gets_ack(name):
     h.expect(flags="A", seq=h.l_nxt, ack=h.p_nxt, payload=b"")
     h.expect_nothing()
     assert_unchanged(h, conn, name)
-    assert not conn.rcvbuf and not conn.ofo
+    assert not conn.rcvbuf and not conn.reasm
 
 
 @pytest.mark.parametrize("name", SYNC)

@@ -115,7 +115,7 @@ def test_window_check_across_the_wrap():
     conn = h.established()
     h.send(h.seg("PA", seq=10, load=b"future"))
     h.expect(flags="A", ack=h.p_nxt)
-    assert conn.ofo and conn.ofo[0][0] == 10
+    assert conn.reasm and conn.reasm.blocks()[0][0] == 10
     h.send(h.seg("PA", seq=s32(h.p_nxt - 10), load=b"old"))
     h.expect(flags="A", ack=h.p_nxt)
     assert not conn.rcvbuf

@@ -169,3 +169,45 @@ def test_state_dict():
         "current_rto": 3.0,
         "latest_rtt": 0.5,
     }
+
+
+# ------------------------------------------------------------------ RttSampler: where samples come from
+from stack.tcp.rtt import RttSampler  # noqa: E402
+
+
+def test_sampler_times_the_newest_segment_an_ack_covers():
+    s = RttSampler(RttEstimator())
+    s.on_send(2000, 0.0)
+    s.on_send(3000, 0.1)
+    s.on_send(4000, 0.2)
+    assert s.on_ack(3000, None, 0, 0.5) == pytest.approx(0.4)  # segment ending at 3000, sent at 0.1
+    assert s.on_ack(3500, None, 0, 0.6) is None  # covers no whole segment
+
+
+def test_sampler_karn_forgets_retransmitted_and_later_segments_then_uses_the_echo():
+    """RFC 6298 3: no sample from a retransmitted segment; RFC 7323 4.1: the echo may give it."""
+    s = RttSampler(RttEstimator())
+    s.on_send(2000, 0.0)
+    s.on_send(3000, 0.1)
+    s.on_retransmit(1500)
+    assert s.on_ack(3000, None, 0, 0.5) is None
+    s.on_send(4000, 0.6)
+    s.on_retransmit(3500)
+    assert s.on_ack(4000, 1000, 1250, 0.9) == pytest.approx(0.25)
+
+
+def test_sampler_ignores_an_echo_from_before_the_last_timeout():
+    s = RttSampler(RttEstimator())
+    s.on_send(2000, 0.0)
+    s.on_timeout(1000, ts_now=500)
+    assert s.on_ack(2000, 400, 900, 0.9) is None   # echoes a copy sent before the RTO
+    assert s.on_ack(2000, 500, 900, 0.9) == pytest.approx(0.4)
+
+
+def test_sampler_times_the_syn_only_if_sent_once():
+    s = RttSampler(RttEstimator())
+    s.on_syn_sent(1.0, first=True)
+    s.on_syn_sent(2.0, first=False)
+    assert s.on_syn_acked(False, None, 0, 1.3) == pytest.approx(0.3)
+    assert s.on_syn_acked(True, None, 0, 3.0) is None
+    assert s.on_syn_acked(True, 2900, 3000, 3.0) == pytest.approx(0.1)

@@ -230,7 +230,7 @@ def test_record_answers_like_the_connection(name, timestamps):
     assert [_fields(s) for s in got] == [_fields(s) for s in want], name
     assert ended == (rconn.state is State.CLOSED), name
     if not ended:
-        assert rec.deadline == rconn.timewait_at, name
+        assert rec.deadline == rconn.timers.time_wait, name
         assert conn.state is State.TIME_WAIT
     else:
         assert conn.state is State.CLOSED

@@ -15,6 +15,7 @@ from __future__ import annotations
 from .base import (
     INFINITE_SSTHRESH,
     CongestionControl,
+    RateSample,
     rfc5681_initial_window,
     rfc6928_initial_window,
 )
@@ -22,8 +23,22 @@ from .cubic import Cubic
 from .newreno import NewReno
 from .reno import Reno
 
-ALGORITHMS: dict[str, type[CongestionControl]] = {"reno": Reno, "newreno": NewReno, "cubic": Cubic}
+ALGORITHMS: dict[str, type[CongestionControl]] = {}  # the registry: name -> class
 DEFAULT = "cubic"
+
+
+def register(cls: type[CongestionControl]) -> type[CongestionControl]:
+    """Make an algorithm available by its ``name`` (TcpConfig.congestion, TCP_CONGESTION, --cc).
+    Adding one is a new file with a ``CongestionControl`` subclass and one ``register`` line."""
+    if not (isinstance(cls, type) and issubclass(cls, CongestionControl)):
+        raise TypeError(f"{cls!r} is not a CongestionControl subclass")
+    ALGORITHMS[cls.name.lower()] = cls
+    return cls
+
+
+register(Reno)
+register(NewReno)
+register(Cubic)
 
 
 def create(name: str, mss: int, now: float, initial_window: int | None = None, **options) -> CongestionControl:
@@ -43,8 +58,10 @@ __all__ = [
     "CongestionControl",
     "Cubic",
     "NewReno",
+    "RateSample",
     "Reno",
     "create",
+    "register",
     "rfc5681_initial_window",
     "rfc6928_initial_window",
 ]

@@ -3,17 +3,28 @@
 Congestion control decides *how much* may be in flight: ``cwnd`` and ``ssthresh``,
 in bytes. It does not decide *what* to send: detecting loss, counting duplicate
 ACKs, the ``recover`` point of NewReno, the SACK scoreboard and every retransmission
-belong to the connection's loss recovery. The connection tells us what happened by
-calling one method per event:
+belong to loss recovery (``stack/tcp/recovery.py``), which owns the controller and tells it
+what happened, one hook per event. The per-packet hooks are the interface any algorithm
+implements (pacing or BBR would start from them):
+
+    a segment left (new data or resent)  on_packet_sent(now, seq, length, in_flight)
+    ACK of new data, not in recovery     on_ack_sample(RateSample(now, delivered, in_flight, srtt, rtt))
+    loss detected (fast retransmit)      on_congestion_event(now, in_flight, sack=...)
+    retransmission timeout               on_rto(now, in_flight, during_recovery=...)
+    about to send after idling           on_idle(now, idle_time, rto)
+    MSS negotiated, PMTU changed         set_mss(mss)
+    switched to (TCP_CONGESTION)         inherit(previous)
+
+The Reno family implements them with these (also called directly by tests and labs):
 
     ACK of new data, not in recovery   on_ack(acked, now, rtt, in_flight)
     third duplicate ACK                on_enter_recovery(now, in_flight)
     each further duplicate ACK         on_dupack_in_recovery()
     partial ACK (NewReno, CUBIC)       on_partial_ack(acked)
     full ACK (Reno: first new ACK)     on_exit_recovery(now, in_flight)
-    retransmission timeout             on_rto(now, in_flight)
-    about to send after idling         on_idle(now, idle_time, rto)
-    MSS negotiated, PMTU changed       set_mss(mss)
+
+``in_recovery`` here is the window's phase, for these checks and ``phase``; loss recovery owns
+the decision to enter and leave (``LossRecovery.in_recovery``).
 
 ``in_flight`` is always FlightSize (RFC 5681 2): bytes sent and not yet cumulatively
 acknowledged (SND.NXT - SND.UNA) at the moment of the call; in ``on_ack`` and
@@ -24,6 +35,8 @@ Methods raise ``RuntimeError`` when called out of order (for instance
 ``on_dupack_in_recovery`` outside recovery): that is a bug in the caller.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 INFINITE_SSTHRESH = 0x7FFFFFFF  # RFC 5681 3.1: initial ssthresh "arbitrarily high" (Linux: same value)
 
@@ -40,6 +53,15 @@ def rfc5681_initial_window(mss: int) -> int:
     if mss > 1095:
         return 3 * mss  # RFC 5681 3.1: 1095 < SMSS <= 2190 -> at most 3 segments
     return 4 * mss  # RFC 5681 3.1: SMSS <= 1095 -> at most 4 segments
+
+
+class RateSample(NamedTuple):
+    """What one ACK of new data tells the controller."""
+    now: float
+    delivered: int            # octets newly acknowledged (cumulatively)
+    in_flight: int            # FlightSize after the ACK moved SND.UNA
+    srtt: float | None        # smoothed RTT (seconds), None before the first sample
+    rtt: float | None = None  # the RTT sample this ACK gave, if any
 
 
 class CongestionControl:
@@ -80,6 +102,23 @@ class CongestionControl:
         if self.initial_window_segments is not None:
             return self.initial_window_segments * self.mss  # configured, like Linux `initcwnd`
         return rfc6928_initial_window(self.mss)  # RFC 6928 2
+
+    # ------------------------------------------------------------ per-packet hooks
+    def on_packet_sent(self, now: float, seq: int, length: int, in_flight: int) -> None:
+        """A segment left (``in_flight`` counts it). Reno-family: nothing to do."""
+
+    def on_ack_sample(self, rs: RateSample) -> None:
+        """ACK of new data outside recovery: Reno-family growth (slow start or congestion avoidance)."""
+        self.on_ack(rs.delivered, rs.now, rs.srtt, rs.in_flight)
+
+    def on_congestion_event(self, now: float, in_flight: int, *, sack: bool = False) -> None:
+        """Loss detected by duplicate ACKs or SACK: fast recovery (RFC 5681 3.2; RFC 6675 5 with SACK)."""
+        self.on_enter_recovery(now, in_flight, inflate=not sack)
+
+    def inherit(self, previous: "CongestionControl") -> None:
+        """TCP_CONGESTION switched to this algorithm mid-connection: keep the window it had."""
+        self.cwnd, self.ssthresh = previous.cwnd, previous.ssthresh
+        self._untouched = False  # keep the window across a later set_mss
 
     # ------------------------------------------------------------ growth (RFC 5681 3.1)
 
@@ -175,8 +214,16 @@ class CongestionControl:
 
     # ------------------------------------------------------------------ timeout, idle
 
-    def on_rto(self, now: float, in_flight: int) -> None:
-        """Retransmission timeout: ssthresh per eq. 4 (once per loss), cwnd = LW = 1 SMSS."""
+    def on_rto(self, now: float, in_flight: int, *, during_recovery: bool = False) -> None:
+        """Retransmission timeout: ssthresh per eq. 4 (once per loss), cwnd = LW = 1 SMSS.
+        ``during_recovery``: the loss was already answered by fast recovery, so ssthresh does not
+        rise above its value then (as Linux)."""
+        before = self.ssthresh
+        self._on_rto(now, in_flight)
+        if during_recovery:
+            self.ssthresh = min(self.ssthresh, before)
+
+    def _on_rto(self, now: float, in_flight: int) -> None:
         self._untouched = False
         self.in_recovery = False  # an RTO ends any fast recovery
         if not self._rto_repeated:  # RFC 5681 3.1: ssthresh held constant on repeated RTOs

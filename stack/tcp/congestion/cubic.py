@@ -137,8 +137,8 @@ class Cubic(CongestionControl):
         self.t_epoch = None
         return max(round(self.cwnd * self.BETA), 2 * self.mss)  # RFC 9438 4.6
 
-    def on_rto(self, now: float, in_flight: int) -> None:
-        super().on_rto(now, in_flight)  # ssthresh via _ssthresh_after_loss, once per loss
+    def _on_rto(self, now: float, in_flight: int) -> None:
+        super()._on_rto(now, in_flight)  # ssthresh via _ssthresh_after_loss, once per loss
         self.w_max = None  # RFC 9438 4.8: next stage uses K = 0, W_max = cwnd_epoch
         self.t_epoch = None
 

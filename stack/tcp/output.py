@@ -1,0 +1,254 @@
+"""Sending for ``Connection``: ACK generation (RFC 9293 3.8.6.3, RFC 5681 4.2), the advertised
+window (RFC 9293 3.8.6.2.2), what the windows, Nagle and SWS avoidance let out (RFC 9293
+3.8.6.2.1, RFC 896), tail loss probes (RFC 8985 7), persist (RFC 9293 3.8.6.1) and retransmission.
+
+A mixin: ``ConnectionOutput`` holds no state of its own; it works on the connection's
+attributes (``connection.py`` creates them).
+"""
+from __future__ import annotations
+
+from ..wire.tcp import ACK, FIN, PSH, SYN, TcpSegment
+from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_lt
+from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, State
+
+TSO_MAX = 65535 - 20 - 60  # a TSO super-segment must fit one IPv4 datagram
+_CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
+
+
+class ConnectionOutput:
+    """The sending half of ``Connection``."""
+
+    # ------------------------------------------------------------------ ACK generation
+    def _schedule_ack(self, nbytes: int, now: float) -> None:
+        """RFC 9293 3.8.6.3 / RFC 5681 4.2 delayed ACK: every second full segment, else within delack."""
+        if nbytes:
+            self.unacked_segs += nbytes // self.eff_mss if nbytes >= self.eff_mss - 1 else 0  # GRO/LRO: many
+            if self.unacked_segs >= 2:
+                self.ack_now = True
+            elif self.timers.delack is None:
+                self.timers.delack = now + self.config.delack
+        if self._closing & FIN_RECEIVED:
+            self.ack_now = True
+
+    def flush(self, now: float) -> None:
+        """Send an ACK that is due now (called by the layer after a batch of input)."""
+        if self.ack_now and self.state is not State.CLOSED:
+            self._send_ack(now)
+
+    def _send_ack(self, now: float) -> None:
+        self._emit(TcpSegment(self.local[1], self.remote[1], self.snd_nxt, 0, ACK, 0), now)
+
+    def _free_space(self) -> int:
+        return max(0, self.rcvbuf_cap - len(self.rcvbuf))
+
+    def _set_rcv_adv_initial(self) -> None:
+        self.rcv_adv = seq_add(self.rcv_nxt, self._window_field_for(self._free_space()) << self.rcv_wscale)
+
+    def _window_field_for(self, wnd: int) -> int:
+        return min(wnd >> self.rcv_wscale, 0xFFFF)
+
+    def _advertise(self, now: float) -> int:
+        """The window field to send, with receiver SWS avoidance (RFC 9293 3.8.6.2.2); never shrinks."""
+        free = self._free_space()
+        right = seq_add(self.rcv_nxt, free)
+        step = min(self.rcvbuf_cap // 2, self.eff_mss)
+        if seq_diff(right, self.rcv_adv) >= step or (seq_gt(right, self.rcv_adv) and free == self.rcvbuf_cap):
+            self.rcv_adv = right
+        wnd = self.rcv_wnd
+        ws = self.rcv_wscale
+        field = min((wnd + (1 << ws) - 1) >> ws, 0xFFFF)  # round up: the right edge never moves left
+        self.rcv_adv = seq_add(self.rcv_nxt, field << ws)
+        if not field and self.tracer.enabled:
+            self.tracer.emit("zero_window", now, conn=self.name, rcv_nxt=self.rcv_nxt)
+        return field
+
+    def _maybe_window_update(self, now: float) -> None:
+        """After the user reads: tell the peer when the window opened by at least the SWS step."""
+        if self.state not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+            return
+        old = self.rcv_wnd
+        if old >= self.rcvbuf_cap // 2:
+            return
+        free = self._free_space()
+        if free - old >= min(self.rcvbuf_cap // 2, self.eff_mss) and (old < self.eff_mss or free >= 2 * old):
+            self._trace("window_update", now, old=old, new=free)
+            self.ack_now = True
+            self._send_ack(now)
+
+    # ------------------------------------------------------------------ sending
+    def _emit(self, seg: TcpSegment, now: float) -> None:
+        """Stamp ACK, window, timestamps and SACK on an outgoing segment and queue it."""
+        if seg.flags & ACK:
+            seg.ack = self.rcv_nxt
+            if not seg.flags & SYN:
+                seg.window = self._advertise(now)
+            self.last_ack_sent = self.rcv_nxt
+            self.ack_now = False
+            self.timers.delack = None
+            self.unacked_segs = 0
+            if self.ts_enabled and not seg.flags & SYN:
+                seg.tsval, seg.tsecr = self._ts_val(now), self.ts_recent
+            if self.sack_enabled and self.reasm.queue and not seg.flags & SYN:
+                seg.sack = self.sack_blocks()
+        self.stats["segs_out"] += 1
+        self.last_send_time = now
+        self.outq.append(seg)
+
+    def _ts_val(self, now: float) -> int:
+        return (round(now * 1000) + self.ts_offset) & MASK  # RFC 7323 5.4: a 1 ms clock (rounded)
+
+    def _output(self, now: float) -> None:
+        """Send what the windows, Nagle and SWS avoidance allow (RFC 9293 3.8.6.2.1, RFC 896)."""
+        if self.state not in _CAN_SEND:
+            return
+        if self.snd_una == self.snd_max and len(self.sndbuf) > seq_diff(self.snd_nxt, self.snd_una):
+            self.cc.on_idle(now, now - self.last_send_time, self.rtt.current_rto())  # RFC 5681 4.1
+        self.recovery.retransmit_due(self._send_view, self._retransmit_for_recovery(now), now)
+        while self._send_one(now):
+            pass
+        if self.timers.persist is not None:
+            self.timers.rto = None  # RFC 9293 3.8.6.1: against a zero window only the persist timer runs
+        elif self.snd_nxt != self.snd_max or seq_lt(self.snd_una, self.snd_max):
+            if self.timers.rto is None:
+                self.timers.rto = now + self.rtt.current_rto()  # RFC 6298 5.1
+        self._arm_pto(now)
+
+    def _send_one(self, now: float) -> bool:
+        """Send the next new segment if allowed; True when one was sent."""
+        off = seq_diff(self.snd_nxt, self.snd_una)
+        avail = len(self.sndbuf) - off
+        closing = self._closing
+        fin_pending = bool(closing & FIN_QUEUED) and not (closing & FIN_SENT and seq_gt(self.snd_nxt, self.fin_seq))
+        if avail <= 0:
+            if fin_pending and avail == 0:
+                self._send_data(off, 0, now, fin=True)
+                return False
+            return False
+        recovery = self.recovery
+        # pipe: RFC 6675 SetPipe() in SACK recovery, else SND.NXT - SND.UNA (no view needed)
+        in_flight = recovery.pipe(self._send_view()) if recovery.in_recovery else seq_diff(self.snd_nxt, self.snd_una)
+        # the peer's window bounds what is outstanding (RFC 9293 3.8.6); cwnd bounds pipe (RFC 6675),
+        # which leaves SACKed octets out and so must never stretch the peer's window
+        usable = min(self.snd_wnd - off, recovery.cc.cwnd + recovery.extra_cwnd(self.eff_mss) - in_flight)
+        mss = self._data_room()
+        n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
+        if n <= 0:
+            self._arm_persist(now, in_flight)
+            return False
+        if n < mss and not self._may_send_small(n, avail, in_flight):
+            self._arm_persist(now, in_flight)
+            return False
+        self._send_data(off, n, now, fin=fin_pending and n == avail)
+        return True
+
+    def _data_room(self) -> int:
+        """RFC 9293 3.7.1 (MUST-16): the data a segment may carry after *its* options; SACK blocks
+        ride on data segments too while out-of-order data waits, and take room from the data."""
+        if self.sack_enabled and self.reasm.queue:
+            blocks = min(len(self.reasm), 3 if self.ts_enabled else 4)
+            return self.eff_mss - (4 + 8 * blocks)
+        return self.eff_mss
+
+    def _may_send_small(self, n: int, avail: int, in_flight: int) -> bool:
+        """RFC 9293 3.8.6.2.1 sender SWS avoidance combined with Nagle (RFC 9293 3.7.4)."""
+        idle = in_flight == 0 or self.nodelay
+        if n == avail and idle:
+            return True  # all queued data fits and nothing unacknowledged (or TCP_NODELAY)
+        return idle and self.max_snd_wnd > 0 and n >= self.max_snd_wnd // 2
+
+    def _arm_pto(self, now: float) -> None:
+        """RFC 8985 7.2: with SACK, outside recovery, data in flight: probe after PTO = 2*SRTT
+        (+ a delayed-ACK allowance for a single segment), unless the RTO would come first."""
+        self.timers.pto = None
+        if (not self.sack_enabled or self.recovery.in_recovery or self.tlp_high is not None
+                or self.snd_una == self.snd_max or self.timers.rto is None or self.state not in _CAN_SEND):
+            return
+        srtt = self.rtt.srtt
+        pto = 2 * srtt if srtt is not None else 1.0
+        if self.flight_size <= self.eff_mss:
+            pto += 0.2  # RFC 8985 7.2: WCDelAckT, the worst-case delayed ACK
+        # RFC 8985 7.2 (as Linux): the probe goes out no later than the RTO would; if both are
+        # due together the probe runs instead of the timeout (on_timer checks it first)
+        self.timers.pto = min(now + max(pto, 0.01), self.timers.rto)
+
+    def _on_pto(self, now: float) -> None:
+        """RFC 8985 7.3: send one new segment if the peer's window allows, else resend the last one,
+        so that its ACK (with SACK) reveals a lost tail without waiting for the RTO."""
+        self.timers.pto = None
+        if self.recovery.in_recovery or self.snd_una == self.snd_max or self.state not in _CAN_SEND:
+            return
+        off = seq_diff(self.snd_nxt, self.snd_una)
+        avail = len(self.sndbuf) - off
+        if avail > 0 and self.snd_wnd - self.flight_size >= min(avail, self.eff_mss):
+            n = min(avail, self.eff_mss)
+            self._trace("tlp", now, seq=self.snd_nxt, len=n, kind="new_data")
+            self._send_data(off, n, now)
+            self.tlp_high = seq_add(self.snd_una, off + n)
+        else:
+            data_end = self.fin_seq if self._closing & FIN_SENT else self.snd_max
+            last = seq_add(data_end, -min(self.eff_mss, seq_diff(data_end, self.snd_una)))
+            self.retransmit_range(last, now, "tlp")
+            self.tlp_high = data_end  # the probe's last octet + 1: a SACK reaching it means it arrived
+        self.timers.rto = now + self.rtt.current_rto()
+
+    def _arm_persist(self, now: float, in_flight: int) -> None:
+        """RFC 9293 3.8.6.1: zero (or SWS-blocked) window with nothing in flight -> persist timer."""
+        if in_flight == 0 and self.timers.persist is None and self.timers.rto is None:
+            self.timers.persist = now + self._persist_interval()
+
+    def _persist_interval(self) -> float:
+        base = max(self.rtt.current_rto(), self.config.min_rto)
+        return min(base * (1 << self.persist_backoff), self.config.persist_max)
+
+    def _send_data(self, off: int, n: int, now: float, fin: bool = False, retransmit: bool = False,
+                   probe: bool = False) -> None:
+        """Emit sndbuf[off:off+n] at SND.UNA+off (and FIN when asked)."""
+        seq = seq_add(self.snd_una, off)
+        if not retransmit and not probe and n and seq_lt(seq, self.snd_max):
+            retransmit = True  # resent in order after SND.NXT was rewound: a retransmission all the same
+            self._trace("retransmit", now, seq=seq, len=n, why=self.resend_why)
+        flags = ACK
+        if n and off + n == len(self.sndbuf):
+            flags |= PSH  # the last segment of what the user wrote carries PSH
+        if fin:
+            flags |= FIN
+            self._closing |= FIN_SENT
+            self.fin_seq = seq_add(seq, n)
+        payload = self.sndbuf[off:off + n] if n else b""  # a bytearray copy; the buffer moves on
+        seg = TcpSegment(self.local[1], self.remote[1], seq, 0, flags, 0, payload)
+        room = self._data_room()
+        if n > room:
+            seg.gso_size = room  # TSO: the kernel cuts it into pieces of this size
+        self._emit(seg, now)
+        end = seq_add(seq, n + (1 if fin else 0))
+        if seq_gt(end, self.snd_nxt):
+            self.snd_nxt = end
+        if seq_gt(end, self.snd_max):
+            if not retransmit and n and seq_ge(seq, self.snd_max):
+                self.rtt_sampler.on_send(end, now)  # first transmission: an RTT sample when ACKed
+            self.stats["bytes_out"] += seq_diff(end, self.snd_max) - (1 if fin else 0)
+            self.snd_max = end
+        self.recovery.cc.on_packet_sent(now, seq, n, seq_diff(self.snd_max, self.snd_una))
+        if retransmit:
+            self.stats["retrans"] += 1
+            self.stats["retrans_bytes"] += n
+            self.rtt_sampler.on_retransmit(seq)  # Karn's rule: never time a retransmitted segment
+        if self.timers.rto is None:
+            self.timers.rto = now + self.rtt.current_rto()
+
+    def retransmit_range(self, seq: int, now: float, why: str, limit: int | None = None) -> int:
+        """Resend one segment starting at ``seq``; returns the octets resent (loss recovery calls this)."""
+        off = seq_diff(seq, self.snd_una)
+        if off < 0:
+            return 0
+        n = min(len(self.sndbuf) - off, self._data_room() if limit is None else min(limit, self._data_room()))
+        fin = bool(self._closing & FIN_SENT) and seq_add(seq, max(n, 0)) == self.fin_seq
+        if n <= 0 and not fin:
+            return 0
+        self._trace("retransmit", now, seq=seq, len=max(n, 0), why=why)
+        self._send_data(off, max(n, 0), now, fin=fin, retransmit=True)
+        if off == 0 and why != "rto":
+            # as Linux does: resending the head restarts the RTO, so that the timer does not fire
+            # while the fast retransmission is still on its way (RFC 6298 leaves this open)
+            self.timers.rto = now + self.rtt.current_rto()
+        return max(n, 0) + (1 if fin else 0)
