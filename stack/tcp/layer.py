@@ -9,12 +9,18 @@ in one go before):
 
 - ``conn.flush(now)``      send what became due (an ACK owed now);
 - ``_note_output(conn)``   remember that its ``outq`` holds segments, in production order;
-- ``_settle(conn, now)``   forget it when CLOSED, admit it to the TIME-WAIT table, re-arm its timer.
+- ``_settle(conn, now)``   forget it when CLOSED, replace it by a compact TIME-WAIT record once its
+                           last ACK is out (``stack/tcp/timewait.py``), re-arm its timer.
 
 ``after_user_call(conn, now)`` runs all three after a user call; segment arrival skips the flush
 (ACKs owed by a batch of input are sent once, at the end of the batch, like GRO).
 An exception inside one connection's code is isolated: logged once, counted as ``internal_error``,
 and that connection is reset (``_internal_error``).
+
+Listeners follow Linux under load (``_listen_syn``, ``_cookie_ack``, ``_accept_overflow``,
+``_prune_embryo``): SYN cookies once the SYN queue is full, the final ACK dropped while the accept
+queue is full, fewer SYN-ACK retries for old half-open entries; at most ``max_connections`` full
+connections. docs/design-notes.md explains the choices.
 """
 from __future__ import annotations
 
@@ -302,6 +308,8 @@ class TcpLayer:
     def _send_cookie(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> None:
         """Answer the SYN with a SYN-ACK whose ISN (and TSval) carry what we would have kept; keep nothing."""
         reply = cookie_syn_ack(self.cookies, self.config, self.mss_limit, src, dst, seg, now)
+        if lst.last_cookie_at is None:  # as Linux's tcp_syn_flood_action, once per listener
+            log.warning("tcp: possible SYN flooding on port %d: sending cookies", seg.dport)
         lst.last_cookie_at = now
         lst.stats["syncookies_sent"] += 1
         self.count("syncookies_sent")
