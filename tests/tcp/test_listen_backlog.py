@@ -118,4 +118,5 @@ def test_a_client_is_never_left_established_but_unaccepted():
         h.advance(0.1)
         h.drain()
     assert sorted(accepted) == ports
-    assert h.host.tcp.stats["listen_overflow"] > 0 and h.host.tcp.stats["syncookies_recv"] >= 8  # every valid cookie ACK, dropped or not
+    # syncookies_recv counts every valid cookie ACK, dropped for a full accept queue or not
+    assert h.host.tcp.stats["listen_overflow"] > 0 and h.host.tcp.stats["syncookies_recv"] >= 8

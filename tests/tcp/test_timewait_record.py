@@ -208,9 +208,9 @@ def _fields(seg) -> tuple:
 @pytest.mark.parametrize("timestamps", [False, True])
 @pytest.mark.parametrize("name", NAMES)
 def test_record_answers_like_the_connection(name, timestamps):
-    """Differential: the same segment, 7 s into TIME-WAIT (an active opener's: no listener to reopen it), given to the record (through the layer) and to
-    the Connection's own RFC 9293 code: the same reply (every field), the same end (closed or not) and the
-    same 2 MSL deadline."""
+    """Differential: the same segment, 7 s into TIME-WAIT (an active opener's: no listener to reopen it),
+    given to the record (through the layer) and to the Connection's own RFC 9293 code, in a second identical
+    harness: the same reply (every field), the same end (closed or not) and the same 2 MSL deadline."""
     h = TcpHarness(timestamps=timestamps)
     conn = h.time_wait(active=True, syn_ack_options=TS_SYN if timestamps else None)  # no listener: no reopen
     (rec,) = h.host.tcp.conns.values()
@@ -219,8 +219,7 @@ def test_record_answers_like_the_connection(name, timestamps):
     h.send(tcp, at=7.0)
     got = [parse_tcp(bytes(e.tcp)) for e in h.drain()]
     ended = rec.key not in h.host.tcp.conns
-    # the reference: the same segment straight into the Connection (still in TIME-WAIT: the record's
-    # end, if any, was told to it, so restore it first)
+    # the reference: the same segment straight into a Connection in the same TIME-WAIT (a second run)
     ref = TcpHarness(timestamps=timestamps)
     rconn = ref.time_wait(active=True, syn_ack_options=TS_SYN if timestamps else None)
     ref.advance_to(7.0)
