@@ -9,66 +9,10 @@ import signal
 import sys
 import threading
 
-DEFAULT_ADDR = "192.0.2.2"          # TEST-NET-1 (RFC 5737): never a real network
-DEFAULT_HOST_ADDR = "192.0.2.1/24"
-
-
-class CliError(Exception):
-    """An error the user can fix; printed as one line, exit status 1."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (with a pointer to --help), exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {value}")
-    return value
-
-
-def _mtu(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an MTU: {text!r}") from None
-    if not 576 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"MTU out of range 576-65535: {value}")
-    return value
-
-
-def _ipv4(text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
-
-
-def _ipv4_cidr(text: str) -> str:
-    try:
-        iface = ipaddress.IPv4Interface(text if "/" in text else text + "/24")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an IPv4 address/prefix: {text!r}") from None
-    return str(iface)
-
-
-def _ifname(text: str) -> str:
-    if not 1 <= len(text) <= 15 or "/" in text or " " in text:
-        raise argparse.ArgumentTypeError(f"not a valid interface name (1-15 characters, no '/' or spaces): {text!r}")
-    return text
-
-
-def _directory(text: str) -> str:
-    if not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
-    return os.path.abspath(text)
+from .cliargs import (  # noqa: F401 (re-exported: tests and tools import them from here)
+    DEFAULT_ADDR, DEFAULT_HOST_ADDR, CliError, _add_impairment_arguments, _directory, _ifname, _ipv4,
+    _ipv4_cidr, _mtu, _open_out, _Parser, _port,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,15 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .exercises import cli as exercises_cli  # builds argparse parsers only; grading is imported on use
     exercises_cli.add_to(sub.add_parser("exercise", help="build-it-yourself exercises: list, start N DIR, check N [DIR]",
                                         description=exercises_cli.DESCRIPTION))
+    from . import clients, run  # run, get, nc: programs and clients over the stack
+    run.register(sub)
+    clients.register(sub)
     return parser
-
-
-def _add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        from .link.impair_cli import add_impairment_arguments
-    except ImportError:  # the impairment layer is optional for serve
-        return
-    add_impairment_arguments(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,13 +226,6 @@ def format_connections(infos: list[dict]) -> str:
 def _print_summary(stack) -> None:
     stats = {k: v for k, v in stack.stats().items() if v}
     print("tunstack: stats " + json.dumps(stats, sort_keys=True), file=sys.stderr, flush=True)
-
-
-def _open_out(path: str, mode: str):
-    try:
-        return open(path, mode)
-    except OSError as exc:
-        raise CliError(f"cannot open {path!r}: {exc.strerror}") from None
 
 
 # ---------------------------------------------------------------------------------------------- ladder

@@ -1,0 +1,458 @@
+"""send/recv: modes, flags (MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT), EOF, EPIPE/ECONNRESET sequences."""
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import threading
+import time
+
+import pytest
+from diffnet import sel, wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def later(delay: float, fn, *args):
+    """Run ``fn(*args)`` after ``delay`` in a thread; the caller joins it (``with later(...):``)."""
+    class _Later:
+        def __enter__(self):
+            self.t = threading.Timer(delay, fn, args)
+            self.t.start()
+            return self
+
+        def __exit__(self, *exc):
+            self.t.join()
+    return _Later()
+
+
+def arrived(s, n: int = 1) -> bool:
+    """Wait until ``s`` has at least ``n`` bytes queued (MSG_PEEK|MSG_DONTWAIT probe)."""
+    def have():
+        try:
+            return len(s.recv(n, socket.MSG_PEEK | socket.MSG_DONTWAIT)) >= n
+        except BlockingIOError:
+            return False
+    return wait_for(have)
+
+
+def reset_by_peer(net):
+    """(socket under test, connected; the peer closed it with RST (SO_LINGER 0))."""
+    s, p = net.connected()
+    p.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    p.close()
+    assert wait_for(lambda: sel(s)[0])
+    return s
+
+
+def test_send_returns_count_and_peer_receives(net):
+    s, p = net.connected()
+    assert s.send(b"hello") == 5
+    assert p.recv(100) == b"hello"
+
+
+def test_recv_returns_what_peer_sent(net):
+    s, p = net.connected()
+    p.sendall(b"abc")
+    assert s.recv(100) == b"abc"
+
+
+def test_sendall_large_arrives_intact(net):
+    s, p = net.connected()
+    data = bytes(range(256)) * 4096  # 1 MiB
+    got = bytearray()
+    t = threading.Thread(target=lambda: [got.extend(p.recv(65536)) for _ in iter(lambda: len(got) < len(data), False)])
+    t.start()
+    assert s.sendall(data) is None
+    t.join(10)
+    assert bytes(got) == data
+
+
+def test_recv_smaller_than_available_returns_prefix(net):
+    s, p = net.connected()
+    p.sendall(b"0123456789")
+    assert arrived(s, 10)
+    assert s.recv(4) == b"0123"
+    assert s.recv(100) == b"456789"
+
+
+def test_recv_zero_returns_empty(net):
+    s, _ = net.connected()
+    assert s.recv(0) == b""
+
+
+def test_recv_negative_is_valueerror(net):
+    s, _ = net.connected()
+    with pytest.raises(ValueError):
+        s.recv(-1)
+
+
+def test_send_empty_returns_zero(net):
+    s, _ = net.connected()
+    assert s.send(b"") == 0
+
+
+def test_recv_into_fills_buffer(net):
+    s, p = net.connected()
+    p.sendall(b"xyz")
+    buf = bytearray(10)
+    assert s.recv_into(buf) == 3
+    assert buf[:3] == b"xyz"
+
+
+def test_recv_into_respects_nbytes(net):
+    s, p = net.connected()
+    p.sendall(b"abcdef")
+    assert arrived(s, 6)
+    buf = bytearray(10)
+    assert s.recv_into(buf, 2) == 2
+    assert buf[:2] == b"ab"
+
+
+def test_recv_into_negative_is_valueerror(net):
+    s, _ = net.connected()
+    with pytest.raises(ValueError):
+        s.recv_into(bytearray(4), -1)
+
+
+def test_send_memoryview_and_bytearray(net):
+    s, p = net.connected()
+    assert s.send(memoryview(b"mv")) == 2
+    assert s.send(bytearray(b"ba")) == 2
+    assert arrived(p, 4)
+    assert p.recv(10) == b"mvba"
+
+
+def test_nonblocking_recv_without_data_is_eagain(net):
+    s, _ = net.connected()
+    s.setblocking(False)
+    with pytest.raises(BlockingIOError) as exc:
+        s.recv(10)
+    assert exc.value.errno == errno.EAGAIN
+
+
+def test_recv_with_timeout_times_out(net):
+    s, _ = net.connected()
+    s.settimeout(0.1)
+    with pytest.raises(TimeoutError):
+        s.recv(10)
+
+
+def test_msg_dontwait_on_blocking_socket_is_eagain(net):
+    s, _ = net.connected(timeout=None)
+    with pytest.raises(BlockingIOError):
+        s.recv(10, socket.MSG_DONTWAIT)
+    assert s.getblocking()
+
+
+def test_msg_peek_leaves_data_queued(net):
+    s, p = net.connected()
+    p.sendall(b"peekaboo")
+    assert arrived(s, 8)
+    assert s.recv(4, socket.MSG_PEEK) == b"peek"
+    assert s.recv(100, socket.MSG_PEEK) == b"peekaboo"
+    assert s.recv(100) == b"peekaboo"
+
+
+def test_msg_peek_blocks_until_data(net):
+    s, p = net.connected()
+    with later(0.1, p.sendall, b"late"):
+        assert s.recv(10, socket.MSG_PEEK) == b"late"
+    assert s.recv(10) == b"late"
+
+
+def test_msg_peek_at_eof_is_empty(net):
+    s, p = net.connected()
+    p.shutdown(socket.SHUT_WR)
+    assert wait_for(lambda: sel(s)[0])
+    assert s.recv(10, socket.MSG_PEEK) == b""
+
+
+def test_msg_peek_recv_into(net):
+    s, p = net.connected()
+    p.sendall(b"pk")
+    assert arrived(s, 2)
+    buf = bytearray(4)
+    assert s.recv_into(buf, 0, socket.MSG_PEEK) == 2
+    assert s.recv(4) == b"pk"
+
+
+def test_msg_waitall_waits_for_all(net):
+    s, p = net.connected(timeout=None)
+    p.sendall(b"12")
+    with later(0.15, p.sendall, b"345"):
+        assert s.recv(5, socket.MSG_WAITALL) == b"12345"
+
+
+def test_msg_waitall_returns_short_at_eof(net):
+    s, p = net.connected(timeout=None)
+    p.sendall(b"ab")
+    p.shutdown(socket.SHUT_WR)
+    assert s.recv(10, socket.MSG_WAITALL) == b"ab"
+
+
+def test_msg_waitall_in_timeout_mode_returns_what_is_there(net):
+    """CPython runs a socket with a timeout non-blocking, and Linux's MSG_WAITALL does not wait then."""
+    s, p = net.connected(timeout=0.5)
+    p.sendall(b"part")
+    assert arrived(s, 4)
+    assert s.recv(10, socket.MSG_WAITALL) == b"part"
+
+
+def test_eof_after_peer_close_is_repeatable(net):
+    s, p = net.connected()
+    p.close()
+    assert s.recv(10) == b""
+    assert s.recv(10) == b""
+
+
+def test_data_then_eof(net):
+    s, p = net.connected()
+    p.sendall(b"last words")
+    p.close()
+    assert arrived(s, 10)
+    assert s.recv(100) == b"last words"
+    assert s.recv(100) == b""
+
+
+def test_send_after_peer_shut_wr_still_works(net):
+    s, p = net.connected()
+    p.shutdown(socket.SHUT_WR)
+    assert s.recv(10) == b""
+    assert s.send(b"reply") == 5
+    assert p.recv(10) == b"reply"
+
+
+def test_send_after_own_shut_wr_is_epipe(net):
+    s, _ = net.connected()
+    s.shutdown(socket.SHUT_WR)
+    with pytest.raises(BrokenPipeError):
+        s.send(b"x")
+
+
+def test_send_after_own_shut_wr_is_epipe_every_time(net):
+    s, _ = net.connected()
+    s.shutdown(socket.SHUT_WR)
+    for _ in range(3):
+        with pytest.raises(BrokenPipeError):
+            s.send(b"x")
+
+
+def test_send_on_unconnected_socket_is_epipe(net):
+    s = net.socket()
+    with pytest.raises(OSError) as exc:
+        s.send(b"x")
+    assert exc.value.errno == errno.EPIPE
+
+
+def test_recv_on_unconnected_socket_is_enotconn(net):
+    s = net.socket()
+    with pytest.raises(OSError) as exc:
+        s.recv(1)
+    assert exc.value.errno == errno.ENOTCONN
+
+
+def test_recv_on_listening_socket_is_enotconn(net):
+    ls = net.listener()
+    ls.settimeout(None)  # with a timeout CPython would first poll for readability
+    with pytest.raises(OSError) as exc:
+        ls.recv(1)
+    assert exc.value.errno == errno.ENOTCONN
+
+
+def test_send_on_listening_socket_is_epipe(net):
+    ls = net.listener()
+    ls.settimeout(None)
+    with pytest.raises(OSError) as exc:
+        ls.send(b"x")
+    assert exc.value.errno == errno.EPIPE
+
+
+def test_recv_after_reset_is_econnreset_then_eof(net):
+    s = reset_by_peer(net)
+    with pytest.raises(ConnectionResetError):
+        s.recv(10)
+    assert s.recv(10) == b""
+
+
+def test_send_after_reset_is_econnreset_then_epipe(net):
+    s = reset_by_peer(net)
+    with pytest.raises(ConnectionResetError):
+        s.send(b"x")
+    with pytest.raises(BrokenPipeError):
+        s.send(b"x")
+
+
+def test_so_error_after_reset_then_send_is_epipe(net):
+    s = reset_by_peer(net)
+    assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET
+    with pytest.raises(BrokenPipeError):
+        s.send(b"x")
+
+
+def test_send_to_closed_peer_eventually_fails(net):
+    """The peer closed (FIN); our first send is answered by RST; a later send fails."""
+    s, p = net.connected()
+    p.close()
+    assert s.recv(1) == b""
+    s.send(b"first")  # accepted locally; the peer answers RST
+    assert wait_for(lambda: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET or _send_fails(s))
+
+
+def _send_fails(s) -> bool:
+    try:
+        s.send(b"x")
+        return False
+    except (BrokenPipeError, ConnectionResetError):
+        return True
+
+
+def test_nonblocking_send_fills_then_eagain(net):
+    s, p = net.connected()
+    s.setblocking(False)
+    sent, chunk = 0, bytes(65536)
+    with pytest.raises(BlockingIOError) as exc:
+        for _ in range(4000):  # at most 256 MiB: the peer never reads
+            sent += s.send(chunk)
+    assert exc.value.errno == errno.EAGAIN
+    assert sent > 0
+
+
+def test_send_buffer_full_is_not_writable(net):
+    s, p = net.connected()
+    s.setblocking(False)
+    try:
+        for _ in range(4000):
+            s.send(bytes(65536))
+    except BlockingIOError:
+        pass
+    assert sel(s) == (False, False)
+
+
+def test_send_with_timeout_when_full_times_out(net):
+    s, p = net.connected()
+    s.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        for _ in range(4000):
+            s.sendall(bytes(65536))
+
+
+def test_sendall_blocks_until_peer_reads(net):
+    s, p = net.connected()
+    total = 8 << 20
+    got = [0]
+
+    def reader():
+        time.sleep(0.1)
+        while got[0] < total:
+            n = len(p.recv(1 << 16))
+            if not n:
+                break
+            got[0] += n
+
+    t = threading.Thread(target=reader)
+    t.start()
+    s.sendall(bytes(total))
+    t.join(15)
+    assert got[0] == total
+
+
+def test_makefile_readline_and_write(net):
+    s, p = net.connected()
+    p.sendall(b"line one\nline two\n")
+    f = s.makefile("rwb")
+    assert f.readline() == b"line one\n"
+    assert f.readline() == b"line two\n"
+    f.write(b"back\n")
+    f.flush()
+    assert p.recv(10) == b"back\n"
+    f.close()
+
+
+def test_operations_after_close_are_ebadf(net):
+    s, _ = net.connected()
+    s.close()
+    for call in (lambda: s.send(b"x"), lambda: s.recv(1)):
+        with pytest.raises(OSError) as exc:
+            call()
+        assert exc.value.errno == errno.EBADF
+
+
+def test_close_is_idempotent_and_fileno_minus_one(net):
+    s, _ = net.connected()
+    s.close()
+    s.close()
+    assert s.fileno() == -1
+
+
+def test_close_sends_fin_peer_reads_eof(net):
+    s, p = net.connected()
+    s.sendall(b"bye")
+    s.close()
+    assert p.recv(10) == b"bye"
+    assert p.recv(10) == b""
+
+
+def test_close_with_unread_data_resets_peer(net):
+    """RFC 2525 / Linux: closing with unread received data sends RST, not FIN."""
+    s, p = net.connected()
+    p.sendall(b"unread")
+    assert arrived(s, 6)
+    s.close()
+    with pytest.raises(ConnectionResetError):
+        p.recv(10)
+
+
+# ------------------------------------------------------------------------------ the other data calls
+def test_sendfile_sends_a_file(net, tmp_path):
+    s, p = net.connected()
+    f = tmp_path / "f"
+    f.write_bytes(b"file contents" * 1000)
+    with open(f, "rb") as fh:
+        assert s.sendfile(fh) == 13000
+    s.shutdown(socket.SHUT_WR)
+    got = bytearray()
+    while chunk := p.recv(65536):
+        got += chunk
+    assert bytes(got) == b"file contents" * 1000
+
+
+def test_sendmsg_gathers_buffers(net):
+    s, p = net.connected()
+    assert s.sendmsg([b"one ", b"two"]) == 7
+    assert arrived(p, 7)
+    assert p.recv(10) == b"one two"
+
+
+def test_recvmsg_returns_data_and_flags(net):
+    s, p = net.connected()
+    p.sendall(b"msg")
+    assert arrived(s, 3)
+    data, ancdata, flags, addr = s.recvmsg(10)
+    assert (data, ancdata, flags) == (b"msg", [], 0)
+
+
+def test_recvfrom_on_tcp_has_no_address(net):
+    s, p = net.connected()
+    p.sendall(b"rf")
+    assert arrived(s, 2)
+    assert s.recvfrom(10) == (b"rf", None)
+
+
+def test_sendto_on_connected_tcp_ignores_address(net):
+    s, p = net.connected()
+    assert s.sendto(b"st", ("203.0.113.1", 1)) == 2
+    assert p.recv(10) == b"st"
+
+
+def test_dup_shares_the_connection(net):
+    s, p = net.connected()
+    d = s.dup()
+    try:
+        d.sendall(b"dup")
+        assert p.recv(10) == b"dup"
+        s.close()
+        d.sendall(b" still")  # the connection lives while a duplicate is open
+        assert p.recv(10) == b" still"
+    finally:
+        d.close()
