@@ -11,7 +11,7 @@ import threading
 
 from .cliargs import (  # noqa: F401 (re-exported: tests and tools import them from here)
     DEFAULT_ADDR, DEFAULT_HOST_ADDR, CliError, _add_impairment_arguments, _directory, _ifname, _ipv4,
-    _ipv4_cidr, _mtu, _open_out, _Parser, _port,
+    _ipv4_cidr, _mtu, _open_out, _Parser, _port, _seconds,
 )
 
 
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the stack on a TUN device with HTTP/echo/discard servers",
         description="Create a TUN device in the current network namespace, give the host side an address, "
                     "and run the userspace stack behind it until SIGINT/SIGTERM. Needs CAP_NET_ADMIN (root). "
-                    "Prints 'tunstack: serving ...' when ready; on SIGUSR1 prints its connections, like ss -ti.",
+                    "Prints 'tunstack: serving ...' when ready; on SIGUSR1 prints its connections, like ss -ti. "
+                    "On SIGINT/SIGTERM it stops gracefully (see --drain), removes the device and exits 0.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     serve.add_argument("--tun", type=_ifname, default="tun0", metavar="NAME", help="TUN device name to create")
     serve.add_argument("--addr", type=_ipv4, default=DEFAULT_ADDR, help="the stack's own IPv4 address")
@@ -36,6 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mtu", type=_mtu, default=1500, help="MTU of the TUN device and the stack")
     serve.add_argument("--http", type=_port, metavar="PORT", help="serve --root over HTTP/1.1 on this port")
     serve.add_argument("--root", type=_directory, default=".", metavar="DIR", help="directory the HTTP server serves")
+    serve.add_argument("--http-mode", choices=("threads", "epoll"), default="threads",
+                       help="HTTP server style: a pool of threads blocking in accept() and recv() (the standard "
+                            "library's handler), or one thread on stack.epoll with non-blocking sockets")
+    serve.add_argument("--wsgi", metavar="MODULE:APP",
+                       help="serve this WSGI application (wsgiref over the stack's sockets, a thread pool) on "
+                            "the --http port (80 if not given) instead of --root; MODULE is imported from the "
+                            "current directory, APP may be dotted (pkg.web:make_app() is not supported)")
+    serve.add_argument("--drain", type=_seconds, default=5.0, metavar="SECONDS",
+                       help="on SIGINT/SIGTERM: stop accepting, let the servers finish their responses and close "
+                            "with FIN, wait up to this long for every connection to finish, then reset what is "
+                            "left; a second signal resets them at once")
     serve.add_argument("--echo", type=_port, metavar="PORT", help="run an echo server (RFC 862) on this port")
     serve.add_argument("--echo-mode", choices=("threads", "epoll"), default="threads",
                        help="echo server style: a blocking thread per connection, or one thread on stack.epoll")
@@ -113,6 +125,11 @@ def cmd_serve(args) -> int:
         raise CliError(f"--addr {args.addr} equals the host side's address; pick another")
     if ipaddress.IPv4Address(args.addr) not in host_if.network:
         raise CliError(f"--addr {args.addr} is not inside --host-addr {args.host_addr}'s network")
+    if args.wsgi and args.http_mode == "epoll":
+        raise CliError("--wsgi runs in the thread pool: it cannot be combined with --http-mode epoll")
+    if args.wsgi:
+        args.wsgi_app = load_wsgi_app(args.wsgi)
+        args.http = args.http or 80
     if args.cc is not None and args.cc not in congestion.ALGORITHMS:
         raise CliError(f"unknown congestion control {args.cc!r}; choose one of: {', '.join(sorted(congestion.ALGORITHMS))}")
     if args.offload and any(getattr(args, k, None) is not None and not getattr(args, k).is_null
@@ -160,51 +177,118 @@ def cmd_serve(args) -> int:
             sink.close()
 
 
-def _run_servers(stack, args) -> int:
-    from .apps.servers import discard_server, echo_server, http_server
+class _Signals:
+    """SIGINT/SIGTERM: the first asks for a graceful stop, the second for an immediate one."""
 
-    stop = threading.Event()
-    show = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGUSR1, lambda *_: show.set())
-    servers, threads = [], []
-    with stack:
+    def __init__(self):
+        self.stop = threading.Event()
+        self.force = threading.Event()
+        self.show = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_stop)
+        signal.signal(signal.SIGUSR1, lambda *_: self.show.set())
+
+    def _on_stop(self, *_):
+        (self.force if self.stop.is_set() else self.stop).set()
+
+
+def _start_servers(stack, args) -> list:
+    from .apps.servers import discard_server, echo_server, http_server, wsgi_server
+    servers = []
+    try:
+        if args.wsgi:
+            servers.append((f"wsgi {args.wsgi}", args.http, wsgi_server(stack, args.http, args.wsgi_app, args.quiet)))
+        elif args.http and args.http_mode == "epoll":
+            from .apps.epoll_http import EpollHTTPServer
+            servers.append(("http (epoll)", args.http, EpollHTTPServer(stack, args.http, args.root, args.quiet)))
+        elif args.http:
+            servers.append(("http", args.http, http_server(stack, args.http, args.root, args.quiet)))
+        if args.echo and args.echo_mode == "epoll":
+            from .apps.epoll_echo import EpollEchoServer
+            servers.append(("echo (epoll)", args.echo, EpollEchoServer(stack, args.echo)))
+        elif args.echo:
+            servers.append(("echo", args.echo, echo_server(stack, args.echo, args.quiet)))
+        if args.discard:
+            servers.append(("discard", args.discard, discard_server(stack, args.discard, args.quiet)))
+    except OSError as exc:
+        raise CliError(f"cannot listen: {exc}") from None
+    for _, _, server in servers:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    return servers
+
+
+def load_wsgi_app(spec: str):
+    """``module:attr`` (attr may be dotted) -> the callable; CliError with one line otherwise."""
+    import importlib
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise CliError(f"--wsgi wants MODULE:APP, e.g. myapp:application, not {spec!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as gunicorn and flask do: the module comes from here
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise CliError(f"--wsgi {spec}: no module named {exc.name!r} (looked in {os.getcwd()} "
+                           "and on sys.path)") from None
+        raise CliError(f"--wsgi {spec}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # the user's module raised while importing: say what, in one line
+        raise CliError(f"--wsgi {spec}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    app = module
+    for part in attr.split("."):
         try:
-            if args.http:
-                servers.append(("http", args.http, http_server(stack, args.http, args.root, args.quiet)))
-            if args.echo and args.echo_mode == "epoll":
-                from .apps.epoll_echo import EpollEchoServer
-                servers.append(("echo (epoll)", args.echo, EpollEchoServer(stack, args.echo)))
-            elif args.echo:
-                servers.append(("echo", args.echo, echo_server(stack, args.echo, args.quiet)))
-            if args.discard:
-                servers.append(("discard", args.discard, discard_server(stack, args.discard, args.quiet)))
-        except OSError as exc:
-            raise CliError(f"cannot listen: {exc}") from None
-        for _, _, server in servers:
-            t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-            t.start()
-            threads.append(t)
+            app = getattr(app, part)
+        except AttributeError:
+            raise CliError(f"--wsgi {spec}: {module_name!r} has no attribute {attr!r}") from None
+    if not callable(app):
+        raise CliError(f"--wsgi {spec}: {attr!r} is not a callable WSGI application "
+                       f"(its type is {type(app).__name__})")
+    return app
+
+
+def _run_servers(stack, args) -> int:
+    signals = _Signals()
+    with stack:
+        servers = _start_servers(stack, args)
         if not servers:
             print("tunstack: no --http/--echo/--discard given: the stack answers ping and refuses TCP",
                   file=sys.stderr)
         what = ", ".join(f"{name} :{port}" for name, port, _ in servers) or "ping only"
         print(f"tunstack: serving on {args.addr} via {args.tun} (host side {args.host_addr}, mtu {args.mtu}): {what}",
               flush=True)
-        while not stop.wait(0.2):
+        while not signals.stop.wait(0.2):
             if stack.loop_error is not None:
                 raise CliError(f"stack thread failed: {stack.loop_error!r}")
-            if show.is_set():
-                show.clear()
+            if signals.show.is_set():
+                signals.show.clear()
                 print(format_connections(stack.connections()), file=sys.stderr, flush=True)
-        print("tunstack: shutting down", file=sys.stderr, flush=True)
-        for _, _, server in servers:
-            server.shutdown()
-            server.server_close()
-        stack.close(linger=1.0)
+        _shut_down(stack, servers, args.drain, signals.force)
         _print_summary(stack)
     return 0
+
+
+def _shut_down(stack, servers, drain: float, force: threading.Event) -> None:
+    """Graceful stop: close the listeners, let the applications finish their responses and close
+    (FIN), wait up to ``drain`` s for every connection to finish, then reset what is left."""
+    for _, _, server in servers:
+        server.stop_accepting()
+    for _, _, server in servers:
+        server.drain()
+    busy = len(stack.unfinished())
+    if busy:
+        print(f"tunstack: shutting down: not accepting; draining {busy} connection(s) for up to {drain:g} s "
+              "(signal again to reset them now)", file=sys.stderr, flush=True)
+    else:
+        print("tunstack: shutting down", file=sys.stderr, flush=True)
+    stack.drain(drain, cancel=force)
+    reset = stack.abort_all("drain bound reached" if not force.is_set() else "second signal")
+    if reset:
+        why = "on the second signal" if force.is_set() else f"after the {drain:g} s drain"
+        print(f"tunstack: reset {reset} connection(s) still open {why}", file=sys.stderr, flush=True)
+    elif busy:
+        print(f"tunstack: all {busy} connection(s) finished", file=sys.stderr, flush=True)
+    for _, _, server in servers:
+        server.stop()
 
 
 def format_connections(infos: list[dict]) -> str:

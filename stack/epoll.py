@@ -16,7 +16,9 @@ The course's epoll slide, in code:
 
 The API mirrors ``select.epoll``: ``register``, ``modify``, ``unregister``, ``poll``,
 ``close``, ``fileno``, the ``EPOLL*`` constants of the ``select`` module. Sockets are
-named by their ``fileno()`` in results (a real fd: see stack/socket.py).
+named by their ``fileno()`` in results (a real fd: see stack/socket.py), made only when a
+socket is first reported: a tunstack socket's fd costs two kernel fds (stack/readiness.py), so
+the interest set holds socket objects and 10 000 idle sockets cost no fd at all.
 """
 from __future__ import annotations
 
@@ -39,12 +41,19 @@ _PRIVATE = EPOLLET | EPOLLONESHOT
 class EpItem:
     """One registered socket: Linux's ``struct epitem``."""
 
-    __slots__ = ("sock", "fd", "events", "on_rdllist", "disabled")
+    __slots__ = ("sock", "_fd", "events", "on_rdllist", "disabled")
 
-    def __init__(self, sock, fd: int, events: int):
-        self.sock, self.fd, self.events = sock, fd, events
+    def __init__(self, sock, events: int):
+        self.sock, self._fd, self.events = sock, None, events
         self.on_rdllist = False
         self.disabled = False  # EPOLLONESHOT fired and not re-armed
+
+    @property
+    def fd(self) -> int:
+        """The socket's ``fileno()``, made the first time the item is reported."""
+        if self._fd is None:
+            self._fd = self.sock.fileno()
+        return self._fd
 
 
 class epoll:
@@ -52,7 +61,7 @@ class epoll:
 
     def __init__(self, stack, sizehint: int = -1, flags: int = 0):
         self.stack = stack
-        self.rbr: dict[int, EpItem] = {}          # the interest set
+        self.rbr: dict[int, EpItem] = {}          # the interest set, keyed by id(socket)
         self.rdllist: deque[EpItem] = deque()     # the ready list
         self.wq = threading.Condition(stack.lock)  # epoll_wait sleeps here
         self._closed = False
@@ -63,11 +72,11 @@ class epoll:
         """EPOLL_CTL_ADD. ``sock`` is a tunstack socket (not a bare fd: we need its wait queue)."""
         with self.stack.lock:
             self._check_open()
-            fd = self._fd_of(sock)
-            if fd in self.rbr:
+            key = self._key_of(sock)
+            if key in self.rbr:
                 raise FileExistsError(errno.EEXIST, "already registered")
-            item = EpItem(sock, fd, eventmask)
-            self.rbr[fd] = item
+            item = EpItem(sock, eventmask)
+            self.rbr[key] = item
             sock._watchers.append(self._callback_for(item))
             self._ep_poll_callback(item)  # ready already? then it goes on the list now, as Linux does
 
@@ -116,7 +125,7 @@ class epoll:
         self.wq.notify_all()
 
     # ---------------------------------------------------------------- epoll_wait
-    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+    def poll(self, timeout: float | None = None, maxevents: int = -1, *, _items: bool = False) -> list:
         """epoll_wait: up to ``maxevents`` (fd, events) pairs; waits up to ``timeout`` s (None/-1: forever)."""
         if timeout is not None and timeout < 0:
             timeout = None
@@ -128,14 +137,20 @@ class epoll:
             while True:
                 events = self._ep_send_events(maxevents)
                 if events or (deadline is not None and time.monotonic() >= deadline):
-                    return events
+                    return events if _items else [(item.fd, revents) for item, revents in events]
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 self.wq.wait(left)
                 self._check_open()
 
-    def _ep_send_events(self, maxevents: int) -> list[tuple[int, int]]:
+    def poll_sockets(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[object, int]]:
+        """epoll_wait reporting (socket, events): Linux's ``epoll_event.data`` holding a pointer to
+        the connection, as servers written in C use it. Our extension; no fd is made for a socket
+        reported this way (see the module doc)."""
+        return [(item.sock, revents) for item, revents in self.poll(timeout, maxevents, _items=True)]
+
+    def _ep_send_events(self, maxevents: int) -> list[tuple[EpItem, int]]:
         """Report the ready items whose sockets still have wanted events; level-triggered ones stay."""
-        out: list[tuple[int, int]] = []
+        out: list[tuple[EpItem, int]] = []
         keep: list[EpItem] = []
         while self.rdllist and (maxevents == -1 or len(out) < maxevents):
             item = self.rdllist.popleft()
@@ -143,7 +158,7 @@ class epoll:
             revents = item.sock.poll_events() & (item.events | _ALWAYS) & ~_PRIVATE
             if not revents or item.disabled:
                 continue
-            out.append((item.fd, revents))
+            out.append((item, revents))
             if item.events & EPOLLONESHOT:
                 item.disabled = True
             elif not item.events & EPOLLET:
@@ -184,8 +199,8 @@ class epoll:
 
     def _remove(self, item: EpItem) -> None:
         """Take an item out of the interest set, the socket's wait queue and the ready list."""
-        if self.rbr.get(item.fd) is item:
-            del self.rbr[item.fd]
+        if self.rbr.get(id(item.sock)) is item:
+            del self.rbr[id(item.sock)]
         self._unhook(item)
         if item.on_rdllist:
             self.rdllist.remove(item)
@@ -196,16 +211,16 @@ class epoll:
         item.sock._watchers[:] = [cb for cb in item.sock._watchers
                                   if getattr(cb, "epoll", None) is not self or cb.item is not item]
 
-    def _fd_of(self, sock) -> int:
+    def _key_of(self, sock) -> int:
+        """The interest set's key: the socket's identity (no fd is made for it: see the module doc)."""
         if isinstance(sock, int):
             raise TypeError("tunstack epoll needs the socket object, not a bare fd")
-        fd = sock.fileno()
-        if fd < 0:
+        if sock.closed:
             raise OSError(errno.EBADF, "socket is closed")
-        return fd
+        return id(sock)
 
     def _item(self, sock) -> EpItem:
-        item = self.rbr.get(self._fd_of(sock))
+        item = self.rbr.get(self._key_of(sock))
         if item is None:
             raise FileNotFoundError(errno.ENOENT, "not registered")
         return item

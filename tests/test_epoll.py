@@ -184,9 +184,8 @@ def test_unregister_and_close_remove_items(stacks):
             ep.unregister(s)
         ep.register(s, EPOLLIN)
         assert _wait_events(ep)
-        fd = s.fileno()
         s.close()
-        assert fd not in ep.rbr and ep.poll(0) == []
+        assert not ep.rbr and ep.poll(0) == []  # closing removed it from the interest set
     with pytest.raises(ValueError):
         ep.poll(0)
 
@@ -251,3 +250,25 @@ def test_edge_triggered_ignores_wakeups_about_other_events(stacks):
         s.sendall(b"reply")  # the client's ACK wakes s's wait queue (writable), no new data
         assert c.recv(10) == b"reply"
         assert ep.poll(0.3) == []
+
+
+def test_sockets_cost_no_fd_until_reported_by_fd(stacks):
+    """A tunstack socket's fd is two kernel fds (stack/readiness.py): the interest set holds the
+    socket, poll_sockets() reports it as an object (Linux's epoll_event.data), and only poll()
+    makes the fd it must report."""
+    a, b = stacks
+    pairs = [_pair(a, b, port=7100 + i) for i in range(3)]
+    ep = epoll(b)
+    for _, s in pairs:
+        ep.register(s, EPOLLIN)
+    assert all(s._efd is None for _, s in pairs)          # registering made no fd
+    pairs[1][0].sendall(b"x")
+    deadline = time.monotonic() + 2
+    got = []
+    while not got and time.monotonic() < deadline:
+        got = ep.poll_sockets(0.05)
+    assert got == [(pairs[1][1], EPOLLIN)]
+    assert all(s._efd is None for _, s in pairs)          # nor did reporting the socket object
+    assert ep.poll(0) == [(pairs[1][1].fileno(), EPOLLIN)]  # level-triggered: reported again, by fd
+    assert pairs[1][1]._efd is not None and pairs[0][1]._efd is None
+    ep.close()

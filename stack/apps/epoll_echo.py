@@ -7,6 +7,7 @@ ones are ready. Edge-triggered, so each readiness event is drained until EAGAIN.
 from __future__ import annotations
 
 import threading
+from socket import SHUT_RD
 
 from ..epoll import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epoll
 
@@ -20,22 +21,54 @@ class EpollEchoServer:
         self.listener.setblocking(False)
         self.ep = epoll(stack)
         self.ep.register(self.listener, EPOLLIN)
-        self.conns: dict[int, tuple] = {}   # fd -> (socket, pending output bytearray)
+        self.conns: dict = {}   # socket -> (socket, pending output bytearray): no fd needed (stack.epoll)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
+        self._closing_listener = self._draining = False   # graceful stop, asked from another thread
+        self._shut: set[int] = set()                        # fds whose read side drain() shut
 
     def serve_forever(self, poll_interval: float = 0.2) -> None:
         self._done.clear()
         try:
             while not self._stop.is_set():
-                for fd, events in self.ep.poll(poll_interval):
-                    if fd == self.listener.fileno():
+                for key, events in self.ep.poll_sockets(poll_interval):
+                    if key is self.listener:
                         self._accept_all()
-                    else:
-                        self._service(fd, events)
+                    elif key in self.conns:
+                        self._service(key, events)
+                self._graceful_steps()
         finally:
             self._done.set()
+
+    # ---------------------------------------------------------------- graceful stop
+    def stop_accepting(self) -> None:
+        """Close the listener (done by the serving thread at its next turn)."""
+        self._closing_listener = True
+
+    def drain(self) -> None:
+        """Shut the read side of every connection: each gets EOF, its echo is flushed, then FIN."""
+        self._draining = True
+
+    def active(self) -> int:
+        return len(self.conns)
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def _graceful_steps(self) -> None:
+        if self._closing_listener and self.listener is not None:
+            self.listener.close()  # close(2) also removes it from the epoll
+            self.listener = None
+        if self._draining:
+            for key, (sock, _) in list(self.conns.items()):
+                if key not in self._shut:
+                    self._shut.add(key)
+                    try:
+                        sock.shutdown(SHUT_RD)  # an EPOLLIN|EPOLLRDHUP event follows: recv() reads EOF
+                    except OSError:
+                        pass
 
     def _accept_all(self) -> None:
         while True:
@@ -44,11 +77,11 @@ class EpollEchoServer:
             except BlockingIOError:
                 return
             sock.setblocking(False)
-            self.conns[sock.fileno()] = (sock, bytearray())
+            self.conns[sock] = (sock, bytearray())
             self.ep.register(sock, EPOLLIN | EPOLLRDHUP | EPOLLET)
 
-    def _service(self, fd: int, events: int) -> None:
-        sock, out = self.conns[fd]
+    def _service(self, key, events: int) -> None:
+        sock, out = self.conns[key]
         closing = bool(events & (EPOLLERR | EPOLLHUP))
         if events & (EPOLLIN | EPOLLRDHUP):
             while True:  # edge-triggered: drain until EAGAIN
@@ -63,11 +96,11 @@ class EpollEchoServer:
                     closing = True
                     break
                 out += data
-        self._flush(fd, sock, out)
+        self._flush(key, sock, out)
         if closing and not out:
-            self._drop(fd, sock)
+            self._drop(key, sock)
 
-    def _flush(self, fd: int, sock, out: bytearray) -> None:
+    def _flush(self, key, sock, out: bytearray) -> None:
         while out:
             try:
                 n = sock.send(out)
@@ -80,8 +113,9 @@ class EpollEchoServer:
             del out[:n]
         self.ep.modify(sock, EPOLLIN | EPOLLRDHUP | EPOLLET)
 
-    def _drop(self, fd: int, sock) -> None:
-        del self.conns[fd]
+    def _drop(self, key, sock) -> None:
+        del self.conns[key]
+        self._shut.discard(key)
         sock.close()  # close(2) also removes it from the epoll
 
     def shutdown(self) -> None:
@@ -90,7 +124,8 @@ class EpollEchoServer:
         self._done.wait(5)
 
     def server_close(self) -> None:
-        for fd, (sock, _) in list(self.conns.items()):
-            self._drop(fd, sock)
+        for key, (sock, _) in list(self.conns.items()):
+            self._drop(key, sock)
         self.ep.close()
-        self.listener.close()
+        if self.listener is not None:
+            self.listener.close()

@@ -35,6 +35,8 @@ from ..wire.ipv4 import aton
 
 READ_BATCH = 64        # packets per read_batch call
 MAX_BATCH = 256        # packets processed before output is flushed
+# a connection in these states owes the peer nothing more: all our data and our FIN are acknowledged
+_FINISHED = (State.CLOSED, State.TIME_WAIT, State.FIN_WAIT_2)
 
 
 class Stack:
@@ -72,6 +74,7 @@ class Stack:
         self._thread: threading.Thread | None = None
         self.loop_error: BaseException | None = None
         self._wakeups: dict = {}  # (callback, what) -> None: queued wake-ups, in order, no duplicates
+        self.closing = False  # set by abort_all: errors sleepers see from now on are the stack's own resets
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Stack":
@@ -87,11 +90,10 @@ class Stack:
         self.close()
 
     def close(self, linger: float = 0.0) -> None:
-        """Stop the stack thread. With ``linger``, first give open connections that long to finish."""
+        """Stop the stack thread. With ``linger``, first give open connections that long to finish
+        (``drain``); whatever is still unfinished then is reset (``abort_all``)."""
         if linger:
-            deadline = self.clock() + linger
-            while self.clock() < deadline and self._busy_connections():
-                time.sleep(0.01)
+            self.drain(linger)
         self.abort_all()
         self._running = False
         self._wake()
@@ -104,28 +106,50 @@ class Stack:
                 pass
         self._wake_r = self._wake_w = -1
 
-    def abort_all(self, why: str = "stack closing") -> None:
-        """Reset every connection still open and wake whoever sleeps on it."""
+    def drain(self, timeout: float, cancel: threading.Event | None = None) -> int:
+        """Wait up to ``timeout`` s (or until ``cancel`` is set) for every connection to finish:
+        all its data and its FIN sent and acknowledged (``unfinished``). Returns how many are
+        still unfinished. The stack keeps running meanwhile; nothing is reset here."""
+        deadline = self.clock() + timeout
+        while True:
+            left = len(self.unfinished())
+            if not left or self.clock() >= deadline or (cancel is not None and cancel.is_set()):
+                return left
+            if cancel is not None:
+                cancel.wait(0.02)
+            else:
+                time.sleep(0.02)
+
+    def unfinished(self) -> list:
+        """Connections that still owe or are owed something: any state but CLOSED, TIME-WAIT and
+        FIN-WAIT-2 (our FIN acknowledged: every byte we had to send has arrived)."""
         with self.lock:
+            return [c for c in self.host.tcp.conns.values() if c.state not in _FINISHED]
+
+    def abort_all(self, why: str = "stack closing") -> int:
+        """Reset every unfinished connection (RFC 9293 3.10.5 ABORT), close every listener, and
+        wake whoever sleeps on them with ECONNABORTED, as Linux's tcp_abort() does: the stack
+        made this reset itself, so sleepers are not told that the peer reset them (ECONNRESET).
+        Sets ``closing``. Returns how many connections were reset."""
+        with self.lock:
+            self.closing = True
             if self._wake_w < 0:
-                return
+                return 0
             now = self.clock()
             tcp = self.host.tcp
+            reset = 0
             for conn in list(tcp.conns.values()):
-                if conn.state not in (State.CLOSED, State.TIME_WAIT):
+                if conn.state not in _FINISHED:
                     conn.abort(now, why)
-                    conn.error = conn.error or errno.ECONNRESET  # what sleepers on it are told
+                    conn.error = conn.error or errno.ECONNABORTED  # what sleepers on it are told
                     conn.notify("error")
                     tcp.after_user_call(conn, now)
+                    reset += 1
             for lst in list(tcp.listeners.values()):
                 lst.closed = True
                 lst.notify("closed")
             self._transmit(now)
-
-    def _busy_connections(self) -> bool:
-        with self.lock:
-            return any(c.sndbuf or c.state in (State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING)
-                       for c in self.host.tcp.conns.values())
+            return reset
 
     def socket(self, family=None, type=None, proto=0):
         """A socket on this stack (``stack.socket.socket``)."""

@@ -63,10 +63,11 @@ def test_the_table_names_real_code():
     assert "conn.notify = self.stack.deferred(self._wakeup)" in src(StackSocket._attach)
     wakeup = src(StackSocket._wakeup)
     assert "self._cond.notify_all()" in wakeup and "for cb in list(self._watchers)" in wakeup
-    # 'here epoll.rbr is a dict keyed by fd'
-    assert "self.rbr: dict[int, EpItem] = {}" in src(epoll_mod.epoll.__init__) and "self.rbr[fd] = item" in src(epoll_mod.epoll.register)
+    # 'here epoll.rbr is a dict keyed by the socket'
+    assert "self.rbr: dict[int, EpItem] = {}" in src(epoll_mod.epoll.__init__)
+    assert "return id(sock)" in src(epoll_mod.epoll._key_of)
     reg = src(epoll_mod.epoll.register)
-    assert "EpItem(" in reg and "self.rbr[fd] = item" in reg and "sock._watchers.append" in reg
+    assert "EpItem(" in reg and "self.rbr[key] = item" in reg and "sock._watchers.append" in reg
     assert "def ep_poll_callback" in src(epoll_mod.epoll._callback_for)
     cb = src(epoll_mod.epoll._ep_poll_callback)
     assert "poll_events()" in cb and "self.rdllist.append(item)" in cb and "self.wq.notify_all()" in cb

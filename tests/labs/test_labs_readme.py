@@ -24,7 +24,7 @@ def test_readme_lists_every_lab_and_every_link_exists(lang):
     links = re.findall(r"\]\((\d\d-[\w-]+\.md)\)", text)
     assert links == LAB_FILES == ["01-handshake.md", "02-loss-and-retransmission.md",
                                   "03-flow-control.md", "04-blocking-vs-epoll.md", "05-http.md",
-                                  "06-congestion.md"]
+                                  "06-congestion.md", "07-io-models.md"]
     assert all(lab_path(name, lang).exists() for name in links)
 
 
