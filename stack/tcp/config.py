@@ -29,6 +29,9 @@ class TcpConfig:
     keepalive_count: int = 9
     challenge_ack_limit: int = 1000    # RFC 5961 7: per second, per stack
     ofo_max_segments: int = 4096       # bound on the out-of-order queue
-    syn_backlog: int = 256             # SYN_RECEIVED connections per listener
+    syn_backlog: int = 4096            # like Linux tcp_max_syn_backlog: the SYN queue is min(backlog, this)
+    syncookies: int = 1                # like Linux tcp_syncookies: 0 off, 1 once the SYN queue is full, 2 always
+    somaxconn: int = 4096              # like Linux net.core.somaxconn: listen() backlogs are clamped to it
+    max_connections: int = 65536       # full connections (TIME-WAIT records not counted); beyond: refused, counted
     max_time_wait: int = 16384         # like Linux tcp_max_tw_buckets: beyond it, TIME-WAIT is skipped
     persist_max: float = 60.0          # cap on persist-timer backoff

@@ -9,12 +9,18 @@ in one go before):
 
 - ``conn.flush(now)``      send what became due (an ACK owed now);
 - ``_note_output(conn)``   remember that its ``outq`` holds segments, in production order;
-- ``_settle(conn, now)``   forget it when CLOSED, admit it to the TIME-WAIT table, re-arm its timer.
+- ``_settle(conn, now)``   forget it when CLOSED, replace it by a compact TIME-WAIT record once its
+                           last ACK is out (``stack/tcp/timewait.py``), re-arm its timer.
 
 ``after_user_call(conn, now)`` runs all three after a user call; segment arrival skips the flush
 (ACKs owed by a batch of input are sent once, at the end of the batch, like GRO).
 An exception inside one connection's code is isolated: logged once, counted as ``internal_error``,
 and that connection is reset (``_internal_error``).
+
+Listeners follow Linux under load (``_listen_syn``, ``_cookie_ack``, ``_accept_overflow``,
+``_prune_embryo``): SYN cookies once the SYN queue is full, the final ACK dropped while the accept
+queue is full, fewer SYN-ACK retries for old half-open entries; at most ``max_connections`` full
+connections. docs/design-notes.md explains the choices.
 """
 from __future__ import annotations
 
@@ -31,7 +37,9 @@ from .config import TcpConfig
 from .connection import Connection
 from .isn import IsnGenerator
 from .listener import Listener
-from .seq import seq_add, seq_gt, seq_lt
+from .timewait import TimeWaitRecord
+from .syncookies import COOKIE_LIFETIME, SynCookies, check_cookie_ack, cookie_syn_ack, open_from_cookie
+from .seq import seq_add, seq_gt, seq_le, seq_lt
 from .states import State
 
 EPHEMERAL = (32768, 60999)  # Linux's default ip_local_port_range
@@ -46,21 +54,24 @@ class TcpLayer:
         self.tracer = tracer
         self.rng = rng or random.Random()
         self.isn = isn or IsnGenerator(self.rng)
-        self.conns: dict[tuple, Connection] = {}
+        # every connection by its 4-tuple (local addr, local port, remote addr, remote port); one in
+        # TIME-WAIT is replaced by its compact record once its last ACK is out (stack/tcp/timewait.py)
+        self.conns: dict[tuple, Connection | TimeWaitRecord] = {}
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self.bound: dict[tuple[bytes, int], int] = {}  # bind(2) reservations
         self.stats: dict[str, int] = {}
-        self._timers: list = []
+        self._timers: list = []  # heap of (deadline, tick, 4-tuple): no entry keeps an object alive
         self._tick = count()
         # the send order: (conn, n) = conn.outq up to its n-th segment; (None, (src, dst, seg)) = a
         # reply that belongs to no connection (a RST). Drained by segments_to_send.
         self._send_order: list[tuple] = []
         # got input this batch: may owe a (coalesced) ACK; a dict for a deterministic order
         self._acks_due: dict[Connection, None] = {}
-        self._time_wait: set[Connection] = set()  # bounded by config.max_time_wait
+        self._time_wait: dict[tuple, TimeWaitRecord] = {}  # bounded by config.max_time_wait
         self._next_port = self.rng.randint(*EPHEMERAL)
         limit = self.config.challenge_ack_limit
         self._challenge_bucket = TokenBucket(limit, limit)  # RFC 5961 7: per stack, not per connection
+        self._cookies: SynCookies | None = None
         self.tso = False               # the link splits super-segments (TUN offload): send up to 64 KiB at once
 
     # ------------------------------------------------------------ counters
@@ -79,7 +90,7 @@ class TcpLayer:
         finally:
             if reserved:
                 self.bind(key)
-        lst = Listener(key, backlog, self.config.syn_backlog)
+        lst = Listener(key, backlog, self.config.syn_backlog, self.config.somaxconn)
         self.listeners[key] = lst
         return lst
 
@@ -123,6 +134,8 @@ class TcpLayer:
         key = (local[0], local[1], remote[0], remote[1])
         if key in self.conns:
             raise OSError(errno.EADDRINUSE, "Address already in use")
+        if not self._may_add_connection():
+            raise OSError(errno.ENOBUFS, "too many connections (TcpConfig.max_connections)")
         conn = self._new_connection(local, remote, now)
         if setup:
             setup(conn)
@@ -130,12 +143,16 @@ class TcpLayer:
         self.after_user_call(conn, now)
         return conn
 
-    def _new_connection(self, local, remote, now: float, min_iss: int | None = None) -> Connection:
-        iss = self.isn(local, remote, now)
-        if min_iss is not None and seq_lt(iss, min_iss):
-            iss = min_iss
+    def _new_connection(self, local, remote, now: float, min_iss: int | None = None, iss: int | None = None,
+                        ts_offset: int | None = None) -> Connection:
+        if iss is None:
+            iss = self.isn(local, remote, now)
+            if min_iss is not None and seq_lt(iss, min_iss):
+                iss = min_iss
+        if ts_offset is None:
+            ts_offset = self.rng.getrandbits(32)
         conn = Connection(local, remote, iss, now, self.config, self.mss_limit,
-                          self.tracer, ts_offset=self.rng.getrandbits(32), challenge_ack=self._challenge_ok)
+                          self.tracer, ts_offset=ts_offset, challenge_ack=self._challenge_ok)
         conn.tso = self.tso
         self.conns[(local[0], local[1], remote[0], remote[1])] = conn
         return conn
@@ -148,6 +165,11 @@ class TcpLayer:
             if conn.state is State.TIME_WAIT and self._reopen_from_time_wait(conn, seg, now):
                 min_iss = seq_add(conn.snd_max, 1 << 16)  # RFC 9293 3.6.1: above the old incarnation's
                 conn = None
+            elif type(conn) is TimeWaitRecord:
+                self._time_wait_arrives(conn, seg, now)
+                return
+            elif conn.state is State.SYN_RECEIVED and self._accept_overflow(conn, seg):
+                return
             else:
                 try:
                     conn.segment_arrives(seg, now)
@@ -164,14 +186,51 @@ class TcpLayer:
         else:
             self._closed_arrives(src, dst, seg, now)
 
-    def _reopen_from_time_wait(self, conn: Connection, seg: TcpSegment, now: float) -> bool:
-        """RFC 9293 3.10.7.4 / RFC 6191: a new SYN above RCV.NXT may end TIME-WAIT early."""
-        listening = (conn.local[0], conn.local[1]) in self.listeners or (bytes(4), conn.local[1]) in self.listeners
-        if listening and seg.flags & (SYN | ACK | RST) == SYN and seq_gt(seg.seq, conn.rcv_nxt):
-            conn._drop(now, "new SYN in TIME-WAIT")
-            self.after_user_call(conn, now)
+    def _reopen_from_time_wait(self, tcb, seg: TcpSegment, now: float) -> bool:
+        """RFC 9293 3.10.7.4 / RFC 6191: a new SYN above RCV.NXT may end TIME-WAIT early (``tcb``: a
+        connection in TIME-WAIT or its record)."""
+        listening = (tcb.local[0], tcb.local[1]) in self.listeners or (bytes(4), tcb.local[1]) in self.listeners
+        if listening and seg.flags & (SYN | ACK | RST) == SYN and seq_gt(seg.seq, tcb.rcv_nxt):
+            if type(tcb) is TimeWaitRecord:
+                self._end_time_wait(tcb, now, "new SYN in TIME-WAIT")
+            else:
+                tcb._drop(now, "new SYN in TIME-WAIT")
+                self.after_user_call(tcb, now)
             return True
         return False
+
+    def _time_wait_arrives(self, rec: TimeWaitRecord, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.4 in TIME-WAIT, answered by the compact record."""
+        reply, ended = rec.segment_arrives(seg, now, self._challenge_ok, 2 * self.config.msl)
+        if reply is not None:
+            self._send_order.append((None, (rec.key[0], rec.key[2], reply)))
+        if ended:
+            self._end_time_wait(rec, now, "RST")
+        else:
+            self._arm_timer(rec)
+
+    def _end_time_wait(self, rec: TimeWaitRecord, now: float, why: str) -> None:
+        key = rec.key
+        if self._time_wait.get(key) is rec:
+            del self._time_wait[key]
+        if self.conns.get(key) is rec:
+            del self.conns[key]
+        rec._scheduled = None
+        rec.closed(now, why, self.tracer)
+
+    def _accept_overflow(self, conn: Connection, seg: TcpSegment) -> bool:
+        """The ACK that would complete a passive open while the accept queue is full: drop it and keep the
+        half-open connection (Linux tcp_check_req -> listen_overflow), so the peer's retransmission (or
+        its answer to our SYN-ACK's) completes it once accept() made room; never a connection
+        established and then never accepted."""
+        lst = conn.listener
+        if lst is None or not lst.accept_full() or seg.flags & (SYN | RST | ACK) != ACK:
+            return False
+        if not (seq_lt(conn.snd_una, seg.ack) and seq_le(seg.ack, conn.snd_max)):
+            return False  # not the completing ACK: the connection answers it (RFC 9293 3.10.7.4)
+        lst.stats["ack_overflow"] += 1
+        self.count("listen_overflow")
+        return True
 
     def _closed_arrives(self, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.1 CLOSED: drop RSTs; otherwise answer with a RST that the sender will accept."""
@@ -193,14 +252,40 @@ class TcpLayer:
         if seg.flags & RST:
             return  # first check: RST -> ignore
         if seg.flags & ACK:
-            self.count("listen_ack_rst")  # second check: ACK -> RST <SEQ=SEG.ACK>
-            self._send_order.append((None, (dst, src, TcpSegment(seg.dport, seg.sport, seg.ack, 0, RST, 0))))
+            if seg.flags & SYN or not self._cookie_ack(lst, src, dst, seg, now):
+                self._listen_rst(src, dst, seg)  # second check: ACK -> RST <SEQ=SEG.ACK>
             return
         if not seg.flags & SYN:
             self.count("listen_no_syn")  # fourth: other text or control -> drop
             return
-        if not lst.can_take_syn():
+        self._listen_syn(lst, src, dst, seg, now, min_iss)
+
+    def _listen_rst(self, src: bytes, dst: bytes, seg: TcpSegment) -> None:
+        """RFC 9293 3.10.7.2 second check: any acknowledgment is bad in LISTEN -> <SEQ=SEG.ACK><CTL=RST>."""
+        self.count("listen_ack_rst")
+        self._send_order.append((None, (dst, src, TcpSegment(seg.dport, seg.sport, seg.ack, 0, RST, 0))))
+
+    def _listen_syn(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float,
+                    min_iss: int | None) -> None:
+        """RFC 9293 3.10.7.2 third check, with Linux's queues (tcp_conn_request): a full SYN queue means
+        a SYN cookie (RFC 4987 3.6) or a drop; a full accept queue a drop (the client retries)."""
+        cookies = self.config.syncookies
+        if cookies == 2 or lst.syn_full():
+            if not cookies:
+                lst.stats["syn_overflow"] += 1
+                self.count("listen_overflow")
+                return
+            want_cookie = True
+        else:
+            want_cookie = False
+        if lst.accept_full():
+            lst.stats["accept_overflow"] += 1
             self.count("listen_overflow")
+            return
+        if want_cookie:
+            self._send_cookie(lst, src, dst, seg, now)
+            return
+        if not self._may_add_connection():
             return
         conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, min_iss)
         lst.add_embryo(conn)
@@ -210,6 +295,59 @@ class TcpLayer:
             self._internal_error(conn, now, exc, f"SYN {seg!r}")
             return
         self.after_user_call(conn, now)
+
+    # ------------------------------------------------------------ SYN cookies (RFC 4987 3.6)
+    @property
+    def cookies(self) -> SynCookies:
+        """The SYN cookie secret, drawn from the injected rng when first needed (seeded runs that never
+        see a flood draw nothing more)."""
+        if self._cookies is None:
+            self._cookies = SynCookies(self.rng.getrandbits(128).to_bytes(16, "big"))
+        return self._cookies
+
+    def _send_cookie(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> None:
+        """Answer the SYN with a SYN-ACK whose ISN (and TSval) carry what we would have kept; keep nothing."""
+        reply = cookie_syn_ack(self.cookies, self.config, self.mss_limit, src, dst, seg, now)
+        if lst.last_cookie_at is None:  # as Linux's tcp_syn_flood_action, once per listener
+            log.warning("tcp: possible SYN flooding on port %d: sending cookies", seg.dport)
+        lst.last_cookie_at = now
+        lst.stats["syncookies_sent"] += 1
+        self.count("syncookies_sent")
+        if self.tracer.enabled:
+            self.tracer.emit("syncookie", now, dport=seg.dport, sport=seg.sport, isn=reply.seq)
+        self._send_order.append((None, (dst, src, reply)))
+
+    def _cookie_ack(self, lst: Listener, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> bool:
+        """An ACK for nobody at a listener that sent cookies lately: if it returns a valid cookie, rebuild
+        the connection (Linux cookie_v4_check). False: not a cookie, the RFC's RST follows."""
+        if not self.config.syncookies or lst.last_cookie_at is None or now - lst.last_cookie_at > COOKIE_LIFETIME:
+            return False  # Linux tcp_synq_no_recent_overflow: no cookie was sent lately
+        found = check_cookie_ack(self.cookies, self.config, src, dst, seg, now)
+        if found is None:
+            lst.stats["syncookies_failed"] += 1
+            self.count("syncookies_failed")
+            return False
+        lst.stats["syncookies_recv"] += 1
+        self.count("syncookies_recv")
+        if lst.accept_full():  # Linux: syn_recv_sock -> listen_overflow; the peer's retransmission retries
+            lst.stats["ack_overflow"] += 1
+            self.count("listen_overflow")
+            return True
+        if not self._may_add_connection():
+            return True
+        conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, iss=seq_add(seg.ack, -1),
+                                    ts_offset=self.cookies.ts_offset(src, seg.sport, dst, seg.dport))
+        lst.add_embryo(conn, from_cookie=True)
+        try:
+            open_from_cookie(conn, found, seg, now)
+            conn.segment_arrives(seg, now)  # in SYN-RECEIVED: ESTABLISHED, onto the accept queue, its data taken
+        except Exception as exc:
+            self._internal_error(conn, now, exc, f"cookie ACK {seg!r}")
+            return True
+        self._acks_due[conn] = None
+        self._note_output(conn)
+        self._settle(conn, now)
+        return True
 
     # ------------------------------------------------------------ after an event: the named steps
     def after_user_call(self, conn: Connection, now: float) -> None:
@@ -231,31 +369,44 @@ class TcpLayer:
                 order.append((conn, n))
 
     def _settle(self, conn: Connection, now: float) -> None:
-        """Forget ``conn`` once CLOSED; admit it to the (bounded) TIME-WAIT table; re-arm its timer."""
+        """Forget ``conn`` once CLOSED; replace it by a TIME-WAIT record once its last ACK is out; re-arm its timer."""
         if conn.state is State.CLOSED:
             self._forget(conn)
             return
-        if conn.state is State.TIME_WAIT and conn not in self._time_wait:
-            if len(self._time_wait) >= self.config.max_time_wait:
-                self.count("time_wait_overflow")  # as Linux: "time wait bucket table overflow"
-                conn._drop(now, "TIME-WAIT table full")
-                self._forget(conn)
+        if conn.state is State.TIME_WAIT:
+            key = _key(conn)
+            if self.conns.get(key) is not conn:
+                return  # already replaced by its record (a user call on the old connection)
+            if not conn.ack_now:  # its ACK of the FIN is out (else: after the batch, in segments_to_send)
+                self._enter_time_wait(conn, key, now)
                 return
-            self._time_wait.add(conn)
         self._arm_timer(conn)
 
-    def _arm_timer(self, conn: Connection) -> None:
-        deadline = conn.next_deadline()
-        scheduled = conn._scheduled
+    def _enter_time_wait(self, conn: Connection, key: tuple, now: float) -> None:
+        """The table keeps a compact record instead of the connection (bounded like tcp_max_tw_buckets)."""
+        if len(self._time_wait) >= self.config.max_time_wait:
+            self.count("time_wait_overflow")  # as Linux: "time wait bucket table overflow"
+            conn._drop(now, "TIME-WAIT table full")
+            self._forget(conn)
+            return
+        rec = TimeWaitRecord.from_connection(conn, key)
+        self.conns[key] = self._time_wait[key] = rec
+        if conn.listener is not None:
+            conn.listener.embryo_closed(conn)
+        conn._scheduled = None
+        self._arm_timer(rec)
+
+    def _arm_timer(self, tcb) -> None:
+        deadline = tcb.next_deadline()
+        scheduled = tcb._scheduled
         if deadline is not None and (scheduled is None or deadline < scheduled):
             # only an earlier deadline needs a new heap entry: a later one is found when the
             # earlier entry fires and the connection reports nothing due (lazy re-arming)
-            conn._scheduled = deadline
-            heapq.heappush(self._timers, (deadline, next(self._tick), conn))
+            tcb._scheduled = deadline
+            heapq.heappush(self._timers, (deadline, next(self._tick), _key(tcb)))
 
     def _forget(self, conn: Connection) -> None:
-        self._time_wait.discard(conn)
-        key = (conn.local[0], conn.local[1], conn.remote[0], conn.remote[1])
+        key = _key(conn)
         if self.conns.get(key) is conn:
             del self.conns[key]
         if conn.listener is not None:
@@ -294,26 +445,56 @@ class TcpLayer:
     # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
         timers = self._timers
+        conns = self.conns
         while timers:
-            deadline, _, conn = timers[0]
-            if conn._scheduled == deadline:
+            deadline, _, key = timers[0]
+            tcb = conns.get(key)
+            if tcb is not None and tcb._scheduled == deadline:
                 return deadline
             heapq.heappop(timers)  # stale entry
         return None
 
     def on_timers(self, now: float) -> None:
         timers = self._timers
+        conns = self.conns
         while timers and timers[0][0] <= now:
-            deadline, _, conn = heapq.heappop(timers)
-            if conn._scheduled != deadline:
+            deadline, _, key = heapq.heappop(timers)
+            conn = conns.get(key)
+            if conn is None or conn._scheduled != deadline:
                 continue
             conn._scheduled = None
+            if type(conn) is TimeWaitRecord:
+                if now >= conn.deadline:
+                    self._end_time_wait(conn, now, "2MSL timeout")
+                else:
+                    self._arm_timer(conn)  # restarted by a retransmitted FIN
+                continue
+            lst = conn.listener
+            if conn.state is State.SYN_RECEIVED and lst is not None and self._prune_embryo(lst, conn, now):
+                continue
             try:
                 conn.on_timer(now)
             except Exception as exc:  # a bug in one connection must not take the stack down
                 self._internal_error(conn, now, exc, "timer")
                 continue
+            if lst is not None and conn.retries:
+                lst.synack_timed_out(conn)
             self.after_user_call(conn, now)
+
+    def _prune_embryo(self, lst: Listener, conn: Connection, now: float) -> bool:
+        """Linux reqsk_timer_handler: with the SYN queue more than half full of old entries, an embryo
+        gets fewer SYN-ACK retries (``Listener.synack_retries``); this timeout would exceed them -> drop it."""
+        due = conn.next_deadline()
+        if due is None or due > now:
+            return False  # not its SYN-ACK timeout yet (a stale heap entry)
+        limit = lst.synack_retries(self.config.synack_retries)
+        if limit >= self.config.synack_retries or conn.retries < limit:
+            return False  # the connection's own limit applies
+        lst.stats["synack_pruned"] += 1
+        self.count("synack_pruned")
+        conn._drop(now, "SYN-ACK retries cut: SYN queue under pressure")
+        self.after_user_call(conn, now)
+        return True
 
     # ------------------------------------------------------------ isolation and limits
     def _internal_error(self, conn: Connection, now: float, exc: Exception, what: str) -> None:
@@ -334,9 +515,22 @@ class TcpLayer:
                 pass
         self._forget(conn)
 
+    def _may_add_connection(self) -> bool:
+        """The cap on full connections (``config.max_connections``; TIME-WAIT records do not count)."""
+        if len(self.conns) - len(self._time_wait) < self.config.max_connections:
+            return True
+        self.count("conn_limit")
+        return False
+
     def _challenge_ok(self, now: float) -> bool:
         """RFC 5961 7: at most ``challenge_ack_limit`` challenge ACKs per second (token bucket)."""
         if self._challenge_bucket.take(now):
             return True
         self.count("challenge_ack_limited")
         return False
+
+
+def _key(tcb) -> tuple:
+    """The table key of a connection or a TIME-WAIT record: (local addr, local port, remote addr, remote port)."""
+    local, remote = tcb.local, tcb.remote
+    return local[0], local[1], remote[0], remote[1]

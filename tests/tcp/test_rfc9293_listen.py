@@ -73,8 +73,8 @@ def test_other_segments_are_dropped(h, flags, load):
 
 def test_syn_queue_overflow_drops_syns():
     """Listener SYN backlog: when SYN-RECEIVED connections fill syn_backlog, further SYNs are dropped
-    silently (no SYN,ACK, no RST), so the client retries."""
-    h = TcpHarness(syn_backlog=2)
+    silently (no SYN,ACK, no RST), so the client retries (SYN cookies off: tests/tcp/test_syncookies_listen.py)."""
+    h = TcpHarness(syn_backlog=2, syncookies=0)
     h.listen(backlog=8)
     for port in (40001, 40002, 40003):
         h.send(h.seg("S", seq=PEER_ISN, sport=port))
