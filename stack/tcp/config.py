@@ -32,3 +32,4 @@ class TcpConfig:
     syn_backlog: int = 256             # SYN_RECEIVED connections per listener
     max_time_wait: int = 16384         # like Linux tcp_max_tw_buckets: beyond it, TIME-WAIT is skipped
     persist_max: float = 60.0          # cap on persist-timer backoff
+    zero_window_probe: str = "ack"     # "ack": empty segment at SND.UNA-1 (Linux); "octet": one new octet (RFC 9293 3.8.6.1)

@@ -314,7 +314,9 @@ class Connection(ConnectionInput, ConnectionOutput):
         """RFC 9293 3.10.5 ABORT: send RST in synchronized states, then CLOSED."""
         if self.state in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
                           State.CLOSE_WAIT):
-            self._emit(TcpSegment(self.local[1], self.remote[1], self.snd_nxt, 0, RST, 0), now)
+            # an acceptable sequence number (Linux tcp_acceptable_seq; RFC 9293 3.10.7.4 second check,
+            # RFC 5961 3.2): SND.NXT may already lie beyond the peer's window
+            self._emit(TcpSegment(self.local[1], self.remote[1], self._acceptable_seq(), 0, RST, 0), now)
         self._drop(now, why)
 
     def _drop(self, now: float, why: str, err: int = 0) -> None:
@@ -387,18 +389,28 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.timers.rto = now + self.rtt.current_rto()
 
     def _on_persist(self, now: float) -> None:
-        """RFC 9293 3.8.6.1: probe a zero window with one octet; back off; never give up while answered.
+        """RFC 9293 3.8.6.1: probe the peer's window; back off; never give up while answered.
 
-        The probe octet is the first unacknowledged one: a probe the peer did not take is sent
-        again, rather than a new octet each time."""
+        A window too small for a segment (SWS avoidance) is probed with the data that fits. A zero
+        window is probed as Linux does (tcp_write_wakeup -> tcp_xmit_probe_skb): an empty segment at
+        SND.UNA-1, which is outside the peer's window, so that it answers with an ACK carrying its
+        window; RFC 9293 3.8.6.1 allows this as well as one new octet, but a receiver that drops a
+        segment ending beyond its window (Linux 6.18) drops the octet *and the ACK on it*, and
+        SND.NXT would then lie past the peer's window. ``TcpConfig.zero_window_probe = "octet"``
+        gives the RFC's one-octet probe (resent, not a new octet each time, until taken)."""
         self.timers.persist = None
         if self.state not in _CAN_SEND or not self.sndbuf:
             return
-        self.snd_nxt = self.snd_una
-        n = 1 if self.snd_wnd == 0 else min(len(self.sndbuf), self.snd_wnd, self.eff_mss)
         self.stats["zero_window_probes"] += 1
-        self._trace("persist_probe", now, seq=self.snd_nxt, len=n, backoff=self.persist_backoff)
-        self._send_data(0, n, now, fin=False, probe=True)
+        if self.snd_wnd == 0 and self.config.zero_window_probe != "octet":
+            seq = seq_add(self.snd_una, -1)
+            self._trace("persist_probe", now, seq=seq, len=0, backoff=self.persist_backoff)
+            self._emit(TcpSegment(self.local[1], self.remote[1], seq, 0, ACK, 0), now)
+        else:
+            self.snd_nxt = self.snd_una
+            n = 1 if self.snd_wnd == 0 else min(len(self.sndbuf), self.snd_wnd, self.eff_mss)
+            self._trace("persist_probe", now, seq=self.snd_nxt, len=n, backoff=self.persist_backoff)
+            self._send_data(0, n, now, fin=False, probe=True)
         self.timers.rto = None  # the probe is timed by the persist timer, not the RTO
         self.persist_backoff += 1
         self.timers.persist = now + self._persist_interval()
