@@ -7,8 +7,8 @@ adds a namespace of its own (``unshare --net``) joined by a veth pair, removed w
 """
 from __future__ import annotations
 
-import errno
 import hashlib
+import itertools
 import os
 import select
 import socket
@@ -26,9 +26,13 @@ from stack.runtime.stack import Stack
 from stack.tcp.config import TcpConfig
 from stack.trace import ListSink, Tracer
 
-from conftest import unique_tun_name
-
 STACK, HOST = "192.0.2.2", "192.0.2.1"
+_names = itertools.count()
+
+
+def unique_tun_name(prefix: str) -> str:
+    """Unique among this run's devices (pid + counter), at most 15 characters."""
+    return f"{prefix}{os.getpid() % 1000000}n{next(_names)}"
 
 
 @pytest.fixture
