@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import struct
 
 from .tcp.config import TcpConfig
 from .tcp.layer import TcpLayer
@@ -47,6 +48,7 @@ class NetStack:
         self.udp = UdpLayer(self.ip, random.Random(hash(self.rng.getstate())))
         self.ip.protocols[IPPROTO_UDP] = self.udp.datagram_arrives
         self.ip.error_handlers[IPPROTO_UDP] = self.udp.icmp_error_arrives
+        self.ip.error_handlers[IPPROTO_TCP] = self._tcp_icmp_error
         self.tracer = tracer
         self._loop: list[bytes] = []  # packets to ourselves, delivered without the link
         self.fast_path = True  # the IPv4+TCP fast paths (stack.wire.tcpip); False: the layered code only
@@ -101,6 +103,12 @@ class NetStack:
         seg = parse_tcp(payload, None, None) if trusted else parse_tcp(payload, hdr.src, hdr.dst)
         self.stats["tcp_in"] += 1
         self.tcp.segment_arrives(hdr.src, hdr.dst, seg, now)
+
+    def _tcp_icmp_error(self, type_: int, code: int, rest: int, src: bytes, dst: bytes, quoted: bytes,
+                        now: float) -> None:
+        """IP -> TCP: an ICMP error quoting one of our segments (RFC 9293 3.9.1.3): its ports and SEQ."""
+        sport, dport, seq = struct.unpack_from("!HHI", quoted)
+        self.tcp.icmp_error((src, sport), (dst, dport), seq, type_, code, rest & 0xFFFF, now)
 
     def _internal_error(self, packet, now: float, exc: Exception) -> None:
         """An exception outside any one connection's code (those the TCP layer isolates itself)."""

@@ -52,7 +52,7 @@ MUTANTS = [
     ("fast-retransmit.pkt", "+0    > . 1:1461(1460) ack 1", None, "unexpected outbound segment before this event"),
     ("rst-challenge-ack.pkt", "+.1   < R 2:2(0) win 0", "+.1   < R 1:1(0) win 0",
      "expected an outbound segment by 0.200, the stack sent nothing"),
-    ("zero-window-persist.pkt", "+.6   > . 1:2(1) ack 1", "+.6   > . 1:3(2) ack 1", "length 1 != 2"),
+    ("zero-window-persist.pkt", "+.6   > . 0:0(0) ack 1", "+.6   > . 0:1(1) ack 1", "length 0 != 1"),
     ("handshake-passive.pkt", "+0    > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 7>",
      "+0    > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>", "option wscale 7 != wscale 8"),
     ("handshake-passive.pkt", "+0    > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 7>",

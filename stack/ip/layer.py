@@ -25,6 +25,9 @@ from .reassembly import Reassembler
 
 UdpHandler = Callable[[bytes, int, bytes, int, bytes, float], None]  # (src, sport, dst, dport, payload, now)
 ProtocolHandler = Callable[..., None]  # (hdr, payload, now, trusted): an upper layer's input
+# (type, code, rest, quoted src, quoted dst, quoted payload (>= 8 octets), now): an ICMP error about
+# a datagram of that protocol that we sent (RFC 1122 3.2.2, RFC 9293 3.9.1.3)
+ErrorHandler = Callable[[int, int, int, bytes, bytes, bytes, float], None]
 
 
 def martian_source(addr: bytes) -> bool:
@@ -43,7 +46,7 @@ class IpLayer:
         self.reassembler = Reassembler()
         self.protocols: dict[int, ProtocolHandler] = {}  # upper layers by IP protocol number (TCP: netstack)
         self.udp_handlers: dict[int, UdpHandler] = {}
-        self.error_handlers: dict[int, Callable[..., None]] = {}  # ICMP errors by the quoted protocol (UDP: netstack)
+        self.error_handlers: dict[int, ErrorHandler] = {}  # ICMP errors by quoted protocol (TCP, UDP: netstack)
         self.icmp_limiter = TokenBucket(icmp_rate, icmp_burst)
         self.ident = (rng or random.Random()).getrandbits(16)  # RFC 791 Identification of the last datagram
         self.outq: list = []  # datagrams to write, in order (pulled by the netstack's take_output)
@@ -105,20 +108,25 @@ class IpLayer:
             self.stats["icmp_echo_replies"] += 1
             self.send_ip(hdr.src, IPPROTO_ICMP, icmpw.echo_reply(msg), now)
         elif msg.type in (icmpw.DEST_UNREACH, icmpw.TIME_EXCEEDED):
-            self.stats["icmp_errors_in"] += 1  # RFC 5927: soft errors; TCP keeps retrying
-            self._icmp_error_to_transport(msg, now)
+            self.stats["icmp_errors_in"] += 1
+            self._icmp_error_arrives(msg, now)
         else:
             self.drop("icmp_type_ignored", now)
 
-    def _icmp_error_to_transport(self, msg, now: float) -> None:
-        """RFC 1122 3.2.2.1: pass an error to the transport that sent the quoted datagram (header + 8 octets)."""
-        quoted = msg.payload
-        if len(quoted) < HEADER_LEN or quoted[0] >> 4 != 4:
+    def _icmp_error_arrives(self, msg, now: float) -> None:
+        """RFC 1122 3.2.2: pass an error to the protocol of the datagram it quotes (its IP header and at
+        least 8 octets: ports and, for TCP, the sequence number). Only datagrams we sent count."""
+        q = msg.payload
+        ihl = (q[0] & 0x0F) * 4 if q else 0
+        if len(q) < 20 or q[0] >> 4 != 4 or ihl < 20 or len(q) < ihl + 8:
+            self.drop("icmp_error_short_quote", now)
             return
-        ihl = (quoted[0] & 0x0F) * 4
-        handler = self.error_handlers.get(quoted[9])
-        if handler is not None and len(quoted) >= ihl + 8:
-            handler(msg.type, msg.code, bytes(quoted[12:16]), bytes(quoted[16:20]), bytes(quoted[ihl:ihl + 8]), now)
+        src, dst = bytes(q[12:16]), bytes(q[16:20])
+        handler = self.error_handlers.get(q[9])
+        if src != self.address or handler is None:
+            self.drop("icmp_error_unhandled", now)
+            return
+        handler(msg.type, msg.code, msg.rest, src, dst, bytes(q[ihl:]), now)
 
     def _udp_arrives(self, hdr, payload, now: float, trusted: bool = False) -> None:
         dgram = parse_udp(payload, None, None) if trusted else parse_udp(payload, hdr.src, hdr.dst)

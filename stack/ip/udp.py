@@ -189,7 +189,8 @@ class UdpLayer:
         self.stats["udp_delivered"] += 1
         ep.notify("readable")
 
-    def icmp_error_arrives(self, type_: int, code: int, src: bytes, dst: bytes, quoted: bytes, now: float) -> None:
+    def icmp_error_arrives(self, type_: int, code: int, rest: int, src: bytes, dst: bytes, quoted: bytes,
+                           now: float) -> None:
         """__udp4_lib_err: an ICMP error about a datagram we sent (src:sport -> dst:dport quoted).
         Only a hard error reaches a connected socket's sk_err; unconnected sockets ignore it."""
         if len(quoted) < 4:

@@ -35,3 +35,4 @@ class TcpConfig:
     max_connections: int = 65536       # full connections (TIME-WAIT records not counted); beyond: refused, counted
     max_time_wait: int = 16384         # like Linux tcp_max_tw_buckets: beyond it, TIME-WAIT is skipped
     persist_max: float = 60.0          # cap on persist-timer backoff
+    zero_window_probe: str = "ack"     # "ack": empty segment at SND.UNA-1 (Linux); "octet": one new octet (RFC 9293 3.8.6.1)

@@ -26,11 +26,18 @@ from .output import _CAN_SEND, ConnectionOutput
 from .reassembly import Reassembler
 from .recovery import LossRecovery, SendView
 from .rtt import RttEstimator, RttSampler
-from .seq import seq_add, seq_diff
+from .seq import seq_add, seq_diff, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, ORPHANED, Closing, State
 from .timers import Timer, Timers
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
+MIN_PMTU = 552     # the smallest path MTU a "fragmentation needed" may set (Linux ip_rt_min_pmtu)
+ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_FRAG_NEEDED = 3, 11, 4
+# Destination Unreachable code -> errno, as Linux's icmp_err_convert (RFC 1122 3.2.2.1 codes 0-15)
+UNREACH_ERRNO = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENOPROTOOPT, errno.ECONNREFUSED,
+                 errno.EMSGSIZE, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENONET,
+                 errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTUNREACH,
+                 errno.EHOSTUNREACH, errno.EHOSTUNREACH, errno.EHOSTUNREACH)
 
 
 class Connection(ConnectionInput, ConnectionOutput):
@@ -44,6 +51,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.outq: list[TcpSegment] = []
         self.notify: Callable[[str], None] = _ignore
         self.error: int = 0                       # errno the socket reports (ECONNRESET, ...)
+        self.soft_error: int = 0                  # last ICMP soft error, reported on timeout (sk_err_soft)
         self._challenge_ack_allowed = challenge_ack or (lambda now: True)
         self._init_sequence_variables(iss)
         # options
@@ -314,7 +322,9 @@ class Connection(ConnectionInput, ConnectionOutput):
         """RFC 9293 3.10.5 ABORT: send RST in synchronized states, then CLOSED."""
         if self.state in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
                           State.CLOSE_WAIT):
-            self._emit(TcpSegment(self.local[1], self.remote[1], self.snd_nxt, 0, RST, 0), now)
+            # an acceptable sequence number (Linux tcp_acceptable_seq; RFC 9293 3.10.7.4 second check,
+            # RFC 5961 3.2): SND.NXT may already lie beyond the peer's window
+            self._emit(TcpSegment(self.local[1], self.remote[1], self._acceptable_seq(), 0, RST, 0), now)
         self._drop(now, why)
 
     def _drop(self, now: float, why: str, err: int = 0) -> None:
@@ -325,6 +335,45 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.ack_now = False
         if self.state is not State.CLOSED:
             self._set_state(State.CLOSED, now, why)
+
+    # ------------------------------------------------------------------ ICMP errors
+    def icmp_error(self, type_: int, code: int, seq: int, mtu: int, now: float) -> bool:
+        """RFC 9293 3.9.1.3 (MUST-54): act on an ICMP error quoting our segment at ``seq``. False when
+        the quoted SEQ is not in flight (RFC 5927 4.1: SND.UNA <= SEG.SEQ < SND.NXT): ignored."""
+        if self.state in (State.CLOSED, State.LISTEN, State.TIME_WAIT) or not (
+                seq_le(self.snd_una, seq) and seq_lt(seq, self.snd_max)):
+            self._trace("drop", now, reason="icmp_bad_seq", seq=seq)
+            return False
+        if type_ == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
+            self._pmtu_reduced(mtu, now)
+            return True
+        err = UNREACH_ERRNO[code] if type_ == ICMP_DEST_UNREACH and code < len(UNREACH_ERRNO) else errno.EHOSTUNREACH
+        self._trace("icmp_error", now, type=type_, code=code, errno=errno.errorcode.get(err, err))
+        if self.state is State.SYN_SENT:
+            # as Linux (tcp_v4_err): a connect that draws an unreachable fails at once (ECONNREFUSED,
+            # EHOSTUNREACH, ...); RFC 9293 SHLD-25 would keep codes 0, 1 and 5 soft even here
+            self._drop(now, "ICMP error in SYN-SENT", err)
+            self.notify("error")
+            return True
+        # RFC 9293 SHLD-25/26 with RFC 5461: in a synchronized state every error is soft: remembered,
+        # and reported only if the connection times out (Linux sk_err_soft)
+        self.soft_error = err
+        return True
+
+    def _pmtu_reduced(self, mtu: int, now: float) -> None:
+        """RFC 1191 PMTUD: lower the MSS to the next-hop MTU (never raise it; at least MIN_PMTU) and
+        resend what was in flight at the smaller size (as Linux tcp_simple_retransmit; cwnd unchanged)."""
+        mss = max(mtu, MIN_PMTU) - 40
+        if mss >= self.mss_limit:
+            return
+        self._trace("pmtu", now, mtu=mss + 40, old_mss=self.eff_mss)
+        self.mss_limit = mss
+        self._update_eff_mss()
+        self.cc.set_mss(self.eff_mss)
+        if self.state in _CAN_SEND and seq_lt(self.snd_una, self.snd_max):
+            self.snd_nxt = self.snd_una  # everything in flight was sent too large: go again from SND.UNA
+            self.resend_why = "pmtu"
+            self._output(now)
 
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
@@ -363,7 +412,7 @@ class Connection(ConnectionInput, ConnectionOutput):
                  State.SYN_RECEIVED: self.config.synack_retries}.get(self.state, self.config.retries2)
         if self.retries > limit:
             self._trace("timeout", now, retries=self.retries - 1)
-            self._drop(now, "retransmission limit", errno.ETIMEDOUT)
+            self._drop(now, "retransmission limit", self.soft_error or errno.ETIMEDOUT)  # Linux tcp_write_err
             self.notify("error")
             return
         self.rtt.on_timeout()
@@ -387,18 +436,28 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.timers.rto = now + self.rtt.current_rto()
 
     def _on_persist(self, now: float) -> None:
-        """RFC 9293 3.8.6.1: probe a zero window with one octet; back off; never give up while answered.
+        """RFC 9293 3.8.6.1: probe the peer's window; back off; never give up while answered.
 
-        The probe octet is the first unacknowledged one: a probe the peer did not take is sent
-        again, rather than a new octet each time."""
+        A window too small for a segment (SWS avoidance) is probed with the data that fits. A zero
+        window is probed as Linux does (tcp_write_wakeup -> tcp_xmit_probe_skb): an empty segment at
+        SND.UNA-1, which is outside the peer's window, so that it answers with an ACK carrying its
+        window; RFC 9293 3.8.6.1 allows this as well as one new octet, but a receiver that drops a
+        segment ending beyond its window (Linux 6.18) drops the octet *and the ACK on it*, and
+        SND.NXT would then lie past the peer's window. ``TcpConfig.zero_window_probe = "octet"``
+        gives the RFC's one-octet probe (resent, not a new octet each time, until taken)."""
         self.timers.persist = None
         if self.state not in _CAN_SEND or not self.sndbuf:
             return
-        self.snd_nxt = self.snd_una
-        n = 1 if self.snd_wnd == 0 else min(len(self.sndbuf), self.snd_wnd, self.eff_mss)
         self.stats["zero_window_probes"] += 1
-        self._trace("persist_probe", now, seq=self.snd_nxt, len=n, backoff=self.persist_backoff)
-        self._send_data(0, n, now, fin=False, probe=True)
+        if self.snd_wnd == 0 and self.config.zero_window_probe != "octet":
+            seq = seq_add(self.snd_una, -1)
+            self._trace("persist_probe", now, seq=seq, len=0, backoff=self.persist_backoff)
+            self._emit(TcpSegment(self.local[1], self.remote[1], seq, 0, ACK, 0), now)
+        else:
+            self.snd_nxt = self.snd_una
+            n = 1 if self.snd_wnd == 0 else min(len(self.sndbuf), self.snd_wnd, self.eff_mss)
+            self._trace("persist_probe", now, seq=self.snd_nxt, len=n, backoff=self.persist_backoff)
+            self._send_data(0, n, now, fin=False, probe=True)
         self.timers.rto = None  # the probe is timed by the persist timer, not the RTO
         self.persist_backoff += 1
         self.timers.persist = now + self._persist_interval()
@@ -412,7 +471,7 @@ class Connection(ConnectionInput, ConnectionOutput):
             self.timers.keepalive = now + self.keepalive_idle  # MUST-26: no probe while data is outstanding
             return
         if self.keepalive_probes >= self.keepalive_count:
-            self._drop(now, "keepalive timeout", errno.ETIMEDOUT)
+            self._drop(now, "keepalive timeout", self.soft_error or errno.ETIMEDOUT)
             self.notify("error")
             return
         self.keepalive_probes += 1

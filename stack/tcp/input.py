@@ -311,6 +311,7 @@ class ConnectionInput:
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         self.retries = 0
+        self.soft_error = 0  # the path works again (Linux tcp_ack clears sk_err_soft)
         # Karn (RFC 6298 5 note): the backed-off RTO stays until a valid sample resets it in sample()
         sample = self._take_rtt_sample(seg, now)
         self.recovery.on_new_ack(seg, acked, self._send_view(sample), now)

@@ -186,6 +186,22 @@ class TcpLayer:
         else:
             self._closed_arrives(src, dst, seg, now)
 
+    def icmp_error(self, local: tuple[bytes, int], remote: tuple[bytes, int], seq: int, type_: int,
+                   code: int, mtu: int, now: float) -> None:
+        """An ICMP error about a segment we sent (RFC 9293 3.9.1.3, MUST-54): to its connection, which
+        checks the quoted SEQ (RFC 5927 4.1); ``mtu``: the next-hop MTU of "fragmentation needed"."""
+        conn = self.conns.get((local[0], local[1], remote[0], remote[1]))
+        if conn is None or type(conn) is TimeWaitRecord:  # nothing left to tell in TIME-WAIT
+            self.count("icmp_no_connection")
+            return
+        try:
+            taken = conn.icmp_error(type_, code, seq, mtu, now)
+        except Exception as exc:  # a bug in one connection must not take the stack down
+            self._internal_error(conn, now, exc, f"ICMP type {type_} code {code}")
+            return
+        self.count("icmp_error" if taken else "icmp_bad_seq")
+        self.after_user_call(conn, now)
+
     def _reopen_from_time_wait(self, tcb, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 3.10.7.4 / RFC 6191: a new SYN above RCV.NXT may end TIME-WAIT early (``tcb``: a
         connection in TIME-WAIT or its record)."""

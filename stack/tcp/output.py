@@ -8,7 +8,7 @@ attributes (``connection.py`` creates them).
 from __future__ import annotations
 
 from ..wire.tcp import ACK, FIN, PSH, SYN, TcpSegment
-from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_lt
+from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, State
 
 TSO_MAX = 65535 - 20 - 60  # a TSO super-segment must fit one IPv4 datagram
@@ -36,7 +36,19 @@ class ConnectionOutput:
             self._send_ack(now)
 
     def _send_ack(self, now: float) -> None:
-        self._emit(TcpSegment(self.local[1], self.remote[1], self.snd_nxt, 0, ACK, 0), now)
+        """A pure ACK, at a sequence number the peer accepts (Linux tcp_send_ack)."""
+        self._emit(TcpSegment(self.local[1], self.remote[1], self._acceptable_seq(), 0, ACK, 0), now)
+
+    def _acceptable_seq(self) -> int:
+        """SEG.SEQ for a segment without data (pure ACK, RST) that the peer accepts (Linux
+        tcp_acceptable_seq): SND.NXT if it is within the peer's window (RFC 9293 3.10.7.4 first
+        check, or less than one window-scale unit beyond it), else its right edge SND.UNA+SND.WND:
+        SND.NXT may lie beyond it after a retransmission into a shrunken window."""
+        nxt = self.snd_nxt
+        wnd_end = (self.snd_una + self.snd_wnd) & MASK
+        if seq_le(nxt, wnd_end) or (nxt - wnd_end) & MASK < (1 << self.snd_wscale):
+            return nxt
+        return wnd_end
 
     def _free_space(self) -> int:
         return max(0, self.rcvbuf_cap - len(self.rcvbuf))
@@ -63,13 +75,17 @@ class ConnectionOutput:
         return field
 
     def _maybe_window_update(self, now: float) -> None:
-        """After the user reads: tell the peer when the window opened by at least the SWS step."""
+        """After the user reads: tell the peer when the window opened by at least the SWS step.
+
+        The window compared is the one the field can carry (at most 65535 << RCV.WSCALE): without
+        window scaling a large buffer's free space grows far beyond what can be advertised, and a
+        read that changes nothing on the wire must not send an ACK."""
         if self.state not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             return
         old = self.rcv_wnd
         if old >= self.rcvbuf_cap // 2:
             return
-        free = self._free_space()
+        free = min(self._free_space(), 0xFFFF << self.rcv_wscale)
         if free - old >= min(self.rcvbuf_cap // 2, self.eff_mss) and (old < self.eff_mss or free >= 2 * old):
             self._trace("window_update", now, old=old, new=free)
             self.ack_now = True
@@ -82,10 +98,11 @@ class ConnectionOutput:
             seg.ack = self.rcv_nxt
             if not seg.flags & SYN:
                 seg.window = self._advertise(now)
-            self.last_ack_sent = self.rcv_nxt
-            self.ack_now = False
-            self.timers.delack = None
-            self.unacked_segs = 0
+            if self._peer_takes_ack(seg):
+                self.last_ack_sent = self.rcv_nxt
+                self.ack_now = False
+                self.timers.delack = None
+                self.unacked_segs = 0
             if self.ts_enabled and not seg.flags & SYN:
                 seg.tsval, seg.tsecr = self._ts_val(now), self.ts_recent
             if self.sack_enabled and self.reasm.queue and not seg.flags & SYN:
@@ -93,6 +110,19 @@ class ConnectionOutput:
         self.stats["segs_out"] += 1
         self.last_send_time = now
         self.outq.append(seg)
+
+    def _peer_takes_ack(self, seg: TcpSegment) -> bool:
+        """Whether the peer will process this segment's ACK field. A receiver drops a segment outside
+        its window, ACK included (RFC 9293 3.10.7.4 first check), and Linux 6.18 also drops one that
+        merely *ends* beyond it. A segment that does not reach it leaves the ACK owed: ``flush`` (or
+        the delayed-ACK timer) then sends a pure ACK at ``_acceptable_seq``."""
+        if seg.flags & SYN:
+            return True
+        seq = seg.seq
+        n = len(seg.payload) + (1 if seg.flags & FIN else 0)
+        if not n:
+            return not seq_lt(seq, self.snd_una)  # a probe at SND.UNA-1 is out of window on purpose
+        return seq_le((seq + n) & MASK, (self.snd_una + self.snd_wnd) & MASK)
 
     def _ts_val(self, now: float) -> int:
         return (round(now * 1000) + self.ts_offset) & MASK  # RFC 7323 5.4: a 1 ms clock (rounded)

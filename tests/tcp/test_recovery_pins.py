@@ -120,8 +120,9 @@ def test_after_rto_the_next_ack_resends_from_snd_una_in_order():
 # ------------------------------------------------------------------ RFC 9293 3.8.6.1 persist
 def test_unanswered_persist_octet_is_resent_with_the_data_when_the_window_opens():
     """RFC 9293 3.8.6.1: against a zero window the persist timer sends one octet; the peer does not take
-    it (ACK stays at SND.UNA); when its window opens, that octet goes again at the head of the data."""
-    h = TcpHarness(sack=False)
+    it (ACK stays at SND.UNA); when its window opens, that octet goes again at the head of the data.
+    (The one-octet probe is the option ``zero_window_probe="octet"``; the default is Linux's empty probe.)"""
+    h = TcpHarness(sack=False, zero_window_probe="octet")
     h.listen_and_establish(ack_window=0)
     data = bytes(range(100))
     h.app_send(data)

@@ -2,7 +2,7 @@
 delayed ACKs (RFC 9293 3.8.6, RFC 1122 4.2.3.3-4.2.3.4 and 4.2.2.17, RFC 5681 4.2, RFC 896)."""
 import pytest
 
-from harness import TcpHarness
+from harness import TcpHarness, s32
 from stack.tcp.states import State
 
 MSS = 1460
@@ -246,14 +246,23 @@ def zero_peer_window(**kw):
 
 def test_persist_probe_times_back_off_exponentially():
     """RFC 9293 3.8.6.1 (RFC 1122 4.2.2.17): the first zero-window probe after one RTO, then exponentially
-    increasing intervals (1, 2, 4, 8, 16, 32 s, capped at persist_max 60 s); each probe is one octet."""
+    increasing intervals (1, 2, 4, 8, 16, 32 s, capped at persist_max 60 s); each probe is Linux's
+    empty segment at SND.UNA-1 (tcp_xmit_probe_skb), which leaves SND.NXT where it was."""
     h, conn = zero_peer_window()
     h.advance_to(250.0)
     times = [e.at for e in h.out]
     assert times == [1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 123.0, 183.0, 243.0]
-    assert all(len(e.payload) == 1 for e in h.out)
-    assert h.out[0].tcp.seq == h.l_nxt and h.out[0].payload == b"\x00"
-    assert conn.state is State.ESTABLISHED
+    assert all(len(e.payload) == 0 and e.tcp.seq == s32(h.l_nxt - 1) and e.flags == "A" for e in h.out)
+    assert conn.snd_nxt == h.l_nxt and conn.state is State.ESTABLISHED
+
+
+def test_one_octet_persist_probe_is_an_option():
+    """RFC 9293 3.8.6.1's one-octet probe with ``zero_window_probe="octet"``: the same schedule, the first
+    unacknowledged octet each time."""
+    h, conn = zero_peer_window(zero_window_probe="octet")
+    h.advance_to(20.0)
+    assert [e.at for e in h.out] == [1.0, 3.0, 7.0, 15.0]
+    assert all(e.payload == b"\x00" and e.tcp.seq == h.l_nxt for e in h.out)
 
 
 def answer_probes(h, conn, rounds):
@@ -271,11 +280,14 @@ def answer_probes(h, conn, rounds):
 
 
 def test_nothing_beyond_probe_octet_sent_into_zero_window():
-    """RFC 9293 3.8.6.1 / 3.8.6: while SND.WND = 0 the sender may only probe (one octet); answered probes
-    keep the persist schedule 1, 3, 7, 15 s."""
-    h, conn = zero_peer_window()
+    """RFC 9293 3.8.6.1 / 3.8.6: while SND.WND = 0 the sender may only probe (one octet at most); answered
+    probes keep the persist schedule 1, 3, 7, 15 s."""
+    h, conn = zero_peer_window(zero_window_probe="octet")
     emitted = answer_probes(h, conn, 4)
     assert [len(e.payload) for e in emitted] == [1, 1, 1, 1], emitted
+    h, conn = zero_peer_window()
+    emitted = answer_probes(h, conn, 4)
+    assert [len(e.payload) for e in emitted] == [0, 0, 0, 0], emitted
     assert [e.at for e in emitted] == [1.0, 3.0, 7.0, 15.0]
 
 
@@ -290,7 +302,7 @@ def test_answered_probes_keep_connection_alive():
 def test_window_opening_stops_probes_and_data_flows():
     """RFC 9293 3.8.6.1: once the window opens the queued data is sent (and eventually all of it arrives
     in order at a peer that only ACKs what it took)."""
-    h, conn = zero_peer_window()
+    h, conn = zero_peer_window(zero_window_probe="octet")
     h.advance(1.0)
     probe = h.expect(length=1)
     got = bytearray(probe.payload)  # the peer's window opened in time to take the probe octet
