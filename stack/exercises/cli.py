@@ -92,7 +92,7 @@ def cmd_list(args) -> int:
         return 0
     for e in exs:
         lab = os.path.basename(e.lab).replace(".md", "")
-        status = "" if e.wired else "   [graded on its own; wired into the stack after the core merge]"
+        status = "" if e.wired else "   [graded on its own: the stack does not call this part yet]"
         print(f"{e.number}. {e.slug:12s} {e.title}  (lab {lab}){status}")
         print(f"   read: {'; '.join(e.clauses)}")
     return 0

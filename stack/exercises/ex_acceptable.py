@@ -1,38 +1,25 @@
 """Exercise 7: the segment acceptability test (RFC 9293 3.10.7.4, first check). Lab 3.
 
-The reference is the pure function below; today ``Connection._check_sequence`` computes the
-same thing inline. Wiring (after the core merge): the core calls ``acceptable`` (moved to
-``stack/tcp/seq.py``), and this seam's home moves with it; see docs/exercises.md.
+The reference is the stack's own ``stack.tcp.seq.acceptable``, which
+``Connection._check_sequence`` (stack/tcp/input.py) calls for every arriving segment: a
+student's part installed through the seam decides what the stack accepts.
 """
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+from ..tcp.config import TcpConfig
+from ..tcp.seq import acceptable
 from .framework import Check, Exercise
-
-MASK = 0xFFFFFFFF
-
-
-def _in(x: int, low: int, high: int) -> bool:
-    """low <= x < high modulo 2**32."""
-    return (x - low) & MASK < (high - low) & MASK
-
-
-def acceptable(seg_seq: int, seg_len: int, rcv_nxt: int, rcv_wnd: int) -> bool:
-    """RFC 9293 3.10.7.4 first check: may a segment occupying [seg_seq, seg_seq+seg_len) be accepted?"""
-    right = (rcv_nxt + rcv_wnd) & MASK
-    if seg_len == 0:
-        if rcv_wnd == 0:
-            return seg_seq == rcv_nxt  # case 1: SEG.SEQ = RCV.NXT
-        return _in(seg_seq, rcv_nxt, right)  # case 2: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND
-    if rcv_wnd == 0:
-        return False  # case 3: not acceptable
-    end = (seg_seq + seg_len - 1) & MASK  # case 4: the first or the last octet lies in the window
-    return _in(seg_seq, rcv_nxt, right) or _in(end, rcv_nxt, right)
+from .scenarios import Peer, transfer
 
 
 def reference():
     return SimpleNamespace(acceptable=acceptable)
+
+
+def replacements(part) -> dict:
+    return {"acceptability.acceptable": part.acceptable}
 
 
 SKELETON = '''"""Exercise 7 -- is this segment acceptable? (the first check on segment arrival)
@@ -106,18 +93,52 @@ def check_wraparound(part, t, o):
                     (80, 20, top - 10, 100, True), (top - 11, 0, top - 10, 100, False)])
 
 
+def check_window_edges_through_stack(part, t, o):
+    """RFC 9293 3.10.7.4: with your test in the stack, a segment that starts at the right edge of the
+    receive window is answered with an ACK (RCV.NXT) and not delivered; one at RCV.NXT is delivered."""
+    from .seams import swapped
+    iss, irs = 5000, 9000
+    config = TcpConfig(rcvbuf=2000, window_scaling=False, timestamps=False, sack=False)
+    with swapped({} if o["part_is_reference"] else replacements(part)):
+        p = Peer(t, iss=iss, config=config)
+        lst = p.listen()
+        p.send("S", irs)
+        out = p.take()
+        t.expect("the stack answers the SYN with one segment", len(out), 1)
+        win = out[0][1].window if out else 0
+        p.send("A", irs + 1, iss + 1)
+        conn = lst.accept()
+        p.send("PA", irs + 1 + win, iss + 1, b"x" * 10, note="starts at RCV.NXT+RCV.WND: outside")
+        t.expect("(ACK bit, ack) of what the stack answers", [(bool(s.flags & 0x10), s.ack) for _, s, _ in p.take()],
+                 [(True, irs + 1)])
+        t.expect("bytes delivered to the application", conn.recv(100, p.now) if conn else None, b"")
+        p.send("PA", irs + 1, iss + 1, b"y" * 10, note="at RCV.NXT")
+        p.advance_to(0.5)
+        t.expect("bytes delivered after a segment at RCV.NXT", conn.recv(100, p.now) if conn else None, b"y" * 10)
+
+
+def check_transfer_under_loss(part, t, o):
+    """End to end: a byte-exact transfer through 5 % loss each way (duplicates and retransmissions
+    arrive outside the window all the time) with your test deciding what the receiver accepts."""
+    from .seams import swapped
+    with swapped({} if o["part_is_reference"] else replacements(part)):
+        transfer(t, o["e2e_bytes"])
+
+
 EXERCISE = Exercise(
     number=7, slug="acceptable", title="Segment acceptability (the first check)", lab="docs/labs/03-flow-control.md",
     clauses=["RFC 9293 3.10.7.4 (first check, the four cases)", "RFC 9293 3.3 figure 5", "RFC 9293 3.4"],
-    filename="acceptable.py", names=["acceptable"], skeleton=SKELETON, reference=reference, wired=False,
-    wiring="after the core merge: Connection._check_sequence computes `ok = acceptable(seq, seg_len, "
-           "self.rcv_nxt, rcv_wnd)` (one line replacing its if/elif/else); then a packet scenario and the "
-           "end-to-end run grade it inside the stack",
+    filename="acceptable.py", names=["acceptable"], skeleton=SKELETON, reference=reference,
+    replacements=replacements,
+    wiring="installed for acceptable in stack.tcp.seq and stack.tcp.input (Connection._check_sequence)",
     checks=[
         Check("case1_zero_len_zero_window", "unit", check_case1.__doc__, check_case1),
         Check("case2_zero_len_open_window", "unit", check_case2.__doc__, check_case2),
         Check("case3_data_zero_window", "unit", check_case3.__doc__, check_case3),
         Check("case4_data_open_window", "unit", check_case4.__doc__, check_case4),
         Check("wraparound", "unit", check_wraparound.__doc__, check_wraparound),
+        Check("window_edges_through_stack", "packet", check_window_edges_through_stack.__doc__,
+              check_window_edges_through_stack),
+        Check("transfer_under_loss", "e2e", check_transfer_under_loss.__doc__, check_transfer_under_loss),
     ],
 )

@@ -156,9 +156,9 @@ def _register_all() -> None:
         register(Seam(f"seq.{attr}", "stack.tcp.seq", attr, f"{attr}(a, b) -> bool, modulo 2**32"))
     register(Seam("rtt.RttEstimator", "stack.tcp.rtt", "RttEstimator",
                   "class with sample(rtt), current_rto(), on_timeout(), attributes srtt, rttvar, rto, backoff"))
-    # Not yet called by the core: the reference lives in this package until the core merge.
-    register(Seam("acceptability.acceptable", "stack.exercises.ex_acceptable", "acceptable",
-                  "acceptable(seg_seq, seg_len, rcv_nxt, rcv_wnd) -> bool", wired=False))
+    register(Seam("acceptability.acceptable", "stack.tcp.seq", "acceptable",
+                  "acceptable(seg_seq, seg_len, rcv_nxt, rcv_wnd) -> bool"))
+    # Not yet called by the core: the reference lives in this package.
     register(Seam("reassembly.Reassembler", "stack.exercises.ex_reassembler", "Reassembler",
                   "insert(seq, data, fin) -> bytes; sack_blocks() -> list[(start, end)]; rcv_nxt", wired=False))
     register(Seam("timer.RetransmissionTimer", "stack.exercises.ex_timer", "RetransmissionTimer",

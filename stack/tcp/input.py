@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
-from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
+from .seq import MASK, acceptable, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED, State
 
 
@@ -168,15 +168,7 @@ class ConnectionInput:
         seg_len = seg.seg_len
         rcv_wnd = self.rcv_wnd
         seq = seg.seq
-        if seg_len == 0:
-            ok = seq == self.rcv_nxt if rcv_wnd == 0 else seq_in(seq, self.rcv_nxt, seq_add(self.rcv_nxt, rcv_wnd))
-        elif rcv_wnd == 0:
-            ok = False
-        else:
-            end = seq_add(seq, seg_len - 1)
-            right = seq_add(self.rcv_nxt, rcv_wnd)
-            ok = seq_in(seq, self.rcv_nxt, right) or seq_in(end, self.rcv_nxt, right)
-        if not ok:
+        if not acceptable(seq, seg_len, self.rcv_nxt, rcv_wnd):
             if rcv_wnd == 0:
                 self._trace("window_probe_in", now, seq=seq, len=seg_len)
             # zero window: still process ACK and RST of a segment at RCV.NXT (RFC 9293 3.10.7.4 note)

@@ -33,3 +33,16 @@ def seq_ge(a: int, b: int) -> bool:
 def seq_in(x: int, low: int, high: int) -> bool:
     """low <= x < high, modulo 2**32."""
     return (x - low) & MASK < (high - low) & MASK
+
+
+def acceptable(seg_seq: int, seg_len: int, rcv_nxt: int, rcv_wnd: int) -> bool:
+    """RFC 9293 3.10.7.4 first check: may a segment occupying [SEG.SEQ, SEG.SEQ+SEG.LEN) be accepted?
+    (The four cases of the RFC's table; a seam of ``tunstack exercise`` 7.)"""
+    if seg_len == 0:
+        if rcv_wnd == 0:
+            return seg_seq == rcv_nxt  # case 1: SEG.SEQ = RCV.NXT
+        return seq_in(seg_seq, rcv_nxt, seq_add(rcv_nxt, rcv_wnd))  # case 2
+    if rcv_wnd == 0:
+        return False  # case 3: not acceptable
+    right = seq_add(rcv_nxt, rcv_wnd)  # case 4: the first or the last octet lies in the window
+    return seq_in(seg_seq, rcv_nxt, right) or seq_in(seq_add(seg_seq, seg_len - 1), rcv_nxt, right)
