@@ -49,6 +49,8 @@ timeout = TimeoutError
 
 _SYNCHRONIZED_SEND = (State.ESTABLISHED, State.CLOSE_WAIT)
 _HANDSHAKE = (State.SYN_SENT, State.SYN_RECEIVED)
+_POLL_IN = _select.EPOLLIN | _select.EPOLLERR | _select.EPOLLHUP    # what CPython's poll(POLLIN) wakes on
+_POLL_OUT = _select.EPOLLOUT | _select.EPOLLERR | _select.EPOLLHUP
 _SK_CLOSE = (State.CLOSED, State.TIME_WAIT)  # Linux's sk_state TCP_CLOSE (a TIME-WAIT is a separate mini-socket)
 
 
@@ -99,13 +101,15 @@ class socket:
         self._err_reported = False                # the connection's error was reported (sock_error())
         self._ss = _UNCONNECTED
         self._shared: _Shared | None = None       # with dup(): the sockets sharing the connection
+        self._port_locked = False                 # bind() was given the port (SOCK_BINDPORT_LOCK)
+        self._has_port = False                    # _local's port is ours (inet_num != 0)
         if _conn is not None:
             self._attach(_conn)
 
     # ------------------------------------------------------------ wait queue
     def _attach(self, conn) -> None:
         self._conn = conn
-        self._local = conn.local
+        self._local, self._has_port = conn.local, True
         conn.notify = self.stack.deferred(self._wakeup)  # delivered after the segment is processed
         if self._efd is not None:
             self._sync_fd()
@@ -211,19 +215,27 @@ class socket:
         addr, port = self._resolve(address)
         with self.stack.lock:
             self._check_open()
-            if self._local is not None:
+            if self._local is not None and self._has_port:
                 raise _err(errno.EINVAL, "already bound")
             if addr not in (bytes(4), self.stack.address):
                 raise _err(errno.EADDRNOTAVAIL)
             st = self.stack
+            self._port_locked = port != 0  # SOCK_BINDPORT_LOCK: kept across a disconnect
             if port == 0:
                 port = st.allocate_port(addr, (bytes(4), 0))
             elif self._bind_conflict(addr, port):
                 raise _err(errno.EADDRINUSE)
             self._local = (addr, port)
             st.bind((addr, port))  # reserved from now on, as bind(2) does
-            self._bound = True
+            self._bound = self._has_port = True
             _holders(st).add(self)
+
+    def _autobind(self) -> None:
+        """inet_autobind(): a port for listen() without bind (the address bind() gave stays)."""
+        addr = self._local[0] if self._local else bytes(4)
+        self._local = None
+        self.bind((ntoa(addr), 0))
+        self._port_locked = False
 
     def _bind_conflict(self, addr: bytes, port: int) -> bool:
         """inet_csk_bind_conflict(): every socket holding the port (bound, listening, connected, in
@@ -234,7 +246,7 @@ class socket:
         wild = bytes(4)
         overlap = (lambda a: a == addr or a == wild or addr == wild)
         for other in list(_holders(self.stack)):
-            if other is self or other._real_closed or other._local is None or other._conn is not None:
+            if other is self or other._real_closed or not other._has_port or other._conn is not None:
                 continue
             if other._local[1] == port and overlap(other._local[0]):
                 if not (reuse and other._opts.get((SOL_SOCKET, SO_REUSEADDR)) and other._listener is None):
@@ -266,8 +278,8 @@ class socket:
             if self._listener is not None:
                 self._listener.backlog = max(1, backlog)
                 return
-            if self._local is None:
-                self.bind(("", 0))
+            if self._local is None or not self._has_port:
+                self._autobind()
             self._listener = self.stack.listen(self._local[0], self._local[1], backlog, reserved=self._bound)
             self._listener.notify = self.stack.deferred(self._wakeup)
             self._conn = None
@@ -362,7 +374,7 @@ class socket:
             raise _err(errno.ENETUNREACH, "TCP cannot connect to a broadcast or multicast address")
         st = self.stack
         self._conn, self._err_reported = None, False
-        port = self._local[1] if self._local else st.allocate_port(st.address, remote)
+        port = self._local[1] if self._local and self._has_port else st.allocate_port(st.address, remote)
         st.connect((st.address, port), remote, setup=self._attach_before_syn)
         _holders(st).add(self)
         self._sync_fd()
@@ -376,9 +388,17 @@ class socket:
                 self.stack.call(conn, conn.abort)
         self._conn, self._err_reported, self._shut_rd = None, False, False
         self._ss = _UNCONNECTED
-        if not self._bound:
-            self._local = None
+        self._release_port()
         self._sync_fd()
+
+    def _release_port(self) -> None:
+        """tcp_set_state(CLOSE) -> inet_put_port() unless bind() chose the port; a bound address stays."""
+        if self._port_locked or self._local is None:
+            return
+        if self._bound:
+            self.stack.unbind(self._local)
+            self._bound = False
+        self._has_port = False  # getsockname() still shows it (inet_sport), as Linux does
 
     def _sock_error(self) -> int:
         """sock_error(): the pending error, once (SO_ERROR, send, recv and connect all consume it)."""
@@ -391,31 +411,43 @@ class socket:
 
     # ------------------------------------------------------------ data
     def send(self, data, flags: int = 0) -> int:
+        """tcp_sendmsg(); with a timeout, as CPython: poll for POLLOUT, then a non-blocking send, until the deadline."""
         view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
-        st = self.stack
-        with st.lock:
+        with self.stack.lock:
             self._check_open()
-            nonblock = self._timeout == 0 or flags & MSG_DONTWAIT
+            timed = bool(self._timeout)
+            nonblock = timed or self._timeout == 0 or bool(flags & MSG_DONTWAIT)
             deadline = self._deadline()
             while True:
-                conn = self._conn
-                if conn is None or conn.state not in _SYNCHRONIZED_SEND:
-                    self._wait_connect(conn, nonblock, deadline)  # tcp_sendmsg_locked(): sk_stream_wait_connect()
-                    continue
-                if conn.error or conn.fin_queued:  # sk_err or SEND_SHUTDOWN: sk_stream_error()
-                    raise _err(self._sock_error() or errno.EPIPE)
-                if not view:
-                    return 0
-                n = st.call(conn, conn.send, view) if conn.send_space() > 0 else 0
-                if n < 0:
-                    raise _err(self._sock_error() or -n)
-                if n > 0:
-                    self._sync_fd()  # the queue grew: POLLOUT may be gone (sk_stream_is_writeable)
-                    return n
-                if nonblock:
-                    raise BlockingIOError(errno.EAGAIN, "send would block")
-                self._wait(lambda: conn.send_space() > 0 or conn.state not in _SYNCHRONIZED_SEND
-                           or conn.fin_queued or conn.error, deadline, "send")
+                if timed:
+                    self._wait(lambda: self.poll_events() & _POLL_OUT, deadline, "send")
+                try:
+                    return self._send_once(view, nonblock, deadline)
+                except BlockingIOError:
+                    if not timed:  # CPython retries poll()+send() on EAGAIN until the deadline
+                        raise
+
+    def _send_once(self, view, nonblock: bool, deadline) -> int:
+        st = self.stack
+        while True:
+            conn = self._conn
+            if conn is None or conn.state not in _SYNCHRONIZED_SEND:
+                self._wait_connect(conn, nonblock, deadline)  # tcp_sendmsg_locked(): sk_stream_wait_connect()
+                continue
+            if conn.error or conn.fin_queued:  # sk_err or SEND_SHUTDOWN: sk_stream_error()
+                raise _err(self._sock_error() or errno.EPIPE)
+            if not view:
+                return 0
+            n = st.call(conn, conn.send, view) if conn.send_space() > 0 else 0
+            if n < 0:
+                raise _err(self._sock_error() or -n)
+            if n > 0:
+                self._sync_fd()  # the queue grew: POLLOUT may be gone (sk_stream_is_writeable)
+                return n
+            if nonblock:
+                raise BlockingIOError(errno.EAGAIN, "send would block")
+            self._wait(lambda: conn.send_space() > 0 or conn.state not in _SYNCHRONIZED_SEND
+                       or conn.fin_queued or conn.error, deadline, "send")
 
     def _wait_connect(self, conn, nonblock: bool, deadline) -> None:
         """net/core/stream.c sk_stream_wait_connect(): the error, EPIPE, EAGAIN, or wait for the handshake."""
@@ -510,12 +542,17 @@ class socket:
         st = self.stack
         with st.lock:
             self._check_open()
+            if n == 0 and into is None:
+                return empty  # CPython's sock_recv returns at once for 0
+            if self._timeout:  # CPython with a timeout: poll(POLLIN) first, then a non-blocking recv
+                self._wait(lambda: self.poll_events() & _POLL_IN, self._deadline(), "recv")
+                self._check_open()
             conn = self._conn
             if conn is None:  # fresh, or a listener: tcp_recvmsg() ENOTCONN
                 raise _err(errno.ENOTCONN)
             if n == 0:
                 return empty
-            nonblock = self._timeout == 0 or flags & MSG_DONTWAIT
+            nonblock = self._timeout is not None or flags & MSG_DONTWAIT
             waitall = flags & MSG_WAITALL and not flags & MSG_PEEK and self._timeout is None and not nonblock
             target = n if waitall else min(self._rcvlowat(), n)
             if not nonblock:
@@ -580,8 +617,7 @@ class socket:
         lst, self._listener = self._listener, None
         self.stack.unlisten(lst)
         lst.notify = _ignore
-        if not self._bound:
-            self._local = None
+        self._release_port()
         self._cond.notify_all()
         self._sync_fd()
 
@@ -652,7 +688,7 @@ class socket:
             self._check_open()
             twin = socket(self.stack, self.family, self.type, self.proto)
             twin._timeout, twin._opts, twin._ss = self._timeout, dict(self._opts), self._ss
-            twin._local, twin._shut_rd = self._local, self._shut_rd
+            twin._local, twin._shut_rd, twin._has_port = self._local, self._shut_rd, self._has_port
             if self._conn is not None:
                 if self._shared is None:
                     self._shared = _Shared(self)
