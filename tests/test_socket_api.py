@@ -1165,3 +1165,17 @@ def test_wakeups_are_delivered_after_segment_processing_not_in_its_middle(pair, 
     assert recv_until_eof(s) == b"data"
     wait_for(lambda: any(ev & select.EPOLLRDHUP for _, ev in seen))
     assert seen and not any(mid for mid, _ in seen), seen
+
+
+def test_stack_offers_the_socket_modules_helpers(pair):
+    """st.create_server / st.create_connection / st.getaddrinfo (stack.netapi, registered on Stack)."""
+    srv = pair.track(pair.b.create_server(("", 0)))
+    port = srv.getsockname()[1]
+    assert srv.getsockopt(std.SOL_SOCKET, std.SO_REUSEADDR) == 1
+    c = pair.track(pair.a.create_connection((B_ADDR, port), timeout=5))
+    s, _ = srv.accept()
+    pair.track(s)
+    c.sendall(b"hi")
+    assert s.recv(2) == b"hi"
+    assert pair.a.getaddrinfo("localhost", 80, type=std.SOCK_STREAM)[0][4] == (A_ADDR, 80)
+    assert pair.a.gethostbyname("tunstack") == A_ADDR
