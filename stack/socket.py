@@ -553,12 +553,12 @@ class socket:
             if n == 0:
                 return empty
             nonblock = self._timeout is not None or flags & MSG_DONTWAIT
-            waitall = flags & MSG_WAITALL and not flags & MSG_PEEK and self._timeout is None and not nonblock
+            waitall = flags & MSG_WAITALL and not nonblock  # sock_rcvlowat(sk, MSG_WAITALL, len): PEEK too
             target = n if waitall else min(self._rcvlowat(), n)
             if not nonblock:
                 self._wait(lambda: len(conn.rcvbuf) >= target or self._at_end(conn), self._deadline(), "recv")
             if conn.rcvbuf:
-                k = n if waitall else min(n, len(conn.rcvbuf))
+                k = min(n, len(conn.rcvbuf))
                 if flags & MSG_PEEK:
                     data = bytes(conn.rcvbuf[:k])
                     if into is None:

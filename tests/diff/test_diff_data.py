@@ -651,3 +651,11 @@ def test_detach_then_the_object_is_closed(net):
     os_close = __import__("os").close
     os_close(fd)
     assert s.fileno() == -1
+
+
+def test_msg_waitall_with_peek_waits_for_all_and_leaves_it(net):
+    s, p = net.connected(timeout=None)
+    p.sendall(b"12")
+    with later(0.15, p.sendall, b"345"):
+        assert s.recv(5, socket.MSG_WAITALL | socket.MSG_PEEK) == b"12345"
+    assert s.recv(5) == b"12345"
