@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import os
 import select
+import struct
 import socket as std
 import threading
 import time
@@ -1179,3 +1180,53 @@ def test_stack_offers_the_socket_modules_helpers(pair):
     assert s.recv(2) == b"hi"
     assert pair.a.getaddrinfo("localhost", 80, type=std.SOCK_STREAM)[0][4] == (A_ADDR, 80)
     assert pair.a.gethostbyname("tunstack") == A_ADDR
+
+
+def _accepted_for(pair, setup):
+    """A client on A with ``setup(client)`` before connect(); (client, the accepted socket on B)."""
+    ls = pair.listener()
+    c = pair.client()
+    setup(c)
+    c.connect((B_ADDR, ls.getsockname()[1]))
+    s, _ = ls.accept()
+    return c, pair.track(s)
+
+
+def test_so_rcvbuf_before_connect_sizes_the_window_the_peer_sees(pair):
+    c, s = _accepted_for(pair, lambda c: c.setsockopt(std.SOL_SOCKET, std.SO_RCVBUF, 16384))
+    assert c.getsockopt(std.SOL_SOCKET, std.SO_RCVBUF) == 32768   # Linux's doubled read-back
+    assert 0 < s.info()["snd_wnd"] <= 16384                          # the window: the 16 KiB asked for
+
+
+def test_tcp_maxseg_before_connect_clamps_the_mss_of_both_sides(pair):
+    c, s = _accepted_for(pair, lambda c: c.setsockopt(std.IPPROTO_TCP, std.TCP_MAXSEG, 600))
+    assert 0 < c.getsockopt(std.IPPROTO_TCP, std.TCP_MAXSEG) <= 600
+    assert 0 < s.info()["mss"] <= 600  # our SYN announced 600
+
+
+def test_so_linger_zero_close_resets_and_frees_at_once(pair):
+    c, s = pair.connected()
+    c.setsockopt(std.SOL_SOCKET, std.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    with pytest.raises(ConnectionResetError):
+        s.recv(10)
+    assert all(info["state"] != "TIME_WAIT" for info in pair.a.connections())
+
+
+def test_sndbuf_low_water_mark_decides_writability(pair):
+    """POLLOUT while free space >= half the queued bytes (sk_stream_is_writeable)."""
+    c, s = pair.connected()
+    c.setsockopt(std.SOL_SOCKET, std.SO_SNDBUF, 30000)  # 30000 bytes of payload, read back 60000
+    c.setblocking(False)
+    sent = 0
+    with pytest.raises(BlockingIOError):
+        for _ in range(1000):
+            sent += c.send(b"x" * 4096)
+    assert not select.select([], [c], [], 0)[1]
+    s.settimeout(IO_TIMEOUT)
+    got = 0
+    while not select.select([], [c], [], 0.01)[1]:
+        got += len(s.recv(4096))
+        assert got <= sent
+    queued = len(c._conn.sndbuf)
+    assert 30000 - queued >= queued >> 1
