@@ -1213,8 +1213,9 @@ def test_so_linger_zero_close_resets_and_frees_at_once(pair):
     assert all(info["state"] != "TIME_WAIT" for info in pair.a.connections())
 
 
-def test_sndbuf_low_water_mark_decides_writability(pair):
+def test_sndbuf_low_water_mark_decides_writability(make_pair):
     """POLLOUT while free space >= half the queued bytes (sk_stream_is_writeable)."""
+    pair = make_pair(config_b=fast_config(rcvbuf=64 << 10))  # the peer's window fills soon
     c, s = pair.connected()
     c.setsockopt(std.SOL_SOCKET, std.SO_SNDBUF, 30000)  # 30000 bytes of payload, read back 60000
     c.setblocking(False)
