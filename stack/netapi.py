@@ -15,6 +15,8 @@ import ipaddress
 import socket as _std
 import weakref
 
+from .runtime.stack import Stack
+
 _HOSTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _TYPES = ((_std.SOCK_STREAM, _std.IPPROTO_TCP), (_std.SOCK_DGRAM, _std.IPPROTO_UDP), (_std.SOCK_RAW, 0))
 
@@ -152,3 +154,18 @@ def create_server(stack, address, *, family=_std.AF_INET, backlog=None, reuse_po
     except BaseException:
         sock.close()
         raise
+
+
+# ------------------------------------------------------------------------------ on the Stack itself
+def _method(fn):
+    def method(self, *args, **kwargs):
+        return fn(self, *args, **kwargs)
+    method.__name__, method.__qualname__, method.__doc__ = fn.__name__, f"Stack.{fn.__name__}", fn.__doc__
+    return method
+
+
+# ``st.create_connection(...)``, ``st.create_server(...)``, ``st.getaddrinfo(...)``: what a user of
+# ``st.socket()`` reaches for next, with the socket module's signatures (the stack comes first implicitly)
+for _fn in (getaddrinfo, gethostbyname, gethostbyname_ex, getfqdn, create_connection, create_server, set_hosts):
+    setattr(Stack, _fn.__name__, _method(_fn))
+del _fn

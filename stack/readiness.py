@@ -33,6 +33,7 @@ socket that cannot send yet.
 from __future__ import annotations
 
 import errno
+import os
 import select as _select
 import socket as _std
 
@@ -59,6 +60,7 @@ class ReadinessFd:
         self._final = False     # after set_error/set_hangup nothing changes any more
         self._rdhup = False     # after set_read_hangup X stays readable
         self._err = False       # POLLERR showing (set_error until clear_error)
+        self._unconnected = False  # fd is an unconnected unix socket: POLLOUT|POLLHUP only
         self.set(readable)
         self.set_writable(writable)
 
@@ -74,6 +76,7 @@ class ReadinessFd:
         """Readable while ``ready`` (the name predates writability; kept for callers)."""
         if self._final or self._rdhup or self.fd < 0 or bool(ready) == self._readable:
             return
+        self._pair()
         if ready:
             self._y.send(b"r")
         else:
@@ -86,6 +89,7 @@ class ReadinessFd:
         """Readable, and a fresh wake-up even if it already was (new data: one edge-triggered event)."""
         if self._final or self._rdhup or self.fd < 0:
             return
+        self._pair()
         try:
             self._y.send(b"r")
         except BlockingIOError:  # Y's tiny send buffer holds a few pokes at most: start again
@@ -97,12 +101,14 @@ class ReadinessFd:
         """POLLIN|POLLRDHUP from now on (the peer's FIN); writability stays settable."""
         if self._final or self._rdhup or self.fd < 0:
             return
+        self._pair()
         self._y.shutdown(_std.SHUT_WR)
         self._readable = self._rdhup = True
 
     def set_writable(self, ready: bool) -> None:
         if self._final or self.fd < 0 or bool(ready) == self._writable:
             return
+        self._pair()
         if ready:
             _drain(self._y)
         else:
@@ -113,6 +119,7 @@ class ReadinessFd:
         """POLLERR|POLLHUP|POLLIN|POLLOUT|POLLRDHUP from now on (a reset connection); final."""
         if self._final or self.fd < 0:
             return
+        self._pair()
         _drain(self._y)
         try:
             self._x.send(b"e")  # left unread in Y: closing Y then reports ECONNRESET on X
@@ -130,9 +137,18 @@ class ReadinessFd:
     def sync(self, mask: int) -> None:
         """Show the EPOLL* bits of ``mask`` (what tcp_poll() would return): the one call a socket needs.
 
-        POLLERR comes with POLLHUP (and, as for TCP, both are final): Linux gives a unix socket an
-        error only when its peer goes away. POLLRDHUP is final too; POLLIN/POLLOUT follow ``mask``.
+        POLLERR comes with POLLHUP: Linux gives a unix socket an error only when its peer goes away.
+        POLLHUP without POLLIN is a fresh socket (``set_unconnected``). A mask that drops a final
+        bit (a socket connecting again after a failed attempt) gets a fresh pair behind the same fd.
         """
+        if self.fd < 0:
+            return
+        if mask & _select.EPOLLHUP and not mask & (_select.EPOLLIN | _select.EPOLLERR):
+            self.set_unconnected()
+            return
+        if (self._unconnected or (self._final and not mask & (_select.EPOLLHUP | _select.EPOLLERR))
+                or (self._rdhup and not mask & _select.EPOLLRDHUP)):
+            self._reopen()
         if mask & _select.EPOLLERR and not self._err and not self._final:
             self.set_error()
         elif mask & _select.EPOLLHUP and not self._final:
@@ -144,10 +160,44 @@ class ReadinessFd:
         self.set(bool(mask & _select.EPOLLIN))
         self.set_writable(bool(mask & _select.EPOLLOUT))
 
+    def set_unconnected(self) -> None:
+        """POLLOUT|POLLHUP and nothing else: what tcp_poll() reports for a fresh (CLOSE) socket.
+
+        An unconnected AF_UNIX stream socket reports exactly that (unix_poll(): TCP_CLOSE -> POLLHUP,
+        nothing queued -> writable). The fd number stays; its open file is replaced (dup2), so an
+        epoll registration made before the switch does not carry over (select/poll are unaffected)."""
+        if self.fd < 0 or self._unconnected:
+            return
+        x = _std.socket(_std.AF_UNIX, _std.SOCK_STREAM)
+        _small(x)
+        self._replace(x, None)
+        self._unconnected = True
+
+    def _pair(self) -> None:
+        if self._unconnected:
+            self._reopen()
+
+    def _reopen(self) -> None:
+        """A fresh pair behind the same fd number: not readable, writable, nothing final."""
+        x, y = _std.socketpair(_std.AF_UNIX, _std.SOCK_STREAM)
+        for s in (x, y):
+            _small(s)
+        self._replace(x, y)
+
+    def _replace(self, x: _std.socket, y: _std.socket | None) -> None:
+        os.dup2(x.fileno(), self.fd, inheritable=False)  # self._x now wraps the new open file
+        x.close()
+        if self._y is not None:
+            self._y.close()
+        self._y = y
+        self._readable = self._final = self._rdhup = self._err = self._unconnected = False
+        self._writable = True
+
     def set_hangup(self) -> None:
         """POLLHUP|POLLIN|POLLOUT|POLLRDHUP from now on (closed both ways); final."""
         if self._final or self.fd < 0:
             return
+        self._pair()
         _drain(self._y)
         self._x.shutdown(_std.SHUT_RDWR)
         self._readable = self._writable = self._final = True
@@ -155,7 +205,8 @@ class ReadinessFd:
     def close(self) -> None:
         if self.fd >= 0:
             self._x.close()
-            self._y.close()
+            if self._y is not None:
+                self._y.close()
             self.fd = -1
 
 

@@ -287,3 +287,36 @@ def test_clear_error_keeps_the_hangup(rfd):
     r.set_error()
     r.clear_error()
     assert epoll_mask(r.fd) == IN | OUT | HUP | RDHUP
+
+
+def test_unconnected_is_out_hup_only_like_a_fresh_tcp_socket(rfd):
+    """tcp_poll() of a socket in CLOSE that never connected: POLLOUT|POLLHUP, no POLLIN."""
+    r = rfd(False, False)
+    fd = r.fd
+    r.sync(OUT | HUP)
+    assert epoll_mask(r.fd) == OUT | HUP
+    assert r.fd == fd and not os.get_inheritable(fd)
+    assert by_select(fd) == (True, True)  # select() counts POLLHUP as readable, as for the kernel's socket
+
+
+@pytest.mark.parametrize("final", [IN | OUT | RDHUP | HUP, IN | OUT | RDHUP | HUP | ERR, IN | RDHUP, OUT | HUP],
+                         ids=["hangup", "error", "rdhup", "unconnected"])
+def test_a_final_mask_gives_way_to_a_new_connection_on_the_same_fd(rfd, final):
+    """A refused or finished socket that connects again: SYN-SENT (nothing), then established."""
+    r = rfd(False, True)
+    fd = r.fd
+    r.sync(final)
+    assert epoll_mask(fd) == final
+    for mask in (0, OUT, IN | OUT, IN | RDHUP | OUT):
+        r.sync(mask)
+        assert r.fd == fd
+        assert epoll_mask(fd) == mask, hex(mask)
+
+
+def test_replacing_the_file_keeps_the_fd_count(rfd):
+    before = _open_fds()
+    r = ReadinessFd(False, False)
+    for mask in (OUT | HUP, 0, IN | OUT | RDHUP | HUP | ERR, OUT, OUT | HUP, IN):
+        r.sync(mask)
+    r.close()
+    assert _open_fds() == before

@@ -200,6 +200,10 @@ class Stack:
     def port_in_use(self, addr: bytes, port: int) -> bool:
         return self.host.tcp.port_in_use(addr, port)
 
+    def connections_on(self, port: int) -> list:
+        """The connections (any state, TIME-WAIT included) whose local port is ``port``: bind()'s rules."""
+        return [c for c in self.host.tcp.conns.values() if c.local[1] == port]
+
     def allocate_port(self, addr: bytes, remote: tuple[bytes, int]) -> int:
         return self.host.tcp.allocate_port(addr, remote)
 

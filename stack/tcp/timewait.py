@@ -27,7 +27,7 @@ from .states import State
 
 class TimeWaitRecord:
     __slots__ = ("key", "snd_nxt", "rcv_nxt", "rcv_wnd", "window", "max_snd_wnd", "ts_recent",
-                 "ts_offset", "deadline", "_conn", "_scheduled")
+                 "ts_offset", "deadline", "sk_reuse", "_conn", "_scheduled")
     state = State.TIME_WAIT          # observers (ss view, counters) read it like a connection's
     listener = None
     sndbuf = rcvbuf = b""
@@ -41,6 +41,7 @@ class TimeWaitRecord:
         self.ts_recent = ts_recent
         self.ts_offset = ts_offset           # None: timestamps off (RFC 7323)
         self.deadline = deadline
+        self.sk_reuse = bool(getattr(conn, "sk_reuse", False))  # SO_REUSEADDR, for bind()'s rules (tw_reuse)
         self._conn = weakref.ref(conn) if conn is not None else None
         self._scheduled: float | None = None  # the layer's timer-heap bookkeeping
 

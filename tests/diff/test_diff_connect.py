@@ -272,3 +272,76 @@ def test_close_pending_connect_then_fileno_is_minus_one(net):
     s.connect_ex(net.silent_peer())
     s.close()
     assert s.fileno() == -1
+
+
+# ------------------------------------------------------------------------------ after a failure; send and recv while connecting
+def test_nonblocking_refused_reported_then_a_new_attempt_starts(net):
+    """sock_error() then disconnect: the socket is unconnected again, so the next connect() is a new attempt."""
+    s = net.socket(timeout=0)
+    addr = net.closed_port()
+    s.connect_ex(addr)
+    assert wait_for(lambda: sel(s)[0])
+    assert s.connect_ex(addr) == errno.ECONNREFUSED
+    ls = net.peer_listener()
+    assert s.connect_ex(ls.getsockname()) == errno.EINPROGRESS
+    assert wait_for(lambda: connected_now(s))
+
+
+def test_connect_ex_on_closed_socket_is_ebadf(net):
+    s = net.socket()
+    s.close()
+    assert s.connect_ex((net.peer_host, 9)) == errno.EBADF
+
+
+def test_pending_connect_send_with_timeout_times_out(net):
+    s = net.socket(timeout=0)
+    s.connect_ex(net.silent_peer())
+    s.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        s.send(b"x")
+
+
+def test_pending_connect_recv_with_timeout_times_out(net):
+    s = net.socket(timeout=0)
+    s.connect_ex(net.silent_peer())
+    s.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        s.recv(1)
+
+
+def test_pending_connect_shutdown_then_socket_is_fresh(net):
+    """inet_shutdown() in SYN-SENT disconnects: the socket polls as a fresh one (POLLOUT|POLLHUP)."""
+    s = net.socket(timeout=0)
+    s.connect_ex(net.silent_peer())
+    s.shutdown(socket.SHUT_RDWR)
+    assert sel(s) == (True, True)
+    with pytest.raises(OSError) as exc:
+        s.getpeername()
+    assert exc.value.errno == errno.ENOTCONN
+
+
+def test_blocking_send_right_after_nonblocking_connect_waits_for_the_handshake(net):
+    ls = net.peer_listener()
+    s = net.socket(timeout=0)
+    s.connect_ex(ls.getsockname())
+    s.settimeout(None)
+    assert s.send(b"hi") == 2  # sk_stream_wait_connect() waits in SYN-SENT
+    p, _ = ls.accept()
+    net._closers.append(p)
+    assert p.recv(2) == b"hi"
+
+
+def test_connect_after_peer_reset_is_eisconn(net):
+    """A connection that was reset stays SS_CONNECTED: connect() is EISCONN, not a new attempt."""
+    s, p = net.connected(timeout=None)
+    p.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    p.close()
+    assert wait_for(lambda: sel(s)[0])
+    assert s.connect_ex((net.peer_host, 9)) == errno.EISCONN
+
+
+def test_so_error_after_refused_timeout_connect_is_zero(net):
+    """CPython's timed connect reads SO_ERROR itself: the error is consumed."""
+    s = net.socket(timeout=1.0)
+    assert s.connect_ex(net.closed_port()) == errno.ECONNREFUSED
+    assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0

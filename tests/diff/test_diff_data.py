@@ -456,3 +456,206 @@ def test_dup_shares_the_connection(net):
         assert p.recv(10) == b" still"
     finally:
         d.close()
+
+
+# ------------------------------------------------------------------------------ errors, low-water mark, the other calls
+def test_so_error_after_reset_then_recv_is_eof(net):
+    s = reset_by_peer(net)
+    assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET
+    assert s.recv(10) == b""
+
+
+def test_recv_after_reset_consumes_the_error_for_send(net):
+    s = reset_by_peer(net)
+    with pytest.raises(ConnectionResetError):
+        s.recv(10)
+    with pytest.raises(BrokenPipeError):
+        s.send(b"x")
+
+
+def test_nonblocking_send_after_reset_is_econnreset_then_epipe(net):
+    s = reset_by_peer(net)
+    s.setblocking(False)
+    with pytest.raises(ConnectionResetError):
+        s.send(b"x")
+    with pytest.raises(BrokenPipeError):
+        s.send(b"x")
+
+
+def test_send_empty_after_reset_reports_the_error(net):
+    s = reset_by_peer(net)
+    with pytest.raises(ConnectionResetError):
+        s.send(b"")
+
+
+def test_so_rcvlowat_blocking_recv_waits_for_the_mark(net):
+    s, p = net.connected(timeout=None)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 5)
+    p.sendall(b"ab")
+    with later(0.15, p.sendall, b"cdefg"):  # Linux wakes the reader only for an arrival that reaches the mark
+        assert s.recv(10) == b"abcdefg"
+
+
+def test_so_rcvlowat_bigger_than_the_request_waits_only_for_the_request(net):
+    s, p = net.connected(timeout=None)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 100)
+    p.sendall(b"abc")
+    assert s.recv(2) == b"ab"
+
+
+def test_so_rcvlowat_nonblocking_returns_what_is_there(net):
+    s, p = net.connected(timeout=None)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 5)
+    p.sendall(b"abc")
+    got = []
+
+    def some():
+        try:
+            got.append(s.recv(10, socket.MSG_DONTWAIT))
+            return True
+        except BlockingIOError:
+            return False
+    assert wait_for(some)
+    assert got == [b"abc"]
+
+
+def test_timeout_mode_recv_polls_first_even_with_dontwait(net):
+    """CPython polls for POLLIN before a timed recv: while connecting that is a timeout, not EAGAIN."""
+    s = net.socket(timeout=0)
+    s.connect_ex(net.silent_peer())
+    s.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        s.recv(10, socket.MSG_DONTWAIT)
+
+
+def test_timeout_mode_send_polls_first_even_with_dontwait(net):
+    s = net.socket(timeout=0)
+    s.connect_ex(net.silent_peer())
+    s.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        s.send(b"x", socket.MSG_DONTWAIT)
+
+
+def test_msg_waitall_recv_into(net):
+    s, p = net.connected(timeout=None)
+    buf = bytearray(5)
+    p.sendall(b"12")
+    with later(0.15, p.sendall, b"345"):
+        assert s.recv_into(buf, 5, socket.MSG_WAITALL) == 5
+    assert buf == b"12345"
+
+
+def test_msg_waitall_stops_at_reset(net):
+    s, p = net.connected(timeout=None)
+    p.sendall(b"ab")
+    assert arrived(s, 2)
+    p.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with later(0.15, p.close):
+        assert s.recv(10, socket.MSG_WAITALL) == b"ab"
+
+
+def test_msg_peek_then_dontwait_then_read(net):
+    s, p = net.connected()
+    p.sendall(b"xyz")
+    assert arrived(s, 3)
+    assert s.recv(2, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"xy"
+    assert s.recv(10) == b"xyz"
+
+
+def test_sendfile_with_offset_and_count(net, tmp_path):
+    s, p = net.connected()
+    f = tmp_path / "f"
+    f.write_bytes(bytes(range(256)) * 40)
+    with open(f, "rb") as fh:
+        assert s.sendfile(fh, 100, 1000) == 1000
+        assert fh.tell() == 1100
+    s.shutdown(socket.SHUT_WR)
+    got = bytearray()
+    while chunk := p.recv(65536):
+        got += chunk
+    assert bytes(got) == (bytes(range(256)) * 40)[100:1100]
+
+
+def test_sendfile_on_unconnected_socket_is_epipe(net, tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 10)
+    s = net.socket()
+    with open(f, "rb") as fh, pytest.raises(BrokenPipeError):
+        s.sendfile(fh)
+
+
+def test_sendmsg_on_unconnected_socket_is_epipe(net):
+    with pytest.raises(BrokenPipeError):
+        net.socket().sendmsg([b"x"])
+
+
+def test_sendto_on_unconnected_tcp_is_epipe(net):
+    """TCP ignores the address (no fast open): an unconnected socket cannot send."""
+    with pytest.raises(BrokenPipeError):
+        net.socket().sendto(b"x", (net.peer_host, 9))
+
+
+def test_recvfrom_into_on_tcp(net):
+    s, p = net.connected()
+    p.sendall(b"rfi")
+    assert arrived(s, 3)
+    buf = bytearray(8)
+    assert s.recvfrom_into(buf) == (3, None)
+    assert buf[:3] == b"rfi"
+
+
+def test_recvmsg_into_scatters(net):
+    s, p = net.connected()
+    p.sendall(b"abcdef")
+    assert arrived(s, 6)
+    a, b = bytearray(2), bytearray(10)
+    n, ancdata, flags, addr = s.recvmsg_into([a, b])
+    assert (n, ancdata, flags, bytes(a), bytes(b[:4])) == (6, [], 0, b"ab", b"cdef")
+
+
+def test_recvmsg_at_eof_is_empty(net):
+    s, p = net.connected()
+    p.shutdown(socket.SHUT_WR)
+    assert s.recvmsg(10)[0] == b""
+
+
+def test_dup_has_its_own_fileno_and_both_see_data(net):
+    s, p = net.connected()
+    d = s.dup()
+    try:
+        assert d.fileno() != s.fileno() and d.fileno() >= 0
+        p.sendall(b"12")
+        assert arrived(d, 2)
+        assert sel(s)[0] and sel(d)[0]
+        assert s.recv(1) == b"1" and d.recv(1) == b"2"
+    finally:
+        d.close()
+
+
+def test_closing_both_dups_sends_fin(net):
+    s, p = net.connected()
+    d = s.dup()
+    s.close()
+    d.close()
+    assert p.recv(10) == b""
+
+
+def test_detach_then_the_object_is_closed(net):
+    """detach() hands the fd over: the object reports -1; on the stack it is EOPNOTSUPP instead."""
+    s = net.socket()
+    try:
+        fd = s.detach()
+    except OSError as exc:
+        assert net.kind == "stack" and exc.errno == errno.EOPNOTSUPP
+        return
+    os_close = __import__("os").close
+    os_close(fd)
+    assert s.fileno() == -1
+
+
+def test_msg_waitall_with_peek_waits_for_all_and_leaves_it(net):
+    s, p = net.connected(timeout=None)
+    p.sendall(b"12")
+    with later(0.15, p.sendall, b"345"):
+        assert s.recv(5, socket.MSG_WAITALL | socket.MSG_PEEK) == b"12345"
+    assert s.recv(5) == b"12345"

@@ -251,3 +251,192 @@ def test_so_error_after_refused_connect_then_zero(net):
 def _readable(s) -> bool:
     import select
     return bool(select.select([s], [], [], 0)[0])
+
+
+# ------------------------------------------------------------------------------ more of the table
+def test_so_linger_off_keeps_the_time(net):
+    s = net.socket()
+    s.setsockopt(SOL, socket.SO_LINGER, struct.pack("ii", 1, 5))
+    s.setsockopt(SOL, socket.SO_LINGER, struct.pack("ii", 0, 9))
+    assert struct.unpack("ii", s.getsockopt(SOL, socket.SO_LINGER, 8)) == (0, 5)
+
+
+def test_so_linger_as_int_is_einval(net):
+    assert errno_of(lambda: net.socket().setsockopt(SOL, socket.SO_LINGER, 1)) == errno.EINVAL
+
+
+def test_so_linger_without_buflen_is_l_onoff(net):
+    s = net.socket()
+    s.setsockopt(SOL, socket.SO_LINGER, struct.pack("ii", 1, 5))
+    assert s.getsockopt(SOL, socket.SO_LINGER) == 1
+
+
+def test_so_linger_with_time_close_sends_fin_not_rst(net):
+    s, p = net.connected()
+    s.setsockopt(SOL, socket.SO_LINGER, struct.pack("ii", 1, 2))
+    s.sendall(b"bye")
+    s.close()
+    assert p.recv(10) == b"bye"
+    assert p.recv(10) == b""
+
+
+def test_tcp_info_without_buflen_is_an_int_of_its_first_bytes(net):
+    assert net.socket().getsockopt(TCP, TCP_INFO) & 0xFF == 7  # tcpi_state TCP_CLOSE
+
+
+def test_tcp_info_is_cut_to_buflen(net):
+    s, _ = net.connected()
+    assert len(s.getsockopt(TCP, TCP_INFO, 8)) == 8
+
+
+def test_tcp_info_bytes_acked_counts_what_was_sent(net):
+    s, p = net.connected()
+    s.sendall(b"x" * 1000)
+    assert p.recv(2000)
+    def acked():
+        raw = s.getsockopt(TCP, TCP_INFO, 232)
+        return len(raw) >= 128 and struct.unpack_from("Q", raw, 120)[0] >= 1000  # tcpi_bytes_acked
+    assert wait_for(acked)
+
+
+def test_tcp_info_cannot_be_set(net):
+    assert errno_of(lambda: net.socket().setsockopt(TCP, TCP_INFO, 1)) == errno.ENOPROTOOPT
+
+
+def test_tcp_congestion_without_buflen_is_an_int_of_the_name(net):
+    s = net.socket()
+    s.setsockopt(TCP, socket.TCP_CONGESTION, b"reno")
+    assert s.getsockopt(TCP, socket.TCP_CONGESTION) == struct.unpack("i", b"reno")[0]
+
+
+def test_getsockopt_buflen_zero_is_an_int(net):
+    assert net.socket().getsockopt(SOL, socket.SO_TYPE, 0) == socket.SOCK_STREAM
+
+
+def test_getsockopt_buflen_too_big_is_an_error(net):
+    with pytest.raises(OSError):
+        net.socket().getsockopt(SOL, socket.SO_TYPE, 2000)
+
+
+def test_getsockopt_short_buflen_cuts_the_int(net):
+    assert net.socket().getsockopt(SOL, socket.SO_TYPE, 2) == struct.pack("i", socket.SOCK_STREAM)[:2]
+
+
+def test_setsockopt_short_bytes_is_einval(net):
+    assert errno_of(lambda: net.socket().setsockopt(TCP, socket.TCP_NODELAY, b"\1")) == errno.EINVAL
+
+
+@pytest.mark.parametrize("name", ["SO_TYPE", "SO_ERROR", "SO_ACCEPTCONN", "SO_PROTOCOL", "SO_DOMAIN"])
+def test_read_only_options_cannot_be_set(net, name):
+    assert errno_of(lambda: net.socket().setsockopt(SOL, getattr(socket, name), 1)) == errno.ENOPROTOOPT
+
+
+@pytest.mark.parametrize("option,value,want", [
+    ("SO_RCVBUF", 1, 2304), ("SO_SNDBUF", 1, 4608), ("SO_RCVBUF", 100000, 200000)],
+    ids=["SO_RCVBUF_min", "SO_SNDBUF_min", "SO_RCVBUF_100000"])
+def test_buffer_sizes_are_doubled_with_a_floor(net, option, value, want):
+    s = net.socket()
+    s.setsockopt(SOL, getattr(socket, option), value)
+    assert s.getsockopt(SOL, getattr(socket, option)) == want
+
+
+@pytest.mark.parametrize("option,value,err", [
+    ("TCP_MAXSEG", 0, 0), ("TCP_MAXSEG", 88, 0), ("TCP_MAXSEG", 87, errno.EINVAL),
+    ("TCP_MAXSEG", 32768, errno.EINVAL), ("TCP_KEEPIDLE", 32767, 0), ("TCP_KEEPIDLE", 32768, errno.EINVAL),
+    ("TCP_KEEPINTVL", 32768, errno.EINVAL), ("TCP_KEEPCNT", 127, 0), ("TCP_KEEPCNT", 128, errno.EINVAL),
+    ("TCP_USER_TIMEOUT", 0, 0)],
+    ids=lambda v: str(v))
+def test_tcp_option_ranges(net, option, value, err):
+    opt = getattr(socket, option, TCP_USER_TIMEOUT if option == "TCP_USER_TIMEOUT" else None)
+    assert errno_of(lambda: net.socket().setsockopt(TCP, opt, value)) == err
+
+
+def test_tcp_maxseg_read_back_before_connect(net):
+    s = net.socket()
+    s.setsockopt(TCP, socket.TCP_MAXSEG, 1000)
+    assert s.getsockopt(TCP, socket.TCP_MAXSEG) == 1000
+
+
+def test_tcp_maxseg_clamps_the_connection(net):
+    ls = net.peer_listener()
+    s = net.socket()
+    s.setsockopt(TCP, socket.TCP_MAXSEG, 600)
+    s.connect(ls.getsockname())
+    assert 0 < s.getsockopt(TCP, socket.TCP_MAXSEG) <= 600
+
+
+@pytest.mark.parametrize("value,err", [(0, errno.EINVAL), (256, errno.EINVAL), (255, 0), (1, 0)])
+def test_ip_ttl_range(net, value, err):
+    assert errno_of(lambda: net.socket().setsockopt(socket.IPPROTO_IP, socket.IP_TTL, value)) == err
+
+
+def test_ip_ttl_minus_one_is_the_default(net):
+    s = net.socket()
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 32)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, -1)
+    assert s.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 64
+
+
+def test_so_rcvlowat_zero_reads_back_one(net):
+    s = net.socket()
+    s.setsockopt(SOL, socket.SO_RCVLOWAT, 0)
+    assert s.getsockopt(SOL, socket.SO_RCVLOWAT) == 1
+
+
+def test_tcp_quickack_default_is_one(net):
+    assert net.socket().getsockopt(TCP, TCP_QUICKACK) == 1
+
+
+def test_tcp_quickack_on_a_connection(net):
+    s, p = net.connected()
+    p.sendall(b"q")
+    assert s.recv(1) == b"q"
+    s.setsockopt(TCP, TCP_QUICKACK, 1)
+    assert s.getsockopt(TCP, TCP_QUICKACK) == 1
+
+
+def test_so_keepalive_then_keepidle_on_a_connection(net):
+    s, _ = net.connected()
+    s.setsockopt(SOL, socket.SO_KEEPALIVE, 1)
+    s.setsockopt(TCP, socket.TCP_KEEPIDLE, 60)
+    assert (s.getsockopt(SOL, socket.SO_KEEPALIVE), s.getsockopt(TCP, socket.TCP_KEEPIDLE)) == (1, 60)
+
+
+def test_accepted_socket_inherits_linger(net):
+    ls = net.socket()
+    ls.setsockopt(SOL, socket.SO_LINGER, struct.pack("ii", 1, 7))
+    ls.bind((net.local_host, 0))
+    ls.listen()
+    c = net.peer_socket()
+    c.connect(ls.getsockname())
+    s, _ = ls.accept()
+    try:
+        assert struct.unpack("ii", s.getsockopt(SOL, socket.SO_LINGER, 8)) == (1, 7)
+    finally:
+        s.close()
+
+
+def test_accepted_socket_inherits_sndbuf(net):
+    ls = net.socket()
+    ls.setsockopt(SOL, socket.SO_SNDBUF, 50000)
+    ls.bind((net.local_host, 0))
+    ls.listen()
+    c = net.peer_socket()
+    c.connect(ls.getsockname())
+    s, _ = ls.accept()
+    try:
+        assert s.getsockopt(SOL, socket.SO_SNDBUF) == 100000
+    finally:
+        s.close()
+
+
+def test_so_acceptconn_after_listener_shut_rd_is_zero(net):
+    ls = net.listener()
+    ls.shutdown(socket.SHUT_RD)
+    assert ls.getsockopt(SOL, socket.SO_ACCEPTCONN) == 0
+
+
+def test_so_reuseport_read_back(net):
+    s = net.socket()
+    s.setsockopt(SOL, socket.SO_REUSEPORT, 3)
+    assert s.getsockopt(SOL, socket.SO_REUSEPORT) == 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import select
 import selectors
 import socket
@@ -241,3 +242,118 @@ def test_asyncio_streams_over_accepted_socket(net):
         assert c.recv(100) == b"SHOUT\n"
         server.close()
     asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------ low-water marks, errors reported, dup
+def test_so_rcvlowat_readable_once_the_mark_is_reached(net):
+    """tcp_poll(): readable when the queued bytes reach SO_RCVLOWAT (below it Linux may still say
+    readable under memory pressure, so only the reaching is asserted)."""
+    s, p = net.connected()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 5)
+    p.sendall(b"abcde")
+    assert wait_for(lambda: sel(s)[0])
+
+
+def test_refused_then_so_error_read_is_hup_without_err(net):
+    s = net.socket(timeout=0)
+    s.connect_ex(net.closed_port())
+    assert wait_for(lambda: sel(s)[0])
+    s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    assert poll_mask(s) & (ERR | HUP) == HUP
+
+
+def test_refused_then_error_reported_by_connect_is_fresh_again(net):
+    """After connect() reports the error the socket is disconnected: POLLOUT|POLLHUP, as a fresh one."""
+    s = net.socket(timeout=0)
+    addr = net.closed_port()
+    s.connect_ex(addr)
+    assert wait_for(lambda: sel(s)[0])
+    assert s.connect_ex(addr) == errno.ECONNREFUSED
+    assert poll_mask(s) & (IN | OUT | ERR | HUP) == OUT | HUP
+
+
+def test_fresh_bound_socket_is_hup_and_writable(net):
+    s = net.socket()
+    s.bind((net.local_host, 0))
+    assert poll_mask(s) & (IN | OUT | HUP) == OUT | HUP
+
+
+def test_listener_shut_rd_polls_as_a_fresh_socket(net):
+    ls = net.listener()
+    ls.shutdown(socket.SHUT_RD)
+    assert poll_mask(ls) & (IN | OUT | HUP) == OUT | HUP
+
+
+def test_shut_wr_then_peer_fin_is_hup(net):
+    s, p = net.connected()
+    s.shutdown(socket.SHUT_WR)
+    assert p.recv(1) == b""
+    p.shutdown(socket.SHUT_WR)
+    assert wait_for(lambda: poll_mask(s) & HUP)
+    assert poll_mask(s) & (IN | OUT | HUP | RDHUP) == IN | OUT | HUP | RDHUP
+
+
+def test_writable_again_only_after_a_third_of_the_buffer_frees(net):
+    """sk_stream_is_writeable(): a full sender becomes writable once the peer has read enough."""
+    s, p = filled(net)
+    assert not sel(s)[1]
+    p.setblocking(False)
+    got = 0
+    deadline = __import__("time").monotonic() + 10
+    while not sel(s, 0.01)[1] and __import__("time").monotonic() < deadline:
+        try:
+            got += len(p.recv(65536))
+        except BlockingIOError:
+            pass
+    assert sel(s)[1] and got > 0
+
+
+def test_epoll_edge_triggered_writable_once_after_drain(net):
+    s, p = filled(net)
+    with select.epoll() as ep:
+        ep.register(s.fileno(), select.EPOLLOUT | select.EPOLLET)
+        assert ep.poll(0) == []
+        p.setblocking(False)
+        deadline = __import__("time").monotonic() + 10
+        events = []
+        while not events and __import__("time").monotonic() < deadline:
+            try:
+                p.recv(65536)
+            except BlockingIOError:
+                pass
+            events = ep.poll(0.01)
+        assert events and events[0][1] & select.EPOLLOUT
+        assert ep.poll(0.05) == []
+
+
+def test_dup_sees_the_same_readiness(net):
+    s, p = net.connected()
+    d = s.dup()
+    try:
+        p.sendall(b"x")
+        assert wait_for(lambda: sel(d)[0])
+        assert sel(s) == sel(d) == (True, True)
+    finally:
+        d.close()
+
+
+def test_asyncio_sock_sendall_to_a_slow_reader_completes(net):
+    s, p = net.connected()
+    s.setblocking(False)
+    data = bytes(range(256)) * 4096  # 1 MiB
+
+    async def send():
+        await asyncio.get_running_loop().sock_sendall(s, data)
+        s.shutdown(socket.SHUT_WR)
+
+    import threading
+    got = bytearray()
+
+    def read():
+        while chunk := p.recv(65536):
+            got.extend(chunk)
+    t = threading.Thread(target=read)
+    t.start()
+    asyncio.run(send())
+    t.join(20)
+    assert bytes(got) == data

@@ -339,3 +339,110 @@ def test_bind_port_in_time_wait_without_reuseaddr_is_eaddrinuse(net):
     port = _port_in_time_wait(net, reuse=True)
     s = net.socket()
     assert errno_of(lambda: s.bind((net.local_host, port))) == errno.EADDRINUSE
+
+
+def test_shutdown_listener_rdwr_stops_listening(net):
+    ls = net.listener()
+    addr = ls.getsockname()
+    ls.shutdown(socket.SHUT_RDWR)
+    assert net.peer_socket().connect_ex(addr) == errno.ECONNREFUSED
+
+
+def test_listener_shut_rd_then_listen_again_gets_a_new_port(net):
+    """tcp_disconnect() releases a port bind() chose (no SOCK_BINDPORT_LOCK); the address stays."""
+    ls = net.listener()
+    addr = ls.getsockname()
+    ls.shutdown(socket.SHUT_RD)
+    assert ls.getsockname() == addr  # inet_sport stays, the port is no longer held
+    ls.listen()
+    new = ls.getsockname()
+    assert new[0] == addr[0] and new[1] != 0
+    assert net.peer_socket().connect_ex(new) == 0
+
+
+def test_listener_shut_rd_keeps_a_port_given_to_bind(net):
+    probe = net.socket()
+    probe.bind((net.local_host, 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    ls = net.socket()
+    ls.bind((net.local_host, port))
+    ls.listen()
+    ls.shutdown(socket.SHUT_RD)
+    assert ls.getsockname() == (net.local_host, port)
+    ls.listen()
+    assert net.peer_socket().connect_ex((net.local_host, port)) == 0
+
+
+def test_listener_shut_rd_then_accept_is_einval(net):
+    ls = net.listener()
+    ls.shutdown(socket.SHUT_RD)
+    assert errno_of(lambda: ls.accept()) == errno.EINVAL
+
+
+def test_shutdown_invalid_how_on_fresh_socket_is_einval(net):
+    assert errno_of(lambda: net.socket().shutdown(-1)) == errno.EINVAL
+
+
+def test_shutdown_in_close_wait_sends_fin(net):
+    s, p = net.connected()
+    p.shutdown(socket.SHUT_WR)
+    assert s.recv(1) == b""
+    s.shutdown(socket.SHUT_WR)
+    assert p.recv(1) == b""
+
+
+def test_shutdown_after_both_fins_is_enotconn_once_closed(net):
+    """Our FIN first, then the peer's: TIME-WAIT, and the socket itself is CLOSE."""
+    s, p = net.connected()
+    s.shutdown(socket.SHUT_WR)
+    assert p.recv(1) == b""
+    p.close()
+    assert s.recv(1) == b""
+    assert wait_for(lambda: errno_of(lambda: s.shutdown(socket.SHUT_RD)) == errno.ENOTCONN)
+
+
+def test_getpeername_after_reset_is_enotconn(net):
+    s, p = net.connected()
+    p.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    p.close()
+    assert wait_for(lambda: sel(s)[0])
+    assert errno_of(lambda: s.getpeername()) == errno.ENOTCONN
+
+
+def test_bind_port_of_connected_socket_is_eaddrinuse(net):
+    s, _ = net.connected()
+    b = net.socket()
+    assert errno_of(lambda: b.bind((net.local_host, s.getsockname()[1]))) == errno.EADDRINUSE
+
+
+def test_bind_port_of_connected_socket_both_reuseaddr_is_allowed(net):
+    ls = net.peer_listener()
+    s = net.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.connect(ls.getsockname())
+    b = net.socket()
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    assert errno_of(lambda: b.bind((net.local_host, s.getsockname()[1]))) == 0
+
+
+def test_bind_reuseaddr_on_one_side_only_is_eaddrinuse(net):
+    a = net.socket()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    a.bind((net.local_host, 0))
+    b = net.socket()
+    assert errno_of(lambda: b.bind((net.local_host, a.getsockname()[1]))) == errno.EADDRINUSE
+
+
+def test_bind_port_of_closed_bound_socket_is_allowed(net):
+    a = net.socket()
+    a.bind((net.local_host, 0))
+    port = a.getsockname()[1]
+    a.close()
+    assert errno_of(lambda: net.socket().bind((net.local_host, port))) == 0
+
+
+def test_bind_any_when_port_bound_on_address_is_eaddrinuse(net):
+    a = net.socket()
+    a.bind((net.local_host, 0))
+    assert errno_of(lambda: net.socket().bind(("0.0.0.0", a.getsockname()[1]))) == errno.EADDRINUSE
