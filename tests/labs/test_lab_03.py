@@ -7,6 +7,8 @@ import os
 import pytest
 
 from labdoc import LANGS, Lab, run_shell
+from scapy.layers.inet import IP, TCP
+from scapy.utils import rdpcap
 from stack.apps.servers import FileHandler
 from stack.link.memory import SocketPairLink
 from stack.runtime.stack import Stack
@@ -16,7 +18,7 @@ from stack.tcp.config import TcpConfig
 from stack.tcp.states import State
 from stack.trace import ListSink, Tracer
 from stack.wire.ipv4 import parse_ipv4
-from stack.wire.tcp import SYN, parse_tcp
+from stack.wire.tcp import ACK, SYN, TcpSegment, parse_tcp
 
 NAME = "03-flow-control.md"
 LAB = Lab(NAME)  # the English page: its block ids (the twins' blocks are equal: test_translations.py)
@@ -84,9 +86,43 @@ def test_persist_probes_back_off_from_the_rto(zw):
     assert [round(b - a, 6) for a, b in zip(times, times[1:])] == [0.2, 0.4, 0.8, 1.6]
     assert zw["a"].rtt.current_rto() == 0.2 and TcpConfig().persist_max == 60.0
     a = zw["a"]
-    assert {(e["seq"] - a.iss) % 2**32 for e in probes} == {14481} and {e["len"] for e in probes} == {1}
+    # every probe: the same empty segment at SND.UNA - 1 (14480; SND.UNA is 14481), on the wire too
+    assert {(e["seq"] - a.iss) % 2**32 for e in probes} == {14480} and {e["len"] for e in probes} == {0}
+    sent = [x for x in packets(zw["log"], a) if x[1] == "a>b" and 0.2 < x[0] < 5.0]
+    assert sent == [(t, "a>b", 14480, 1, 4194304, 0) for t in (0.225, 0.625, 1.425, 3.025)]
+    # b finds each one unacceptable (left of its window) and answers with its window, still 0
+    assert [(e["t"], (e["seq"] - a.iss) % 2**32, e["len"]) for e in zw["sink"].of("window_probe_in")] == \
+        [(t + 0.005, 14480, 0) for t in (0.225, 0.625, 1.425, 3.025)]
     answers = [x for x in packets(zw["log"], a) if x[1] == "b>a" and 0.2 < x[0] < 5.0]
     assert [(x[0], x[3], x[4]) for x in answers] == [(t + 0.005, 14481, 0) for t in (0.225, 0.625, 1.425, 3.025)]
+
+
+def test_empty_probes_leave_snd_nxt_at_snd_una(lab):
+    """'it carries no data, so SND.NXT stays at 14481 and nothing is sent beyond b's window'."""
+    ns = lab.run(["setup", "window", "fill"]).ns  # at 5 s, after four probes, before the read
+    a, b = ns["a"], ns["b"]
+    assert TcpConfig().zero_window_probe == "ack" and a.config.zero_window_probe == "ack"
+    assert (a.snd_una - a.iss) % 2**32 == (a.snd_nxt - a.iss) % 2**32 == (b.rcv_nxt - a.iss) % 2**32 == 14481
+    assert b.rcv_wnd == 0 and len(b.rcvbuf) == 14480
+
+
+def test_the_rfc_octet_probe_moves_snd_nxt_past_the_window(lab):
+    """The octet block: same times and answers, each probe the byte at 14481 (len=1), SND.NXT 14482,
+    one past b's window; b drops the octet but still reads the ACK field on it."""
+    ns = lab.run(["setup", "octet"]).ns
+    a, b = ns["rfc_a"], ns["rfc_b"]
+    assert a.config.zero_window_probe == "octet"
+    p = packets(ns["rfc_log"], a)[14:]
+    assert p == [(0.225, "a>b", 14481, 1, 4194304, 1), (0.23, "b>a", 1, 14481, 0, 0),
+                 (0.625, "a>b", 14481, 1, 4194304, 1), (0.63, "b>a", 1, 14481, 0, 0)]
+    assert (a.snd_nxt - a.iss) % 2**32 == 14482 and (b.rcv_nxt - a.iss) % 2**32 == 14481 and b.rcv_wnd == 0
+    # at b, a one-octet segment at RCV.NXT against a zero window: its octet is dropped, its ACK goes on
+    seg = TcpSegment(a.local[1], a.remote[1], b.rcv_nxt, b.snd_nxt, ACK, 0, b"x")
+    assert b._check_sequence(seg, 1.0) is True and seg.payload == b"" and seg.ack == b.snd_nxt
+    assert (b.rcv_nxt - a.iss) % 2**32 == 14481
+    # the empty probe at SND.UNA - 1 is not acceptable: dropped whole, answered with an ACK
+    empty = TcpSegment(a.local[1], a.remote[1], (b.rcv_nxt - 1) % 2**32, b.snd_nxt, ACK, 0)
+    assert b._check_sequence(empty, 1.0) is False
 
 
 def test_persist_interval_is_capped_and_the_sender_never_gives_up():
@@ -109,7 +145,7 @@ def test_persist_interval_is_capped_and_the_sender_never_gives_up():
 
 
 # ------------------------------------------------------------ 4. the window update
-def test_window_update_at_once_then_a_full_window_from_the_probe_byte(zw):
+def test_window_update_at_once_then_a_full_window_from_snd_una(zw):
     p = packets(zw["log"], zw["a"])
     after = [x for x in p if x[0] >= 5.0]
     assert after[0] == (5.0, "b>a", 1, 14481, 14480, 0)     # a pure ACK, same ack, new window
@@ -211,7 +247,9 @@ def test_may_send_small_rule():
 
 def test_a_sub_mss_window_is_filled_by_the_persist_timer():
     """Part 8 / answer 8: a window below one MSS (and below half the largest) is not used at once;
-    the persist timer fires after the RTO (0.2 s) and sends what fits, as a probe."""
+    the persist timer fires after the RTO (0.2 s) and sends what fits, as a probe (a window that
+    is small but not zero is probed with data); once the window is zero, the probes are empty
+    segments at SND.UNA - 1."""
     sink = ListSink()
     sim = Simulation(seed=1, tracer=Tracer(sink), config_a=TcpConfig(congestion="newreno", initial_window=10),
                      config_b=TcpConfig(rcvbuf=16384))
@@ -222,10 +260,17 @@ def test_a_sub_mss_window_is_filled_by_the_persist_timer():
     sim.send(sim.a, a, bytes(50_000))
     sim.run(until=1.0)
     small = [e for e in sink.of("snd_wnd") if 0 < e["wnd"] < MSS][0]
-    probe = sink.of("persist_probe")[0]
-    assert probe["len"] == small["wnd"] and probe["backoff"] == 0
+    probes = sink.of("persist_probe")
+    probe = probes[0]
+    assert probe["len"] == small["wnd"] == 456 and probe["backoff"] == 0
     assert round(probe["t"] - small["t"], 6) == 0.2
-    assert [e["len"] for e in sink.of("persist_probe")[1:]] == [1] * (len(sink.of("persist_probe")) - 1)
+    zero = [e for e in sink.of("snd_wnd") if e["t"] > probe["t"]]
+    assert zero and zero[0]["wnd"] == 0                      # b took the data and closed its window
+    una = (probe["seq"] + probe["len"]) % 2**32               # what b acknowledged
+    assert a.snd_una == a.snd_nxt == una
+    later = probes[1:]
+    assert later and [(e["seq"], e["len"]) for e in later] == [((una - 1) % 2**32, 0)] * len(later)
+    assert [e["backoff"] for e in probes] == list(range(len(probes)))
 
 
 # ------------------------------------------------------------ 8. the real thing
@@ -245,7 +290,20 @@ def test_real_tun_kernel_slow_reader(lab, private_netns, tmp_path):
     probes = [e for e in events if e["ev"] == "persist_probe"]
     zero = next(i for i, e in enumerate(events) if e["ev"] == "snd_wnd" and e["wnd"] == 0)
     after = [e for e in events[zero:] if e["ev"] == "persist_probe"]
-    assert len(after) >= 2 and {e["len"] for e in after} == {1} and len({e["seq"] for e in after}) == 1
+    assert len(after) >= 2 and {e["len"] for e in after} == {0} and len({e["seq"] for e in after}) == 1
+    # on the wire (scapy reads the lab's pcap): each empty probe sits at SND.UNA - 1, SND.UNA being
+    # what the kernel had acknowledged; the kernel answers with that ACK and a zero window
+    wire = [(float(p.time), p[IP].src, p[TCP].seq, p[TCP].ack, p[TCP].window, len(p[TCP].payload))
+            for p in (IP(bytes(raw)) for raw in rdpcap(str(tmp_path / "lab3.pcap")))]
+    ours = [w for w in wire if w[1] == "192.0.2.2"]
+    empty = [i for i, w in enumerate(wire) if w[1] == "192.0.2.2" and w[5] == 0 and w[0] > wire[2][0]
+             and w[2] == after[0]["seq"]]
+    assert len(empty) == len(after)
+    una = max(w[3] for w in wire[:empty[0]] if w[1] == "192.0.2.1")
+    assert after[0]["seq"] == (una - 1) % 2**32
+    answers = [w for w in wire[empty[0]:] if w[1] == "192.0.2.1" and w[4] == 0]
+    assert answers and {w[3] for w in answers} == {una} and answers[0][0] - wire[empty[0]][0] < 0.1
+    assert [w[2] for w in ours if w[5] and w[0] > wire[empty[-1]][0]][0] == una  # data resumes at SND.UNA
     assert [e["backoff"] for e in probes] == list(range(len(probes)))
     gaps = [b["t"] - a["t"] for a, b in zip(probes, probes[1:])]
     for g1, g2 in zip(gaps, gaps[1:]):

@@ -55,14 +55,19 @@ def test_questions_and_answers_match_in_number(name, lang):
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_window_reopening_resend_is_traced_as_a_persist_retransmission(lang):
-    """README (lab 3 part 4): the first segment after the window opens starts with the probe byte;
-    it is traced as retransmit why=persist, and no RTO fired."""
-    ns = Lab("03-flow-control.md", lang).run(["setup", "window", "fill", "update"]).ns
-    a, sink = ns["a"], ns["sink"]
-    rxt = [e for e in sink.of("retransmit") if e["conn"] == a.name]
-    assert [(e["t"], (e["seq"] - a.iss) % 2**32, e["why"]) for e in rxt] == [(5.005, 14481, "persist")]
-    assert not [e for e in sink.of("cc") if e["conn"] == a.name and e["why"] == "rto"]  # no RTO fired
-    assert a.stats["retrans"] == 1
+    """README (lab 3 part 4): after the empty probes the first segment after the window opens starts
+    at SND.UNA and nothing is retransmitted; with zero_window_probe="octet" it starts with the probe
+    byte and is traced as retransmit why=persist; no RTO fired in either."""
+    octet = lambda id_, code: code.replace("config_a=TcpConfig(initial_window=10)",
+                                           'config_a=TcpConfig(initial_window=10, zero_window_probe="octet")', 1)
+    for edit, want in ((None, []), (octet, [(5.005, 14481, "persist")])):
+        ns = Lab("03-flow-control.md", lang).run(["setup", "window", "fill", "update"], edit=edit).ns
+        a, sink = ns["a"], ns["sink"]
+        assert a.config.zero_window_probe == ("octet" if edit else "ack")
+        rxt = [e for e in sink.of("retransmit") if e["conn"] == a.name]
+        assert [(e["t"], (e["seq"] - a.iss) % 2**32, e["why"]) for e in rxt] == want
+        assert not [e for e in sink.of("cc") if e["conn"] == a.name and e["why"] == "rto"]  # no RTO fired
+        assert a.stats["retrans"] == len(want)
 
 
 @pytest.mark.parametrize("lang", LANGS)
