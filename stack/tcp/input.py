@@ -80,9 +80,12 @@ class ConnectionInput:
             # second check: RST with acceptable ACK -> connection refused; without ACK -> drop
             if flags & ACK:
                 self._drop(now, "RST in SYN-SENT", errno.ECONNREFUSED)
+            else:
+                self._count_drop(seg, "rst_without_ack", now)
             return
         if not flags & SYN:
-            return  # fifth check: neither SYN nor RST -> drop
+            self._count_drop(seg, "no_syn_no_rst", now)  # fifth check: neither SYN nor RST -> drop
+            return
         # fourth check: SYN
         self.irs = seg.seq
         self.rcv_nxt = seq_add(seg.seq, 1)
@@ -136,7 +139,8 @@ class ConnectionInput:
             self._check_syn(seg, now)
             return
         if not seg.flags & ACK:
-            return  # fifth check: ACK bit off -> drop
+            self._count_drop(seg, "ack_bit_off", now)  # fifth check: ACK bit off -> drop
+            return
         if not self._check_ack(seg, now):
             return
         if self.state is State.CLOSED:
@@ -150,12 +154,16 @@ class ConnectionInput:
         if not self.ts_enabled or seg.tsval is None or seg.flags & RST:
             return True
         if seq_lt(seg.tsval, self.ts_recent) and self.state is not State.SYN_RECEIVED:
-            self.stats["drops"] += 1
-            self._trace("drop", now, reason="paws", seq=seg.seq)
+            self._count_drop(seg, "paws", now)
             self.ack_now = True
             self._send_ack(now)
             return False
         return True
+
+    def _count_drop(self, seg: TcpSegment, reason: str, now: float) -> None:
+        """Every dropped segment has a named reason, counted and traced (DESIGN: one home for it)."""
+        self.stats["drops"] += 1
+        self._trace("drop", now, reason=reason, seq=seg.seq, len=seg.seg_len)
 
     def _check_sequence(self, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 3.10.7.4 first check: the four acceptability cases; trim to the window."""
@@ -181,10 +189,11 @@ class ConnectionInput:
             if self.state is State.TIME_WAIT and seg.flags & FIN:
                 self.timers.time_wait = now + 2 * self.config.msl  # RFC 9293 3.10.7.4: restart the 2 MSL timeout
             if not seg.flags & RST:
-                self.stats["drops"] += 1
-                self._trace("drop", now, reason="out_of_window", seq=seq, len=seg_len)
+                self._count_drop(seg, "out_of_window", now)
                 self.ack_now = True  # an unacceptable segment is answered with an ACK
                 self._send_ack(now)
+            else:
+                self._count_drop(seg, "rst_out_of_window", now)  # RFC 9293 3.10.7.4 first check: RST -> drop
             return False
         self._trim_to_window(seg)
         if self.ts_enabled and seg.tsval is not None and seq_le(seq, self.last_ack_sent):

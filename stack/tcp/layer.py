@@ -266,7 +266,8 @@ class TcpLayer:
                         min_iss: int | None = None) -> None:
         """RFC 9293 3.10.7.2 LISTEN."""
         if seg.flags & RST:
-            return  # first check: RST -> ignore
+            self.count("listen_rst")  # first check: RST -> ignore
+            return
         if seg.flags & ACK:
             if seg.flags & SYN or not self._cookie_ack(lst, src, dst, seg, now):
                 self._listen_rst(src, dst, seg)  # second check: ACK -> RST <SEQ=SEG.ACK>
