@@ -21,6 +21,7 @@ from typing import Callable
 
 from . import tcpinfo
 from .readiness import ReadinessFd
+from .sockmodes import TimeoutModes
 from .tcp.states import State
 from .wire.ipv4 import aton, ntoa
 
@@ -74,7 +75,7 @@ def _err(code: int, what: str = "") -> OSError:
     return OSError(code, os.strerror(code) + (f" ({what})" if what else ""))
 
 
-class socket:
+class socket(TimeoutModes):
     """A TCP socket on a tunstack ``Stack`` (``stack.socket()``)."""
 
     def __new__(cls, stack=None, family=None, type=None, *args, **kwargs):
@@ -724,23 +725,6 @@ class socket:
     def __repr__(self) -> str:
         state = "listening" if self._listener else (self._conn.state.name if self._conn else "unconnected")
         return f"<tunstack.socket {self.getsockname()} {state}>"
-
-    # ------------------------------------------------------------ modes
-    def settimeout(self, value: float | None) -> None:
-        if value is not None:
-            value = float(value)
-            if value < 0:
-                raise ValueError("Timeout value out of range")
-        self._timeout = value
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0
 
     # ------------------------------------------------------------ options
     def setsockopt(self, level: int, option: int, value, optlen: int | None = None) -> None:

@@ -29,6 +29,7 @@ from typing import Callable
 
 from .ip.udp import MAX_PAYLOAD, RMEM_DEFAULT, WMEM_DEFAULT, UdpEndpoint
 from .readiness import ReadinessFd
+from .sockmodes import TimeoutModes
 from .runtime.stack import Stack
 from .wire.ipv4 import aton, ntoa
 
@@ -50,7 +51,7 @@ def _err(code: int, what: str = "") -> OSError:
     return OSError(code, os.strerror(code) + (f" ({what})" if what else ""))
 
 
-class udpsocket:
+class udpsocket(TimeoutModes):
     """A UDP socket on a tunstack ``Stack``."""
 
     def __init__(self, stack: Stack, family=None, type=None, proto=0):
@@ -360,23 +361,7 @@ class udpsocket:
     def __repr__(self) -> str:
         return f"<tunstack.udpsocket {self.getsockname()}>"
 
-    # ------------------------------------------------------------ modes and options
-    def settimeout(self, value: float | None) -> None:
-        if value is not None:
-            value = float(value)
-            if value < 0:
-                raise ValueError("Timeout value out of range")
-        self._timeout = value
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0
-
+    # ------------------------------------------------------------ options (modes: sockmodes.TimeoutModes)
     def setsockopt(self, level: int, option: int, value, optlen: int | None = None) -> None:
         if isinstance(value, (bytes, bytearray)):
             value = int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little", signed=True)
