@@ -63,6 +63,12 @@ class _Fd:
         self.err_reported = False
 
 
+def stack_config(options: dict) -> dict:
+    """TcpConfig fields a script sets with option lines (ours; packetdrill has none): ``--initial_window=N``
+    pins the IW in segments (the default is RFC 5681's; Linux's is 10)."""
+    return {"initial_window": int(options["initial_window"])} if "initial_window" in options else {}
+
+
 class StackDriver:
     """The stack under test in virtual time: a Host, its clock, its output and its sockets."""
 
