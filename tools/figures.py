@@ -75,7 +75,7 @@ LADDER = dict(impair="rate=2mbit,drop=data:5", size=10 * 1448, delay=0.010, cong
               sack=True, rcvbuf=384 * 1024, seed=1)
 WINDOW = dict(impair="rate=4mbit,drop=data:12", size=60 * 1448, delay=0.010, congestion="newreno",
               sack=True, rcvbuf=20_000, seed=1)
-WINDOW_AT = 0.105   # seconds: in SACK recovery, the hole's retransmission in flight
+WINDOW_AT = 0.135   # seconds: in SACK recovery, the hole's retransmission in flight
 ZOOM = (0.2, 0.45)  # the loss and the SACK recovery of the demo run
 
 
@@ -139,12 +139,52 @@ def _window(workdir):
     return dict(WINDOW, at=WINDOW_AT), w, summary, lambda png: window_diagram(pcap, png, WINDOW_AT)
 
 
+LAB6 = dict(congestion="reno", impair="rate=10mbit,queue=20", size=2_000_000, delay=0.005, seed=1,
+            initial_window=None)  # docs/labs/06-congestion.md part 3: run("reno") exactly
+
+
+def _lab6_trace(workdir: str) -> str:
+    """The Reno run of lab 6 (its ``run`` helper, seed 1, the stack's default IW), as a trace file."""
+    key = ("lab6",)
+    if key not in _runs:
+        from stack.link.impair import Impairment
+        from stack.sim import Simulation
+        from stack.tcp.config import TcpConfig
+        from stack.trace import JsonLinesSink, Tracer
+        path = os.path.join(workdir, "lab6.jsonl")
+        with open(path, "w", encoding="utf-8") as f:
+            tracer = Tracer(JsonLinesSink(f))
+            sim = Simulation(seed=LAB6["seed"], delay=LAB6["delay"], tracer=tracer,
+                             config_a=TcpConfig(congestion=LAB6["congestion"], initial_window=LAB6["initial_window"]),
+                             impair_ab=Impairment(LAB6["impair"], tracer=tracer))
+            listener = sim.listen(sim.b, 80)
+            a = sim.connect(sim.a, 80)
+            sim.run(until=1, condition=lambda: listener.readable)
+            data = bytes(LAB6["size"])
+            if sim.transfer(sim.a, a, sim.b, listener.accept(), data) != data:
+                raise RuntimeError("the lab 6 run did not deliver its data intact")
+        _runs[key] = (path, path)
+    return _runs[key][1]
+
+
+def _lab6(workdir):
+    trace = _lab6_trace(workdir)
+    cw = cwnd_data(trace)
+    data = dict(cc=cw.cc, marks=cw.marks, states=cw.states, rtt=cw.rtt)
+    fr = [p for p in cw.cc if p.why == "fast_retransmit"]
+    summary = dict(mss=cw.cc[0].mss, fast_retransmits=[p.t for p in fr],
+                   ssthresh_after_loss=[p.ssthresh for p in fr], flight_at_loss=[p.flight for p in fr],
+                   rtos=sum(p.why == "rto" for p in cw.cc))
+    return LAB6, data, summary, lambda png: cwnd_plot(trace, png, segments=True)
+
+
 FIGURES = [
     Figure("timeseq", "time-sequence graph of the demo run (docs/plots.md)", _timeseq(None)),
     Figure("timeseq-zoom", "the demo run's loss and SACK recovery, zoomed", _timeseq(ZOOM)),
     Figure("cwnd", "cwnd, ssthresh, RTT and RTO of the demo run", _cwnd),
     Figure("ladder-loss", "Stevens-style ladder: a drop (×), SACK blocks, the retransmission", _ladder),
     Figure("window", "the send window (SND.UNA, SND.NXT, SND.WND) in SACK recovery", _window),
+    Figure("lab6-cwnd", "cwnd and ssthresh of lab 6's Reno run over a 10 Mbit/s bottleneck", _lab6),
 ]
 
 
