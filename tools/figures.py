@@ -76,7 +76,7 @@ LADDER = dict(impair="rate=2mbit,drop=data:5", size=10 * 1448, delay=0.010, cong
 WINDOW = dict(impair="rate=4mbit,drop=data:12", size=60 * 1448, delay=0.010, congestion="newreno",
               sack=True, rcvbuf=20_000, seed=1)
 WINDOW_AT = 0.135   # seconds: in SACK recovery, the hole's retransmission in flight
-ZOOM = (0.2, 0.45)  # the loss and the SACK recovery of the demo run
+ZOOM = (0.28, 0.53)  # the loss and the SACK recovery of the demo run
 
 
 _runs: dict[tuple, tuple[str, str]] = {}
