@@ -14,7 +14,7 @@ What a script sees (packetdrill's conventions, mapped onto this stack):
   come from port ``REMOTE_PORT``;
 - the stack's defaults (``TcpConfig()``): MTU 1500 so MSS 1460, window scaling, timestamps
   and SACK on, a 4 MiB receive buffer, CUBIC, initial RTO 1 s, minimum RTO 200 ms, delayed
-  ACK 40 ms, IW10; its ISS is ``ISS`` (fixed) and its TS clock ticks every millisecond.
+  ACK 40 ms, RFC 5681's initial window (``--initial_window=N`` sets it); its ISS is ``ISS`` (fixed) and its TS clock ticks every millisecond.
 """
 from __future__ import annotations
 
