@@ -35,7 +35,7 @@ if REPO not in sys.path:
 
 from stack.ladder import ladder_rows  # noqa: E402
 from stack.pcap import read_pcap  # noqa: E402
-from stack.plot import (DEMO_IMPAIR, cwnd_data, cwnd_plot, ladder_picture, read_trace,  # noqa: E402
+from stack.plot import (DEMO_IMPAIR, cwnd_data, cwnd_plot, ladder_picture, language, read_trace,  # noqa: E402
                         record_demo, time_sequence, time_sequence_data, window_at, window_diagram)
 
 IMG = os.path.join(REPO, "docs", "img")
@@ -48,6 +48,7 @@ class Figure:
     name: str
     what: str
     make: Callable
+    lang: str = "en"   # labels: "zh" draws them in Chinese (needs a CJK font), for the Chinese labs
 
 
 def _plain(obj):
@@ -186,6 +187,9 @@ FIGURES = [
     Figure("window", "the send window (SND.UNA, SND.NXT, SND.WND) in SACK recovery", _window),
     Figure("lab6-cwnd", "cwnd and ssthresh of lab 6's Reno run over a 10 Mbit/s bottleneck", _lab6),
 ]
+# the pictures the Chinese labs embed: the same runs, labels in Chinese
+FIGURES += [Figure(f.name + "-zh", f.what + " (Chinese labels)", f.make, "zh")
+            for f in FIGURES if f.name in ("timeseq-zoom", "ladder-loss", "window", "lab6-cwnd")]
 
 
 def record(fig: Figure, workdir: str) -> tuple[dict, Callable]:
@@ -193,8 +197,12 @@ def record(fig: Figure, workdir: str) -> tuple[dict, Callable]:
     params, data, summary, draw = fig.make(workdir)
     doc = dict(picture=f"docs/img/{fig.name}.png", what=fig.what,
                made_by="python3 tools/figures.py " + fig.name, run=_plain(params),
-               summary=_plain(summary), data_sha256=digest(data))
-    return doc, draw
+               summary=_plain(summary), data_sha256=digest(data), lang=fig.lang)
+
+    def draw_in_lang(png):
+        with language(fig.lang):
+            return draw(png)
+    return doc, draw_in_lang
 
 
 def committed(name: str, img: str = IMG) -> dict | None:
@@ -217,7 +225,7 @@ def check(names=None, img: str = IMG) -> list[str]:
             old = committed(fig.name, img)
             if old is None or not os.path.exists(os.path.join(img, fig.name + ".png")):
                 problems.append(f"{fig.name}: docs/img/{fig.name}.png or .json is missing")
-            elif any(old.get(k) != doc[k] for k in ("data_sha256", "run", "summary")):
+            elif any(old.get(k) != doc[k] for k in ("data_sha256", "run", "summary", "lang")):
                 changed = {k: (old.get("summary", {}).get(k), v) for k, v in doc["summary"].items()
                            if old.get("summary", {}).get(k) != v}
                 problems.append(f"{fig.name}: the picture no longer matches what the stack does "

@@ -30,9 +30,18 @@ def test_every_embedded_picture_is_made_by_the_figures_script(name, lang):
 
 @pytest.mark.parametrize("name", PAGES)
 def test_twins_embed_the_same_pictures(name):
-    names = lambda lang: [re.sub(r"-zh$", "", ref.rsplit("/", 1)[-1]) for ref in IMAGE.findall(lab_path(name, lang).read_text())]
+    names = lambda lang: [re.sub(r"-zh\.png$", ".png", ref.rsplit("/", 1)[-1])
+                          for ref in IMAGE.findall(lab_path(name, lang).read_text())]
     for lang in LANGS:
         assert names(lang) == names("en"), f"{lang}/{name} embeds {names(lang)}, the English {names('en')}"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_chinese_labs_embed_the_chinese_labelled_pictures(name):
+    """Where tools/figures.py draws a picture with Chinese labels (NAME-zh), the Chinese lab embeds that one."""
+    for ref in IMAGE.findall(lab_path(name, "zh").read_text()):
+        stem = ref.rsplit("/", 1)[-1][:-4]
+        assert stem.endswith("-zh") or stem + "-zh" not in MADE, f"zh/{name}: embeds {ref}, not {stem}-zh.png"
 
 
 @pytest.mark.parametrize("name, pictures", [("02-loss-and-retransmission.md", ["ladder-loss.png", "timeseq-zoom.png"]),
