@@ -101,7 +101,7 @@ def open_stack(args, linger: float = 1.0):
             pcap = PcapWriter(_open_out(args.pcap, "wb"))
         impair_in = impair_out = None
         if hasattr(args, "impair"):
-            from .link.impair import impairments_from_args
+            from .link.impair_cli import impairments_from_args
             impair_in, impair_out = impairments_from_args(args, tracer)
             impair_in = None if impair_in.spec.is_null else impair_in
             impair_out = None if impair_out.spec.is_null else impair_out
