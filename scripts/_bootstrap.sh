@@ -42,6 +42,11 @@ _tunstack_system_tools() {  # command:package pairs; install the missing ones to
     if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         missing+=(python3-venv)
     fi
+    # a CJK font for plots with Chinese labels (tunstack plot --lang zh, the Chinese labs' pictures): 1.6 MB
+    if ! compgen -G "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc" >/dev/null \
+       && ! compgen -G "/usr/share/fonts/opentype/noto/NotoSansCJK*" >/dev/null; then
+        missing+=(fonts-wqy-microhei)
+    fi
     if ((${#missing[@]})); then
         # shellcheck disable=SC2207
         missing=($(printf '%s\n' "${missing[@]}" | sort -u))

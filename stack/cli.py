@@ -13,6 +13,7 @@ from .cliargs import (  # noqa: F401 (re-exported: tests and tools import them f
     DEFAULT_ADDR, DEFAULT_HOST_ADDR, CliError, _add_impairment_arguments, _directory, _ifname, _ipv4,
     _ipv4_cidr, _mtu, _open_out, _Parser, _port, _seconds,
 )
+from .cliargs import IW_HELP, _iw
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--discard", type=_port, metavar="PORT", help="run a discard server (RFC 863) on this port")
     serve.add_argument("--cc", default=None, metavar="NAME",
                        help="congestion control for every connection (reno, newreno, cubic; default: cubic)")
+    serve.add_argument("--iw", type=_iw, default=None, metavar="SEGMENTS", help=IW_HELP)
     serve.add_argument("--pcap", metavar="FILE", help="write every packet the stack sends and receives to FILE")
     serve.add_argument("--trace", metavar="FILE", help="write trace events (JSON lines) to FILE")
     serve.add_argument("--quiet", action="store_true", help="do not log each HTTP request to stderr")
@@ -165,7 +167,7 @@ def cmd_serve(args) -> int:
             configure_host_side(args.tun, args.host_addr, args.mtu)
         except Exception as exc:  # pyroute2's NetlinkError and friends
             raise CliError(f"cannot configure {args.tun}: {exc}") from None
-        config = TcpConfig(congestion=args.cc or TcpConfig.congestion)
+        config = TcpConfig(congestion=args.cc or TcpConfig.congestion, initial_window=args.iw)
         stack = Stack(link, args.addr, mtu=args.mtu, tcp_config=config, tracer=tracer,
                       impair_in=impair_in, impair_out=impair_out, pcap=pcap,
                       seed=getattr(args, "seed", None))

@@ -41,6 +41,20 @@ def _mtu(text: str) -> int:
     return value
 
 
+def _iw(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of segments: {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"initial window out of range 1-1000 segments: {value}")
+    return value
+
+
+IW_HELP = ("initial congestion window in segments for every connection (default: RFC 5681 3.1's 2-4 "
+           "by MSS; 10 is Linux's, RFC 6928)")
+
+
 def _ipv4(text: str) -> str:
     try:
         return str(ipaddress.IPv4Address(text))

@@ -50,7 +50,7 @@ class TLSUnsupported(OSError):
 # ---------------------------------------------------------------------------------------- arguments
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     """The device/address/impairment/trace/pcap options, as ``serve`` has them."""
-    from .cliargs import DEFAULT_ADDR, DEFAULT_HOST_ADDR, _add_impairment_arguments, _ifname, _ipv4, _ipv4_cidr, _mtu
+    from .cliargs import DEFAULT_ADDR, DEFAULT_HOST_ADDR, IW_HELP, _add_impairment_arguments, _ifname, _ipv4, _ipv4_cidr, _iw, _mtu
     parser.add_argument("--tun", type=_ifname, default="tun0", metavar="NAME", help="TUN device name to create")
     parser.add_argument("--addr", type=_ipv4, default=DEFAULT_ADDR, help="the stack's own IPv4 address")
     parser.add_argument("--host-addr", type=_ipv4_cidr, default=DEFAULT_HOST_ADDR, metavar="ADDR/PREFIX",
@@ -58,6 +58,7 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mtu", type=_mtu, default=1500, help="MTU of the TUN device and the stack")
     parser.add_argument("--cc", default=None, metavar="NAME",
                         help="congestion control for every connection (reno, newreno, cubic; default: cubic)")
+    parser.add_argument("--iw", type=_iw, default=None, metavar="SEGMENTS", help=IW_HELP)
     parser.add_argument("--pcap", metavar="FILE", help="write every packet the stack sends and receives to FILE")
     parser.add_argument("--trace", metavar="FILE", help="write trace events (JSON lines) to FILE")
     parser.add_argument("--offload", action="store_true",
@@ -112,7 +113,8 @@ def open_stack(args, linger: float = 1.0):
             configure_host_side(args.tun, args.host_addr, args.mtu)
         except Exception as exc:  # pyroute2's NetlinkError and friends
             raise CliError(f"cannot configure {args.tun}: {exc}") from None
-        stack = Stack(link, args.addr, mtu=args.mtu, tcp_config=TcpConfig(congestion=args.cc or TcpConfig.congestion),
+        stack = Stack(link, args.addr, mtu=args.mtu, tcp_config=TcpConfig(congestion=args.cc or TcpConfig.congestion,
+                                                                             initial_window=getattr(args, "iw", None)),
                       tracer=tracer, impair_in=impair_in, impair_out=impair_out, pcap=pcap,
                       seed=getattr(args, "seed", None))
         netapi.set_hosts(stack, {"host": str(host_if.ip)})

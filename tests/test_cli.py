@@ -169,6 +169,8 @@ BAD_INPUT = [
     ("http-70000", ["serve", "--tun", "{tun}", "--http", "70000"], "70000"),
     ("root-missing", ["serve", "--tun", "{tun}", "--http", "8080", "--root", "/nonexistent"], "/nonexistent"),
     ("cc-bogus", ["serve", "--tun", "{tun}", "--http", "8080", "--cc", "bogus"], "bogus"),
+    ("iw-ten", ["serve", "--tun", "{tun}", "--http", "8080", "--iw", "ten"], "ten"),
+    ("iw-0", ["serve", "--tun", "{tun}", "--http", "8080", "--iw", "0"], "1-1000"),
     ("addr-outside-host-net", ["serve", "--tun", "{tun}", "--http", "8080", "--addr", "10.0.0.5"], "10.0.0.5"),
     ("addr-outside-given-host-net",
      ["serve", "--tun", "{tun}", "--http", "8080", "--host-addr", "198.51.100.1/24", "--addr", "192.0.2.2"],

@@ -67,3 +67,12 @@ def test_ladder_and_window_pictures_show_what_they_promise():
     assert lad["dropped"] == 1 and lad["retransmitted"] == 1 and lad["with_sack"] >= 3
     assert win["snd_una"] < win["sacked"][0][0] and win["snd_nxt"] <= win["snd_una"] + win["snd_wnd"]
     assert re.fullmatch(r"[0-9a-f]{64}", figures.committed("window")["data_sha256"])
+
+
+def test_chinese_labelled_pictures_plot_the_same_data_as_their_english_twins():
+    zh = [f for f in figures.FIGURES if f.lang == "zh"]
+    assert {f.name for f in zh} == {"timeseq-zoom-zh", "ladder-loss-zh", "window-zh", "lab6-cwnd-zh"}
+    for f in zh:
+        doc, en = figures.committed(f.name), figures.committed(f.name[:-3])
+        assert doc["lang"] == "zh" and en["lang"] == "en"
+        assert doc["data_sha256"] == en["data_sha256"] and doc["summary"] == en["summary"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stack.cli import main as cli_main
-from stack.pktscript.driver import StackDriver
+from stack.pktscript.driver import StackDriver, stack_config
 from stack.pktscript.parse import ScriptError, parse_file, parse_script
 from stack.pktscript.run import run_script
 
@@ -15,7 +15,8 @@ SCRIPTS = Path(__file__).parent / "scripts"
 
 
 def run_text(text: str, path: str = "mutant.pkt", **config):
-    return run_script(parse_script(text, path), StackDriver(**config))
+    script = parse_script(text, path)
+    return run_script(script, StackDriver(**{**stack_config(script.options), **config}))
 
 
 def mutate(name: str, old: str, new: str) -> tuple[str, int]:
@@ -109,11 +110,13 @@ def test_diff_shows_actual_segment_in_script_syntax():
     ("nagle-and-nodelay.pkt", {"nodelay": True}),
     ("handshake-active.pkt", {"timestamps": False}),
     ("data-out-of-order-sack.pkt", {"sack": False}),
+    ("fast-retransmit.pkt", {"initial_window": 3}),  # the script's --initial_window=10 is what it runs with
 ])
 def test_changed_stack_behaviour_fails(name, config):
-    baseline = run_script(parse_file(str(SCRIPTS / name)), StackDriver())
+    script = parse_file(str(SCRIPTS / name))
+    baseline = run_script(script, StackDriver(**stack_config(script.options)))
     assert baseline.ok, baseline.message
-    result = run_script(parse_file(str(SCRIPTS / name)), StackDriver(**config))
+    result = run_script(script, StackDriver(**{**stack_config(script.options), **config}))
     assert not result.ok, f"{name} still passes with {config}"
 
 

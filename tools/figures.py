@@ -35,7 +35,7 @@ if REPO not in sys.path:
 
 from stack.ladder import ladder_rows  # noqa: E402
 from stack.pcap import read_pcap  # noqa: E402
-from stack.plot import (DEMO_IMPAIR, cwnd_data, cwnd_plot, ladder_picture, read_trace,  # noqa: E402
+from stack.plot import (DEMO_IMPAIR, cwnd_data, cwnd_plot, ladder_picture, language, read_trace,  # noqa: E402
                         record_demo, time_sequence, time_sequence_data, window_at, window_diagram)
 
 IMG = os.path.join(REPO, "docs", "img")
@@ -48,6 +48,7 @@ class Figure:
     name: str
     what: str
     make: Callable
+    lang: str = "en"   # labels: "zh" draws them in Chinese (needs a CJK font), for the Chinese labs
 
 
 def _plain(obj):
@@ -75,8 +76,8 @@ LADDER = dict(impair="rate=2mbit,drop=data:5", size=10 * 1448, delay=0.010, cong
               sack=True, rcvbuf=384 * 1024, seed=1)
 WINDOW = dict(impair="rate=4mbit,drop=data:12", size=60 * 1448, delay=0.010, congestion="newreno",
               sack=True, rcvbuf=20_000, seed=1)
-WINDOW_AT = 0.105   # seconds: in SACK recovery, the hole's retransmission in flight
-ZOOM = (0.2, 0.45)  # the loss and the SACK recovery of the demo run
+WINDOW_AT = 0.135   # seconds: in SACK recovery, the hole's retransmission in flight
+ZOOM = (0.28, 0.53)  # the loss and the SACK recovery of the demo run
 
 
 _runs: dict[tuple, tuple[str, str]] = {}
@@ -139,13 +140,56 @@ def _window(workdir):
     return dict(WINDOW, at=WINDOW_AT), w, summary, lambda png: window_diagram(pcap, png, WINDOW_AT)
 
 
+LAB6 = dict(congestion="reno", impair="rate=10mbit,queue=20", size=2_000_000, delay=0.005, seed=1,
+            initial_window=None)  # docs/labs/06-congestion.md part 3: run("reno") exactly
+
+
+def _lab6_trace(workdir: str) -> str:
+    """The Reno run of lab 6 (its ``run`` helper, seed 1, the stack's default IW), as a trace file."""
+    key = ("lab6",)
+    if key not in _runs:
+        from stack.link.impair import Impairment
+        from stack.sim import Simulation
+        from stack.tcp.config import TcpConfig
+        from stack.trace import JsonLinesSink, Tracer
+        path = os.path.join(workdir, "lab6.jsonl")
+        with open(path, "w", encoding="utf-8") as f:
+            tracer = Tracer(JsonLinesSink(f))
+            sim = Simulation(seed=LAB6["seed"], delay=LAB6["delay"], tracer=tracer,
+                             config_a=TcpConfig(congestion=LAB6["congestion"], initial_window=LAB6["initial_window"]),
+                             impair_ab=Impairment(LAB6["impair"], tracer=tracer))
+            listener = sim.listen(sim.b, 80)
+            a = sim.connect(sim.a, 80)
+            sim.run(until=1, condition=lambda: listener.readable)
+            data = bytes(LAB6["size"])
+            if sim.transfer(sim.a, a, sim.b, listener.accept(), data) != data:
+                raise RuntimeError("the lab 6 run did not deliver its data intact")
+        _runs[key] = (path, path)
+    return _runs[key][1]
+
+
+def _lab6(workdir):
+    trace = _lab6_trace(workdir)
+    cw = cwnd_data(trace)
+    data = dict(cc=cw.cc, marks=cw.marks, states=cw.states, rtt=cw.rtt)
+    fr = [p for p in cw.cc if p.why == "fast_retransmit"]
+    summary = dict(mss=cw.cc[0].mss, fast_retransmits=[p.t for p in fr],
+                   ssthresh_after_loss=[p.ssthresh for p in fr], flight_at_loss=[p.flight for p in fr],
+                   rtos=sum(p.why == "rto" for p in cw.cc))
+    return LAB6, data, summary, lambda png: cwnd_plot(trace, png, segments=True)
+
+
 FIGURES = [
     Figure("timeseq", "time-sequence graph of the demo run (docs/plots.md)", _timeseq(None)),
     Figure("timeseq-zoom", "the demo run's loss and SACK recovery, zoomed", _timeseq(ZOOM)),
     Figure("cwnd", "cwnd, ssthresh, RTT and RTO of the demo run", _cwnd),
     Figure("ladder-loss", "Stevens-style ladder: a drop (×), SACK blocks, the retransmission", _ladder),
     Figure("window", "the send window (SND.UNA, SND.NXT, SND.WND) in SACK recovery", _window),
+    Figure("lab6-cwnd", "cwnd and ssthresh of lab 6's Reno run over a 10 Mbit/s bottleneck", _lab6),
 ]
+# the pictures the Chinese labs embed: the same runs, labels in Chinese
+FIGURES += [Figure(f.name + "-zh", f.what + " (Chinese labels)", f.make, "zh")
+            for f in FIGURES if f.name in ("timeseq-zoom", "ladder-loss", "window", "lab6-cwnd")]
 
 
 def record(fig: Figure, workdir: str) -> tuple[dict, Callable]:
@@ -153,8 +197,12 @@ def record(fig: Figure, workdir: str) -> tuple[dict, Callable]:
     params, data, summary, draw = fig.make(workdir)
     doc = dict(picture=f"docs/img/{fig.name}.png", what=fig.what,
                made_by="python3 tools/figures.py " + fig.name, run=_plain(params),
-               summary=_plain(summary), data_sha256=digest(data))
-    return doc, draw
+               summary=_plain(summary), data_sha256=digest(data), lang=fig.lang)
+
+    def draw_in_lang(png):
+        with language(fig.lang):
+            return draw(png)
+    return doc, draw_in_lang
 
 
 def committed(name: str, img: str = IMG) -> dict | None:
@@ -177,7 +225,7 @@ def check(names=None, img: str = IMG) -> list[str]:
             old = committed(fig.name, img)
             if old is None or not os.path.exists(os.path.join(img, fig.name + ".png")):
                 problems.append(f"{fig.name}: docs/img/{fig.name}.png or .json is missing")
-            elif any(old.get(k) != doc[k] for k in ("data_sha256", "run", "summary")):
+            elif any(old.get(k) != doc[k] for k in ("data_sha256", "run", "summary", "lang")):
                 changed = {k: (old.get("summary", {}).get(k), v) for k, v in doc["summary"].items()
                            if old.get("summary", {}).get(k) != v}
                 problems.append(f"{fig.name}: the picture no longer matches what the stack does "

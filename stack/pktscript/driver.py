@@ -14,7 +14,7 @@ What a script sees (packetdrill's conventions, mapped onto this stack):
   come from port ``REMOTE_PORT``;
 - the stack's defaults (``TcpConfig()``): MTU 1500 so MSS 1460, window scaling, timestamps
   and SACK on, a 4 MiB receive buffer, CUBIC, initial RTO 1 s, minimum RTO 200 ms, delayed
-  ACK 40 ms, IW10; its ISS is ``ISS`` (fixed) and its TS clock ticks every millisecond.
+  ACK 40 ms, RFC 5681's initial window (``--initial_window=N`` sets it); its ISS is ``ISS`` (fixed) and its TS clock ticks every millisecond.
 """
 from __future__ import annotations
 
@@ -61,6 +61,12 @@ class _Fd:
         self.conn = None
         self.opts: dict = {}
         self.err_reported = False
+
+
+def stack_config(options: dict) -> dict:
+    """TcpConfig fields a script sets with option lines (ours; packetdrill has none): ``--initial_window=N``
+    pins the IW in segments (the default is RFC 5681's; Linux's is 10)."""
+    return {"initial_window": int(options["initial_window"])} if "initial_window" in options else {}
 
 
 class StackDriver:

@@ -353,6 +353,6 @@ def _strerror(name: str) -> str:
 
 def run_script(script: Script, driver=None, verbose: bool = False, echo=None) -> Result:
     if driver is None:
-        from .driver import StackDriver
-        driver = StackDriver()
+        from .driver import StackDriver, stack_config
+        driver = StackDriver(**stack_config(script.options))
     return Runner(script, driver, verbose, echo).run()

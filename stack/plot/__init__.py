@@ -27,4 +27,5 @@ from .pictures import ladder_picture, window_diagram  # noqa: F401
 from .draw import OTHER_STYLE, PHASE_COLOUR, RETRANSMIT_STYLE, cwnd_plot, time_sequence  # noqa: F401
 from .demo import DEMO_IMPAIR, DemoRun, record_demo  # noqa: F401
 from .cli import build_parser, plot_main  # noqa: F401
+from .i18n import LANGS, NO_CJK_FONT, cjk_font, language, localize  # noqa: F401
 

@@ -9,6 +9,7 @@ import sys
 from .data import PlotError, _choices
 from .demo import DEMO_IMPAIR, record_demo
 from .draw import cwnd_plot, time_sequence
+from .i18n import LANGS, language
 
 def _seconds(text: str) -> float:
     try:
@@ -122,6 +123,10 @@ def build_parser(prog: str = "tunstack plot") -> argparse.ArgumentParser:
     dm.add_argument("--rcvbuf", type=_positive_int, default=384 * 1024, metavar="BYTES",
                     help="the receiver's buffer (its window)")
     dm.add_argument("--seed", type=int, default=1, metavar="N", help="seed for the impairment and the data")
+    for p in sub.choices.values():
+        p.add_argument("--lang", choices=LANGS, default="en",
+                       help="language of titles, axes and legends (zh: Chinese; needs a CJK font, "
+                            "e.g. apt-get install fonts-noto-cjk)")
     return parser
 
 
@@ -158,36 +163,42 @@ def plot_main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        if args.kind == "demo":
-            return _demo(args)
-        if args.kind == "window":
-            from .pictures import window_diagram
-            out = args.output or _default_output(args.file, ".window.png")
-            w = window_diagram(args.file, out, args.at, args.conn)
-            print(f"tunstack plot: wrote {out}: {w.name} at {w.t:g} s: SND.UNA={w.snd_una} "
-                  f"SND.NXT={w.snd_nxt} SND.WND={w.snd_wnd}, {len(w.sacked)} SACK block(s)")
-            return 0
-        if args.kind == "ladder":
-            from .pictures import ladder_picture
-            out = args.output or _default_output(args.file, ".ladder.png")
-            rows = ladder_picture(args.file, out, args.trace, args.conn, args.tmin, args.tmax)
-            print(f"tunstack plot: wrote {out}: {len(rows)} segments, "
-                  f"{sum(r.dropped for r in rows)} dropped, {sum(r.retransmit for r in rows)} retransmitted")
-            return 0
-        if args.kind == "timeseq":
-            out = args.output or _default_output(args.file, ".timeseq.png")
-            d = time_sequence(args.file, out, args.conn, args.tmin, args.tmax)
-            print(f"tunstack plot: wrote {out}: {d.name}, {len(d.segments)} segments, "
-                  f"{len(d.retransmissions)} retransmitted")
-        else:
-            out = args.output or _default_output(args.file, ".cwnd.png")
-            d = cwnd_plot(args.file, out, args.conn, args.segments, args.tmin, args.tmax)
-            print(f"tunstack plot: wrote {out}: {d.conn}, {len(d.cc)} cc events, "
-                  f"{len(d.retransmits)} retransmissions"
-                  + (f" (other connections: {_choices(d.others, 3)})" if d.others else ""))
-        return 0
+        with language(args.lang):
+            return _plot(args)
     except PlotError as exc:
         print(f"tunstack plot: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _plot(args) -> int:
+    """Draw what ``args`` asks for (in the language already chosen)."""
+    if args.kind == "demo":
+        return _demo(args)
+    if args.kind == "window":
+        from .pictures import window_diagram
+        out = args.output or _default_output(args.file, ".window.png")
+        w = window_diagram(args.file, out, args.at, args.conn)
+        print(f"tunstack plot: wrote {out}: {w.name} at {w.t:g} s: SND.UNA={w.snd_una} "
+              f"SND.NXT={w.snd_nxt} SND.WND={w.snd_wnd}, {len(w.sacked)} SACK block(s)")
+        return 0
+    if args.kind == "ladder":
+        from .pictures import ladder_picture
+        out = args.output or _default_output(args.file, ".ladder.png")
+        rows = ladder_picture(args.file, out, args.trace, args.conn, args.tmin, args.tmax)
+        print(f"tunstack plot: wrote {out}: {len(rows)} segments, "
+              f"{sum(r.dropped for r in rows)} dropped, {sum(r.retransmit for r in rows)} retransmitted")
+        return 0
+    if args.kind == "timeseq":
+        out = args.output or _default_output(args.file, ".timeseq.png")
+        d = time_sequence(args.file, out, args.conn, args.tmin, args.tmax)
+        print(f"tunstack plot: wrote {out}: {d.name}, {len(d.segments)} segments, "
+              f"{len(d.retransmissions)} retransmitted")
+    else:
+        out = args.output or _default_output(args.file, ".cwnd.png")
+        d = cwnd_plot(args.file, out, args.conn, args.segments, args.tmin, args.tmax)
+        print(f"tunstack plot: wrote {out}: {d.conn}, {len(d.cc)} cc events, "
+              f"{len(d.retransmits)} retransmissions"
+              + (f" (other connections: {_choices(d.others, 3)})" if d.others else ""))
+    return 0

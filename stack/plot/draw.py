@@ -24,6 +24,8 @@ def _matplotlib():
 
 
 def _save(fig, out_path) -> None:
+    from .i18n import localize
+    localize(fig)  # labels in the language chosen with i18n.language (English: untouched)
     try:
         fig.savefig(out_path, dpi=fig.dpi)
     except (OSError, ValueError) as exc:

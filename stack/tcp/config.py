@@ -23,7 +23,7 @@ class TcpConfig:
     synack_retries: int = 5            # like Linux tcp_synack_retries
     retries2: int = 15                 # RFC 9293 3.8.3 R2; like Linux tcp_retries2
     congestion: str = "cubic"          # stack.tcp.congestion registry name
-    initial_window: int | None = None  # segments; None: RFC 6928
+    initial_window: int | None = None  # segments; None: RFC 5681 3.1 (2-4); Linux uses 10 (RFC 6928)
     keepalive_idle: float = 7200.0     # RFC 9293 3.8.4 / RFC 1122: >= 2 hours by default
     keepalive_interval: float = 75.0
     keepalive_count: int = 9

@@ -16,6 +16,7 @@ import re
 import pytest
 
 from labdoc import LANGS, Lab, run_shell
+from stack.tcp.congestion import rfc5681_initial_window
 from stack.tcp.config import TcpConfig
 
 NAME = "06-congestion.md"
@@ -68,45 +69,59 @@ def test_the_bottleneck_numbers():
 def test_slow_start_from_the_initial_window(runs):
     r = runs["reno", 20]
     a = r[2]
-    iw = TcpConfig().initial_window
-    assert a.cc.initial_window == (iw * MSS if iw else 10 * MSS)  # the default the lab prints
+    assert TcpConfig().initial_window is None                # the default: RFC 5681 3.1
+    assert a.cc.initial_window == rfc5681_initial_window(MSS) == 3 * MSS  # 'RFC 5681's (3 segments of 1448 bytes)'
     ss = [x for x in cc_of(r, "ack") if x[5]["phase"] == "slow_start"]
     steps = [round((y[2] - x[2]) * MSS) for x, y in zip([(0, 0, a.cc.initial_window / MSS)] + ss, ss)]
     assert steps and all(step in (MSS, 2 * MSS) for step in steps)  # one segment per segment acked, <= 2 per ACK
-    # 'cwnd grows by about 8 segments every 10 ms': the bottleneck's 10 Mbit/s / 1500 bytes per 10 ms
-    rate = (ss[-1][2] - ss[0][2]) / (ss[-1][0] - ss[0][0]) / 100
+    # 'cwnd goes 3, 5, 9': the first windows' ACKs come in one burst per round trip (>= 9 ms apart)
+    early = [x for x in ss if x[2] <= 9]
+    assert [x[2] for x in early] == [5.0, 7.0, 9.0] and early[1][0] - early[0][0] >= 0.009
+    # 'from about 0.035 s ... cwnd grows by about 8 segments every 10 ms': 10 Mbit/s / 1500 bytes per 10 ms
+    late = [x for x in ss if x[0] >= 0.035]
+    rate = (late[-1][2] - late[0][2]) / (late[-1][0] - late[0][0]) / 100
     assert round(rate) == round(10e6 / 8 / 1500 / 100) == 8
+    assert all(y[0] - x[0] <= 0.004 for x, y in zip(late, late[1:]))  # paced: an ACK every 2 packets (2.4 ms)
 
 
-def test_the_slow_start_plot_rises_by_eight_per_step(s):
+def test_the_slow_start_plot_doubles_then_rises_by_about_eight_per_step(s):
     rows = [line.split() for line in s.out["slowstart"].splitlines() if line.split()[1] == "cwnd"]
     cwnd = [float(r[2]) for r in rows if r[5] == "slow_start"]
-    assert [round(y - x) for x, y in zip(cwnd[1:], cwnd[2:])] == [8] * (len(cwnd) - 2)
+    assert cwnd[:4] == [3.0, 3.0, 5.0, 9.0]
+    late = cwnd[cwnd.index(15.0):]
+    assert late == [15.0, 21.0, 29.0, 37.0, 47.0, 55.0]
+    assert round((late[-1] - late[0]) / (len(late) - 1)) == 8
 
 
 def test_slow_start_overshoots_and_the_first_ssthresh_is_half_the_flight(runs):
     first = cc_of(runs["reno", 20], "fast_retransmit")[0]
-    assert first[:5] == (0.072, "fast_retransmit", 30.0, 30.0, 60.0)
+    assert first[:5] == (0.095, "fast_retransmit", 29.5, 29.5, 59.0)
 
 
 # ------------------------------------------------------------ 3. the sawtooth
 def test_sawtooth_numbers(runs):
     r = runs["reno", 20]
     fr = cc_of(r, "fast_retransmit")
-    assert [x[0] for x in fr] == [0.072, 0.139, 0.543, 0.984, 1.424]
-    assert all(x[4] == 31.0 and x[3] == x[2] == 15.5 for x in fr[1:])        # 31 in flight, halved to 15.5
+    assert [x[0] for x in fr] == [0.095, 0.161, 0.557, 0.998, 1.438]
+    exits = cc_of(r, "recovery_exit")
+    assert exits[0][:5] == (0.129, "recovery_exit", 29.5, 29.5, 56.0)     # Reno leaves at the first new ACK
+    assert fr[1][2:5] == (15.0, 15.0, 30.0)                              # 30 / 2 = 15 segments
+    assert all(x[4] == 31.0 and x[3] == x[2] == 15.5 for x in fr[2:])        # 31 in flight, halved to 15.5
     gaps = [round(y[0] - x[0], 2) for x, y in zip(fr[2:], fr[3:])]
     assert gaps == [0.44, 0.44]
-    exits = cc_of(r, "recovery_exit")
-    assert all(0.032 <= e[0] - f[0] <= 0.035 and e[2] == e[3] for f, e in zip(fr, exits) if f[0] > 0.1)
+    assert exits[1][:4] == (0.192, "recovery_exit", 15.0, 15.0)
+    assert all(0.032 <= e[0] - f[0] <= 0.035 and e[2] == e[3] for f, e in zip(fr[2:], exits[2:]))  # later teeth
     assert not cc_of(r, "rto")
-    acks = [x for x in cc_of(r, "ack") if 0.171 < x[0] < 0.543]
-    assert max(x[2] for x in acks) == 29.5
-    srtt = lambda t: next(x[5]["srtt"] for x in acks if x[0] >= t)
-    assert round(srtt(0.199) * 1000) == 21 and round(srtt(0.528) * 1000) == 33
-    # 'about 13 round trips for 14 segments': the round trips between the two losses
+    acks = [x for x in cc_of(r, "ack") if 0.192 < x[0] < 0.557]
+    assert min(x[2] for x in acks) >= 15.0 and max(x[2] for x in acks) == 29.0   # 'from 15 to 29'
+    later = [x for x in cc_of(r, "ack") if 0.591 < x[0] < 0.998 or 1.031 < x[0] < 1.438]
+    assert max(x[2] for x in later) == 29.5                                       # '15.5 -> 29.5 -> 15.5'
+    srtts = [x[5]["srtt"] for x in acks]
+    assert round(min(srtts) * 1000) == 20 and round(srtts[-1] * 1000) == 33      # 'falls to about 20 ms ... 33 ms'
+    assert srtts[0] > min(srtts)
+    # 'about 14 round trips for 14 segments': the round trips between the two losses
     trips = sum((y[0] - x[0]) / x[5]["srtt"] for x, y in zip(acks, acks[1:]))
-    assert 12 <= trips <= 14.5 and 29.5 - 15.5 == 14
+    assert 13.5 <= trips <= 14.5 and 29.0 - 15.0 == 14
 
 
 # ------------------------------------------------------------ 4. queueing delay
@@ -118,16 +133,17 @@ def test_queueing_delay_grows_with_the_queue(runs):
     assert {q: round(w * 1000, 1) for q, w in longest.items()} == {5: 6.0, 20: 23.6, 80: 95.6}
     assert all(w <= q * 0.0012 + 1e-9 for q, w in longest.items())
     fr = cc_of(runs["reno", 5], "fast_retransmit")
-    assert len(fr) == 15 and fr[-1][3] == 7.5 and 7.5 < 8 + 5
+    assert len(fr) == 16 and fr[-1][3] == 7.5 and 7.5 < 8 + 5
 
 
 # ------------------------------------------------------------ 5. CUBIC
 def test_cubic_reduces_to_seven_tenths(runs):
     fr = cc_of(runs["cubic", 20], "fast_retransmit")
     before = [next(x[2] for x in reversed(cc_of(runs["cubic", 20], "ack")) if x[0] < f[0]) for f in fr]
-    assert [round(f[3], 1) for f in fr] == [40.6, 28.4, 19.9, 21.0, 20.7]
-    assert round(0.7 * 58, 1) == 40.6 and before[0] == 58.0
-    assert all(abs(f[3] - 0.7 * b) < 0.1 for f, b in zip(fr[1:], [40.6, 28.4]))
+    assert [round(f[3], 1) for f in fr] == [39.9, 27.9, 19.6, 21.0, 20.7]
+    assert round(0.7 * 57, 1) == 39.9 and before[0] == 57.0
+    assert all(abs(f[3] - 0.7 * b) < 0.1 for f, b in zip(fr[1:], [39.9, 27.9]))
+    assert [round(b) for b in before[3:]] == [30, 30] and all(abs(f[3] - 0.7 * b) < 0.1 for f, b in zip(fr[3:], before[3:]))
 
 
 def test_cubic_curve_flattens_then_rises(lab, s):
@@ -138,10 +154,26 @@ def test_cubic_curve_flattens_then_rises(lab, s):
 
 
 # ------------------------------------------------------------ 6. side by side
-def test_reno_leaves_the_first_recovery_early_newreno_does_not(runs):
+def test_reno_leaves_the_first_recovery_early_newreno_does_not_and_they_tie(runs):
     reno, newreno = cc_of(runs["reno", 20], "recovery_exit"), cc_of(runs["newreno", 20], "recovery_exit")
-    assert reno[0][0] == 0.105 and reno[0][4] == 59.0 and newreno[0][0] == 0.207
-    assert runs["reno", 20][0].now > runs["newreno", 20][0].now
+    assert reno[0][0] == 0.129 and reno[0][4] == 56.0 and newreno[0][0] == 0.195
+    reno_fr, newreno_fr = cc_of(runs["reno", 20], "fast_retransmit"), cc_of(runs["newreno", 20], "fast_retransmit")
+    assert reno_fr[1][0] == 0.161 and newreno_fr[1][0] == 0.198       # each halves a second time
+    assert newreno[0][3] == 29.5 > 29                                  # NewReno leaves with 29.5: over the path's 29
+    assert runs["reno", 20][0].now == runs["newreno", 20][0].now       # 'both finish in 1.729 s'
+    assert round(runs["reno", 20][0].now - runs["reno", 20][3], 3) == 1.729
+
+
+def test_from_linux_initial_window_reno_is_slower():
+    """Part 6, iw=10: Reno halves at 0.072 and 0.139 s, NewReno stays in recovery until 0.207 s."""
+    ns = LAB.run(["setup"]).ns
+    with contextlib.redirect_stdout(io.StringIO()):
+        reno, newreno = ns["run"]("reno", iw=10), ns["run"]("newreno", iw=10)
+    assert reno[2].cc.initial_window == 10 * MSS
+    assert [x[0] for x in cc_of(reno, "fast_retransmit")][:2] == [0.072, 0.139]
+    assert cc_of(reno, "recovery_exit")[0][0] == 0.105 and cc_of(reno, "recovery_exit")[0][4] == 59.0
+    assert cc_of(newreno, "recovery_exit")[0][0] == 0.207
+    assert reno[0].now > newreno[0].now
 
 
 def test_cubic_keeps_a_larger_window_on_average(runs):
@@ -170,3 +202,15 @@ def test_real_tun_bottleneck(lab, private_netns, tmp_path):
     assert all(e["ssthresh"] == max(e["flight"] // 2, 2 * e["mss"]) for e in cc)  # halved (Reno)
     assert sum(e["ev"] == "impair" and e["action"] == "queue_drop" for e in events) == int(out[2])
     assert (tmp_path / "lab6-cwnd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_picture_in_part_3_is_this_run(lab, runs):
+    """docs/img/lab6-cwnd.png (tools/figures.py lab6-cwnd) plots part 3's Reno run: same losses, same windows."""
+    doc = json.loads((LAB.path.parents[1] / "img" / "lab6-cwnd.json").read_text())
+    fr = cc_of(runs["reno", 20], "fast_retransmit")
+    assert doc["summary"]["ssthresh_after_loss"] == [x[5]["ssthresh"] for x in fr]
+    assert doc["summary"]["flight_at_loss"] == [x[5]["flight"] for x in fr]
+    t = doc["summary"]["fast_retransmits"]
+    assert len(t) == len(fr) and all(abs((b - t[0]) - (x[5]["t"] - fr[0][5]["t"])) < 1e-5 for b, x in zip(t, fr))
+    assert doc["run"]["impair"] == "rate=10mbit,queue=20" and doc["run"]["initial_window"] is None
+    assert re.search(r"img/lab6-cwnd(-zh)?\.png\)", lab.path.read_text())

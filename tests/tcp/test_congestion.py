@@ -59,19 +59,31 @@ def in_congestion_avoidance(cls, cwnd_segments=10, **kw):
 
 
 @pytest.mark.parametrize("mss, expected", [(536, 5360), (1460, 14600), (4000, 14600)])
-def test_iw_rfc6928(mss, expected):
-    """RFC 6928 2: IW = min(10*MSS, max(2*MSS, 14600)); the default for every algorithm."""
+def test_iw_rfc6928_is_what_initial_window_10_gives(mss, expected):
+    """RFC 6928 2: IW = min(10*MSS, max(2*MSS, 14600)); Linux's choice, offered as initial_window=10."""
     assert rfc6928_initial_window(mss) == expected
     for cls in RENO_FAMILY:
-        assert cls(mss, 0.0).cwnd == expected
+        assert cls(mss, 0.0, initial_window=10).cwnd == 10 * mss
+        if mss <= 1460:
+            assert cls(mss, 0.0, initial_window=10).cwnd == expected
 
 
 @pytest.mark.parametrize(
-    "mss, expected", [(536, 4 * 536), (1095, 4 * 1095), (1096, 3 * 1096), (1460, 4380), (2190, 3 * 2190), (2191, 2 * 2191), (4000, 8000)]
+    "mss, expected", [(536, 4 * 536), (1095, 4 * 1095), (1096, 3 * 1096), (1460, 4380), (2190, 3 * 2190), (2191, 2 * 2191), (4000, 8000), (9000, 18000)]
 )
 def test_iw_rfc5681(mss, expected):
-    """RFC 5681 3.1: IW = 4, 3 or 2 segments for SMSS <= 1095, <= 2190, > 2190 bytes."""
+    """RFC 5681 3.1: IW = 4, 3 or 2 segments for SMSS <= 1095, <= 2190, > 2190 bytes; the default for every algorithm."""
     assert rfc5681_initial_window(mss) == expected
+    for cls in RENO_FAMILY:
+        assert cls(mss, 0.0).cwnd == cls(mss, 0.0).initial_window == expected
+
+
+@pytest.mark.parametrize("mss, expected", [(536, 2144), (1095, 4380), (1460, 4380), (9000, 18000)])
+def test_iw_rfc5681_formula(mss, expected):
+    """RFC 5681 3.1 (RFC 3390's form): IW = min(4*SMSS, max(2*SMSS, 4380 bytes)), checked independently."""
+    assert min(4 * mss, max(2 * mss, 4380)) == expected
+    assert rfc5681_initial_window(mss) == expected
+    assert NewReno(mss, 0.0).cwnd == expected
 
 
 def test_iw_configured_in_segments():
@@ -96,20 +108,20 @@ def test_initial_ssthresh_is_arbitrarily_high():
 @pytest.mark.parametrize("cls", RENO_FAMILY)
 def test_slow_start_doubles_per_rtt(cls):
     """RFC 5681 3.1 eq. 2: cwnd += min(N, SMSS) per ACK: with an ACK per segment, cwnd doubles per RTT."""
-    cc = cls(MSS, 0.0)
-    assert trajectory(cc, 4) == [10000, 20000, 40000, 80000, 160000]
+    cc = cls(MSS, 0.0)  # RFC 5681 3.1: IW = 4 segments of 1000 bytes
+    assert trajectory(cc, 4) == [4000, 8000, 16000, 32000, 64000]
 
 
 @pytest.mark.parametrize("cls", RENO_FAMILY)
 def test_slow_start_doubles_with_delayed_acks(cls):
     """RFC 3465 2.2: with L = 2*SMSS, an ACK for 2 segments grows cwnd by 2 SMSS: still doubling."""
     cc = cls(MSS, 0.0)
-    assert trajectory(cc, 3, ack_size=2 * MSS) == [10000, 20000, 40000, 80000]
+    assert trajectory(cc, 3, ack_size=2 * MSS) == [4000, 8000, 16000, 32000]
 
 
 def test_abc_limit_l_2_smss():
     """RFC 3465 2.2: a stretch ACK grows cwnd by at most L = 2*SMSS in slow start."""
-    cc = NewReno(MSS, 0.0)
+    cc = NewReno(MSS, 0.0, initial_window=10)  # IW pinned: the numbers below are about L, not the default window
     cc.on_ack(5 * MSS, 0.1, None, in_flight=5 * MSS)
     assert cc.cwnd == 12000
     cc.on_ack(500, 0.1, None, in_flight=cc.cwnd - 500)
@@ -172,7 +184,7 @@ def test_congestion_avoidance_increase_lands_on_the_cwnd_th_byte():
 @pytest.mark.parametrize("cls", RENO_FAMILY)
 def test_no_growth_when_application_limited(cls):
     """RFC 9438 5.8 / RFC 7661: an ACK while flight + SMSS <= cwnd did not test the window: no growth."""
-    cc = cls(MSS, 0.0)
+    cc = cls(MSS, 0.0, initial_window=10)  # IW pinned: the numbers below are about the cwnd-limited check, not the default window
     cc.on_ack(MSS, 0.1, None, in_flight=2 * MSS)  # 3000 in flight of a 10000 window
     assert cc.cwnd == 10000
     cc.on_ack(MSS, 0.1, None, in_flight=8 * MSS + 1)  # 9001 + 1000 > 10000: window was full
@@ -181,7 +193,7 @@ def test_no_growth_when_application_limited(cls):
 
 def test_textbook_rfc5681_grows_when_application_limited():
     """RFC 5681 3.1: without the cwnd-limited check, every ACK of new data grows cwnd."""
-    cc = NewReno(MSS, 0.0)
+    cc = NewReno(MSS, 0.0, initial_window=10)  # IW pinned: the numbers below are about the check, not the default window
     cc.grow_only_when_cwnd_limited = False
     cc.on_ack(MSS, 0.1, None, in_flight=0)
     assert cc.cwnd == 11000
@@ -327,13 +339,13 @@ def test_rto_ends_recovery():
 @pytest.mark.parametrize("cls", RENO_FAMILY)
 def test_idle_restart_window(cls):
     """RFC 5681 4.1: after an idle period longer than RTO, cwnd = min(IW, cwnd)."""
-    cc = cls(MSS, 0.0)
+    cc = cls(MSS, 0.0)  # RFC 5681 3.1: IW = 4000
     trajectory(cc, 2)
-    assert cc.cwnd == 40000
+    assert cc.cwnd == 16000
     cc.on_idle(5.0, idle_time=0.5, rto=1.0)
-    assert cc.cwnd == 40000  # not idle long enough
+    assert cc.cwnd == 16000  # not idle long enough
     cc.on_idle(7.0, idle_time=1.5, rto=1.0)
-    assert cc.cwnd == 10000
+    assert cc.cwnd == 4000  # RW = IW of RFC 5681 3.1
     small = cls(MSS, 0.0, initial_window=10)
     small.on_rto(1.0, in_flight=10 * MSS)
     small.on_idle(9.0, idle_time=5.0, rto=1.0)
@@ -344,11 +356,14 @@ def test_idle_restart_window(cls):
 
 
 def test_set_mss_before_data_recomputes_iw():
-    """RFC 6928 2 / RFC 9293 3.7.1: the IW follows the negotiated MSS."""
+    """RFC 5681 3.1 / RFC 9293 3.7.1: the IW follows the negotiated MSS (4 segments of 536, 3 of 1460)."""
     cc = NewReno(536, 0.0)
-    assert cc.cwnd == 5360
+    assert cc.cwnd == 2144
     cc.set_mss(1460)
-    assert cc.cwnd == cc.initial_window == 14600
+    assert cc.cwnd == cc.initial_window == 4380
+    linux = NewReno(536, 0.0, initial_window=10)
+    linux.set_mss(1460)
+    assert linux.cwnd == 14600  # a configured IW stays 10 segments
 
 
 def test_set_mss_later_keeps_segments():

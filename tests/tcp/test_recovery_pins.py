@@ -21,10 +21,11 @@ def S(i: int) -> int:
 
 def sender(segments: int, *, sack: bool = False, rtt: float = 0.0, congestion: str = "newreno", **cfg):
     """ESTABLISHED (passive open), the app writes ``segments`` full segments; the initial window
-    (10 segments, RFC 6928) goes out at once. Returns the harness."""
+    (10 segments, pinned) goes out at once. Returns the harness."""
     opts = None
     if sack:
         opts = [("MSS", 1460), ("SAckOK", b"")]
+    cfg.setdefault("initial_window", 10)  # IW pinned: the numbers below are about recovery, not the default window
     h = TcpHarness(sack=sack, congestion=congestion, **cfg)
     h.listen_and_establish(rtt=rtt, syn_options=opts)
     h.app_send((bytes(range(256)) * (segments * MSS // 256 + 1))[:segments * MSS])

@@ -99,9 +99,14 @@ class CongestionControl:
         self._untouched = True  # no ACK or loss yet: set_mss recomputes IW
 
     def _initial_window(self) -> int:
+        """IW in bytes: RFC 5681 3.1 by default; ``initial_window`` segments when configured.
+
+        Linux starts at 10 segments (RFC 6928, experimental; ``ip route ... initcwnd``);
+        configure ``TcpConfig(initial_window=10)`` (``tunstack serve --iw 10``) to compare.
+        """
         if self.initial_window_segments is not None:
             return self.initial_window_segments * self.mss  # configured, like Linux `initcwnd`
-        return rfc6928_initial_window(self.mss)  # RFC 6928 2
+        return rfc5681_initial_window(self.mss)  # RFC 5681 3.1
 
     # ------------------------------------------------------------ per-packet hooks
     def on_packet_sent(self, now: float, seq: int, length: int, in_flight: int) -> None:
