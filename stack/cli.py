@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import signal
@@ -11,7 +10,7 @@ import threading
 
 from .cliargs import (  # noqa: F401 (re-exported: tests and tools import them from here)
     DEFAULT_ADDR, DEFAULT_HOST_ADDR, CliError, _add_impairment_arguments, _directory, _ifname, _ipv4,
-    _ipv4_cidr, _mtu, _open_out, _Parser, _port, _seconds,
+    _ipv4_cidr, _mtu, _Parser, _port, _seconds, check_stack_args, tun_stack,
 )
 from .cliargs import IW_HELP, _iw
 
@@ -117,67 +116,14 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------------------------------- serve
 def cmd_serve(args) -> int:
-    from .link.tun import TunLink
-    from .runtime.stack import Stack
-    from .tcp import congestion
-    from .tcp.config import TcpConfig
-    from .trace import JsonLinesSink, Tracer
-
-    host_if = ipaddress.IPv4Interface(args.host_addr)
-    if ipaddress.IPv4Address(args.addr) == host_if.ip:
-        raise CliError(f"--addr {args.addr} equals the host side's address; pick another")
-    if ipaddress.IPv4Address(args.addr) not in host_if.network:
-        raise CliError(f"--addr {args.addr} is not inside --host-addr {args.host_addr}'s network")
+    check_stack_args(args)
     if args.wsgi and args.http_mode == "epoll":
         raise CliError("--wsgi runs in the thread pool: it cannot be combined with --http-mode epoll")
     if args.wsgi:
         args.wsgi_app = load_wsgi_app(args.wsgi)
         args.http = args.http or 80
-    if args.cc is not None and args.cc not in congestion.ALGORITHMS:
-        raise CliError(f"unknown congestion control {args.cc!r}; choose one of: {', '.join(sorted(congestion.ALGORITHMS))}")
-    if args.offload and any(getattr(args, k, None) is not None and not getattr(args, k).is_null
-                            for k in ("impair", "impair_in", "impair_out")):
-        raise CliError("--offload and impairment cannot be combined (impairment works on plain packets)")
-    try:
-        from .link.netconf import configure_host_side
-    except ImportError as exc:
-        raise CliError(f"pyroute2 is needed for the TUN set-up: {exc} (pip install pyroute2)") from None
-    tracer, sinks = None, []
-    if args.trace:
-        sink = JsonLinesSink(_open_out(args.trace, "w"))
-        sinks.append(sink)
-        tracer = Tracer(sink)
-    pcap = None
-    if args.pcap:
-        from .pcap import PcapWriter
-        pcap = PcapWriter(_open_out(args.pcap, "wb"))
-    impair_in = impair_out = None
-    if hasattr(args, "impair"):
-        from .link.impair_cli import impairments_from_args
-        impair_in, impair_out = impairments_from_args(args, tracer)
-        impair_in = None if impair_in.spec.is_null else impair_in
-        impair_out = None if impair_out.spec.is_null else impair_out
-
-    try:
-        link = TunLink(args.tun, mtu=args.mtu, offload=args.offload)
-    except OSError as exc:
-        raise CliError(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}") from None
-    try:
-        try:
-            configure_host_side(args.tun, args.host_addr, args.mtu)
-        except Exception as exc:  # pyroute2's NetlinkError and friends
-            raise CliError(f"cannot configure {args.tun}: {exc}") from None
-        config = TcpConfig(congestion=args.cc or TcpConfig.congestion, initial_window=args.iw)
-        stack = Stack(link, args.addr, mtu=args.mtu, tcp_config=config, tracer=tracer,
-                      impair_in=impair_in, impair_out=impair_out, pcap=pcap,
-                      seed=getattr(args, "seed", None))
+    with tun_stack(args) as stack:
         return _run_servers(stack, args)
-    finally:
-        link.close()
-        if pcap is not None:
-            pcap.close()
-        for sink in sinks:
-            sink.close()
 
 
 class _Signals:

@@ -71,62 +71,16 @@ def open_stack(args, linger: float = 1.0):
     """Create the TUN, configure its host side and yield a started Stack; undo it all after.
 
     At the end, connections still sending (data or FIN) get up to ``linger`` seconds to finish."""
-    from .cliargs import CliError, _open_out
-    from .link.tun import TunLink
-    from .runtime.stack import Stack
-    from .tcp import congestion
-    from .tcp.config import TcpConfig
-    from .trace import JsonLinesSink, Tracer
+    from .cliargs import check_stack_args, tun_stack
 
-    host_if = ipaddress.IPv4Interface(args.host_addr)
-    if ipaddress.IPv4Address(args.addr) == host_if.ip:
-        raise CliError(f"--addr {args.addr} equals the host side's address; pick another")
-    if ipaddress.IPv4Address(args.addr) not in host_if.network:
-        raise CliError(f"--addr {args.addr} is not inside --host-addr {args.host_addr}'s network")
-    if args.cc is not None and args.cc not in congestion.ALGORITHMS:
-        raise CliError(f"unknown congestion control {args.cc!r}; choose one of: "
-                       f"{', '.join(sorted(congestion.ALGORITHMS))}")
-    impaired = any(getattr(args, k, None) is not None and not getattr(args, k).is_null
-                   for k in ("impair", "impair_in", "impair_out"))
-    if args.offload and impaired:
-        raise CliError("--offload and impairment cannot be combined (impairment works on plain packets)")
-    from .link.netconf import configure_host_side
-    tracer, sink, pcap, link = None, None, None, None
-    try:
-        if args.trace:
-            sink = JsonLinesSink(_open_out(args.trace, "w"))
-            tracer = Tracer(sink)
-        if args.pcap:
-            from .pcap import PcapWriter
-            pcap = PcapWriter(_open_out(args.pcap, "wb"))
-        impair_in = impair_out = None
-        if hasattr(args, "impair"):
-            from .link.impair_cli import impairments_from_args
-            impair_in, impair_out = impairments_from_args(args, tracer)
-            impair_in = None if impair_in.spec.is_null else impair_in
-            impair_out = None if impair_out.spec.is_null else impair_out
-        try:
-            link = TunLink(args.tun, mtu=args.mtu, offload=args.offload)
-        except OSError as exc:
-            raise CliError(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}") from None
-        try:
-            configure_host_side(args.tun, args.host_addr, args.mtu)
-        except Exception as exc:  # pyroute2's NetlinkError and friends
-            raise CliError(f"cannot configure {args.tun}: {exc}") from None
-        stack = Stack(link, args.addr, mtu=args.mtu, tcp_config=TcpConfig(congestion=args.cc or TcpConfig.congestion,
-                                                                             initial_window=getattr(args, "iw", None)),
-                      tracer=tracer, impair_in=impair_in, impair_out=impair_out, pcap=pcap,
-                      seed=getattr(args, "seed", None))
-        netapi.set_hosts(stack, {"host": str(host_if.ip)})
+    check_stack_args(args)
+    with tun_stack(args) as stack:
+        netapi.set_hosts(stack, {"host": str(ipaddress.IPv4Interface(args.host_addr).ip)})
         with stack:
             try:
                 yield stack
             finally:
                 stack.close(linger=linger)
-    finally:
-        for thing in (link, pcap, sink):
-            if thing is not None:
-                thing.close()
 
 
 # ---------------------------------------------------------------------------------------- the patch
