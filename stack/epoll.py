@@ -38,6 +38,24 @@ _ALWAYS = EPOLLERR | EPOLLHUP  # reported whether asked for or not (epoll_ctl(2)
 _PRIVATE = EPOLLET | EPOLLONESHOT
 
 
+def ep_poll_callback(item, key: int, ready: int, rdllist) -> bool:
+    """fs/eventpoll.c ep_poll_callback: the socket's wait queue was woken about ``key`` (0: anything)
+    and its events are now ``ready``; put ``item`` on ``rdllist`` if it wants one of them. True: wake
+    the threads in epoll_wait. A wake-up about events the item does not want is ignored, so an
+    edge-triggered reader is not reported again because an ACK arrived. (Exercise 9 replaces it.)"""
+    if item.disabled:
+        return False  # epoll_ctl(2) EPOLLONESHOT fired: nothing until EPOLL_CTL_MOD re-arms it
+    wanted = item.events | _ALWAYS
+    if key and not key & wanted:
+        return False  # a wake-up about events nobody here asked for
+    if not ready & wanted:
+        return False
+    if not item.on_rdllist:  # at most once on the ready list
+        item.on_rdllist = True
+        rdllist.append(item)
+    return True
+
+
 class EpItem:
     """One registered socket: Linux's ``struct epitem``."""
 
@@ -104,25 +122,16 @@ class epoll:
         return ep_poll_callback
 
     def _ep_poll_callback(self, item: EpItem, key: int = 0) -> None:
-        """Called (stack lock held) whenever the socket's wait queue is woken. ``key`` says what the
-        wake-up is about (0: anything); like Linux, a wake-up about events the item does not want
-        is ignored, so an edge-triggered reader is not reported again because an ACK arrived."""
+        """Called (stack lock held) whenever the socket's wait queue is woken, with ``key`` = what the
+        wake-up is about (0: anything); ``ep_poll_callback`` decides, this wakes epoll_wait's sleepers."""
         if self._closed:
             return
         if item.sock.closed:  # closing the socket removes it from every epoll (as close(2) does)
             self._remove(item)
             return
-        if item.disabled:
-            return
-        if key and not key & (item.events | _ALWAYS):
-            return
-        if not item.sock.poll_events() & (item.events | _ALWAYS):
-            return
-        if not item.on_rdllist:
-            item.on_rdllist = True
-            self.rdllist.append(item)
-        self._sync_fd()
-        self.wq.notify_all()
+        if ep_poll_callback(item, key, item.sock.poll_events(), self.rdllist):
+            self._sync_fd()
+            self.wq.notify_all()
 
     # ---------------------------------------------------------------- epoll_wait
     def poll(self, timeout: float | None = None, maxevents: int = -1, *, _items: bool = False) -> list:

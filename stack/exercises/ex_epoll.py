@@ -1,37 +1,33 @@
 """Exercise 9: epoll's ready-list callback (ep_poll_callback). Lab 4.
 
-The stack's ``epoll._ep_poll_callback`` does this on the epoll object; the reference here is the
-same decision as a pure function. Wired after the epoll refactor: the method calls it.
+The reference is the stack's own ``stack.epoll.ep_poll_callback``, which ``epoll._ep_poll_callback``
+calls whenever a registered socket's wait queue is woken: a student's part installed through the
+seam decides what a real ``stack.epoll`` reports, checked over two in-memory stacks.
 """
 from __future__ import annotations
 
+import hashlib
+import random
 import select
+import threading
+import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 
+from ..epoll import ep_poll_callback
 from .framework import Check, Exercise
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR, EPOLLHUP = select.EPOLLERR, select.EPOLLHUP
-ALWAYS = EPOLLERR | EPOLLHUP  # epoll_ctl(2): always reported, never need asking for
-
-
-def ep_poll_callback(item, key: int, ready: int, rdllist: list) -> bool:
-    """The socket's wait queue was woken about ``key``: queue ``item`` if ready; True: wake epoll_wait."""
-    if item.disabled:
-        return False  # EPOLLONESHOT fired: nothing until epoll_ctl(MOD) re-arms it
-    wanted = item.events | ALWAYS
-    if key and not key & wanted:
-        return False  # a wake-up about events nobody asked for (an ACK for a reader)
-    if not ready & wanted:
-        return False
-    if not item.on_rdllist:  # at most once on the ready list
-        item.on_rdllist = True
-        rdllist.append(item)
-    return True
+EPOLLET, EPOLLONESHOT = select.EPOLLET, select.EPOLLONESHOT
 
 
 def reference():
     return SimpleNamespace(ep_poll_callback=ep_poll_callback)
+
+
+def replacements(part) -> dict:
+    return {"epoll.ep_poll_callback": part.ep_poll_callback}
 
 
 SKELETON = '''"""Exercise 9 -- epoll's callback: put a ready socket on the ready list.
@@ -47,7 +43,9 @@ queue (data arrived, send space freed, the peer closed...), the callback runs wi
 events now. ``item`` has: .events (the interest mask), .on_rdllist (bool), .disabled
 (True after an EPOLLONESHOT entry fired).
 
-Wired after the epoll refactor: the graded scenarios run against your function now.
+The checks call your function alone, then install it in the stack's epoll (stack/epoll.py)
+and run level-triggered, edge-triggered and one-shot readiness and an echo server over two
+in-memory stacks.
 
 Check your work:  tunstack exercise check 9 DIR
 """
@@ -130,13 +128,199 @@ def check_oneshot_disabled(part, t, o):
     _call(t, part, it, EPOLLIN, EPOLLIN, rdl, False, 0)
 
 
+# ---------------------------------------------------------------- the part inside stack.epoll
+class _Guard:
+    """The part as the stack calls it: it runs in the stack's thread too, so an exception is kept
+    (the wake-up then reports nothing) and raised again in the check's thread by ``reraise``."""
+
+    def __init__(self, fn) -> None:
+        self.fn, self.exc = fn, None
+
+    def __call__(self, item, key, ready, rdllist):
+        try:
+            return self.fn(item, key, ready, rdllist)
+        except BaseException as exc:  # noqa: BLE001 -- the student's, shown by reraise
+            if self.exc is None:
+                self.exc = exc
+            if threading.current_thread() is threading.main_thread():
+                raise
+            return False
+
+    def reraise(self) -> None:
+        if self.exc is not None:
+            raise self.exc
+
+
+@contextmanager
+def _stacks(part, o):
+    """Two started stacks joined by an in-memory link, the part installed in stack.epoll; closed after."""
+    from ..link.memory import SocketPairLink
+    from ..runtime.stack import Stack
+    from .seams import swapped
+    guard = _Guard(part.ep_poll_callback)
+    with swapped({} if o["part_is_reference"] else {"epoll.ep_poll_callback": guard}):
+        la, lb = SocketPairLink.pair()
+        a = b = None
+        try:
+            a = Stack(la, "192.0.2.1").start()
+            b = Stack(lb, "192.0.2.2").start()
+            yield a, b, guard
+        finally:
+            for x in (a, b, la, lb):
+                if x is not None:
+                    x.close()
+    guard.reraise()
+
+
+def _pair(a, b, port):
+    lst = b.socket()
+    lst.bind(("", port))
+    lst.listen(4)
+    lst.settimeout(3)
+    c = a.socket()
+    c.settimeout(3)
+    c.connect(("192.0.2.2", port))
+    s, _ = lst.accept()
+    s.settimeout(3)
+    lst.close()
+    return c, s
+
+
+def _poll(ep, names, guard, timeout: float):
+    """One epoll_wait, its answer as sorted (name, events) pairs."""
+    got = sorted((names.get(id(sock), "?"), _names(ev)) for sock, ev in ep.poll_sockets(timeout))
+    guard.reraise()
+    return got
+
+
+def _until(cond, limit: float = 2.0) -> bool:
+    end = time.monotonic() + limit
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def check_level_and_edge_through_epoll(part, t, o):
+    """epoll(7) through the stack: a level-triggered reader is reported until drained; an
+    edge-triggered one once per arrival, and not again when only an ACK (EPOLLOUT) wakes its socket."""
+    from ..epoll import epoll
+    with _stacks(part, o) as (a, b, guard):
+        c1, lt = _pair(a, b, 7901)
+        c2, et = _pair(a, b, 7902)
+        ep = epoll(b)
+        names = {id(lt): "lt", id(et): "et"}
+        ep.register(lt, EPOLLIN)
+        ep.register(et, EPOLLIN | EPOLLET)
+        t.note("epoll on host b: lt registered EPOLLIN, et registered EPOLLIN|EPOLLET")
+        t.expect("poll(0) before any data", _poll(ep, names, guard, 0), [])
+        c1.sendall(b"ping")
+        c2.sendall(b"ping")
+        t.note("the peers send 'ping' to lt and to et")
+        seen = set()
+        end = time.monotonic() + 2
+        while len(seen) < 2 and time.monotonic() < end:
+            seen.update(_poll(ep, names, guard, 0.05))
+        t.expect("poll() until both reported", sorted(seen), [("et", "IN"), ("lt", "IN")])
+        t.expect("poll(0) again, nothing read (level-triggered stays)", _poll(ep, names, guard, 0),
+                 [("lt", "IN")])
+        et.sendall(b"pong")
+        t.note("et sends 'pong'; the peer's ACK wakes et's wait queue about EPOLLOUT only")
+        t.expect("the peer reads", c2.recv(10), b"pong")
+        conn = et._conn
+        _until(lambda: conn.snd_una == conn.snd_nxt)
+        t.expect("poll(0.1) after the ACK", _poll(ep, names, guard, 0.1), [("lt", "IN")])
+        t.expect("lt.recv(100)", lt.recv(100), b"ping")
+        t.expect("poll(0) after lt was drained", _poll(ep, names, guard, 0), [])
+        c2.sendall(b"more")
+        t.note("the peer sends 'more' to et: a new arrival, a new edge")
+        t.expect("poll(1)", _poll(ep, names, guard, 1), [("et", "IN")])
+        ep.close()
+
+
+def check_oneshot_through_epoll(part, t, o):
+    """epoll_ctl(2) EPOLLONESHOT through the stack: after one report the entry stays off the ready
+    list whatever arrives, until EPOLL_CTL_MOD re-arms it."""
+    from ..epoll import epoll
+    with _stacks(part, o) as (a, b, guard):
+        c, s = _pair(a, b, 7903)
+        ep = epoll(b)
+        names = {id(s): "s"}
+        ep.register(s, EPOLLIN | EPOLLONESHOT)
+        t.note("epoll on host b: s registered EPOLLIN|EPOLLONESHOT; the peer sends 'x'")
+        c.sendall(b"x")
+        t.expect("poll(1)", _poll(ep, names, guard, 1), [("s", "IN")])
+        c.sendall(b"y")
+        t.note("the peer sends 'y' (the entry fired: disabled)")
+        conn = s._conn
+        _until(lambda: len(conn.rcvbuf) >= 2)
+        time.sleep(0.02)  # the wake-up is delivered after the segment is processed
+        t.expect("items on the ready list after 'y' arrived", len(ep.rdllist), 0)
+        t.expect("poll(0.1)", _poll(ep, names, guard, 0.1), [])
+        ep.modify(s, EPOLLIN | EPOLLONESHOT)
+        t.note("epoll_ctl(MOD, s, EPOLLIN|EPOLLONESHOT): re-armed, and still readable")
+        t.expect("poll(0)", _poll(ep, names, guard, 0), [("s", "IN")])
+        t.expect("s.recv(10)", s.recv(10), b"xy")
+        ep.close()
+
+
+def check_echo_server(part, t, o):
+    """End to end: the one-thread, edge-triggered echo server of lab 4 (stack.apps.epoll_echo) on
+    your callback serves four clients at once; every byte comes back, in order."""
+    from ..apps.epoll_echo import EpollEchoServer
+    nbytes = max(4096, min(o["e2e_bytes"], 1 << 20) // 4)
+    with _stacks(part, o) as (a, b, guard):
+        server = EpollEchoServer(b, 7904)
+        th = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        th.start()
+        t.note(f"4 clients each send {nbytes} bytes to the epoll echo server and read the echo")
+        results = {}
+
+        def client(i):
+            data = random.Random(i).randbytes(nbytes)
+            sock = a.socket()
+            sock.settimeout(5)
+            got = bytearray()
+            try:
+                sock.connect(("192.0.2.2", 7904))
+                sender = threading.Thread(target=lambda: (sock.sendall(data), sock.shutdown(1)), daemon=True)
+                sender.start()
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+                sender.join(5)
+            except OSError as exc:
+                results[i] = f"{len(got)} bytes back, then {exc!r}"
+            else:
+                ok = hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+                results[i] = "byte-exact" if ok else f"{len(got)} bytes back, not what was sent"
+            finally:
+                sock.close()
+
+        clients = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(4)]
+        try:
+            for th_c in clients:
+                th_c.start()
+            for th_c in clients:
+                th_c.join(20)
+        finally:
+            server.shutdown()
+            th.join(5)
+            server.server_close()
+        guard.reraise()
+        t.expect("each client's echo", [results.get(i, "no answer") for i in range(4)], ["byte-exact"] * 4)
+
+
 EXERCISE = Exercise(
     number=9, slug="epoll", title="epoll's ready-list callback", lab="docs/labs/04-blocking-vs-epoll.md",
     clauses=["epoll(7)", "epoll_ctl(2) (EPOLLERR/EPOLLHUP, EPOLLONESHOT)", "Linux fs/eventpoll.c ep_poll_callback"],
-    filename="epoll_callback.py", names=["ep_poll_callback"], skeleton=SKELETON, reference=reference, wired=False,
-    wiring="after the epoll refactor: epoll._ep_poll_callback calls ep_poll_callback(item, key, "
-           "sock.poll_events(), self.rdllist) and wakes its wait queue on True; then the lab 4 servers "
-           "run end to end on it",
+    filename="epoll_callback.py", names=["ep_poll_callback"], skeleton=SKELETON, reference=reference,
+    replacements=replacements,
+    wiring="installed for ep_poll_callback in stack.epoll (epoll._ep_poll_callback, run on every wake-up "
+           "of a registered socket's wait queue)",
     checks=[
         Check("ready_item_queued", "unit", check_ready_item_queued.__doc__, check_ready_item_queued),
         Check("queued_at_most_once", "unit", check_queued_once.__doc__, check_queued_once),
@@ -144,5 +328,10 @@ EXERCISE = Exercise(
         Check("not_ready_not_queued", "unit", check_not_ready.__doc__, check_not_ready),
         Check("err_hup_always", "unit", check_err_hup_always.__doc__, check_err_hup_always),
         Check("oneshot_disabled", "unit", check_oneshot_disabled.__doc__, check_oneshot_disabled),
+        Check("level_and_edge_through_epoll", "packet", check_level_and_edge_through_epoll.__doc__,
+              check_level_and_edge_through_epoll, timeout=10.0),
+        Check("oneshot_through_epoll", "packet", check_oneshot_through_epoll.__doc__,
+              check_oneshot_through_epoll, timeout=10.0),
+        Check("echo_server", "e2e", check_echo_server.__doc__, check_echo_server, timeout=60.0),
     ],
 )

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 STACK_MODULES = (
     "stack.wire.checksum", "stack.wire.tcp", "stack.wire.ipv4", "stack.wire.icmp", "stack.wire.udp",
     "stack.tcp.seq", "stack.tcp.rtt", "stack.tcp.connection", "stack.tcp.input", "stack.tcp.output",
-    "stack.tcp.reassembly", "stack.tcp.timers", "stack.tcp.layer", "stack.tcp.recovery",
-    "stack.ip.layer", "stack.netstack", "stack.sim",
+    "stack.tcp.reassembly", "stack.tcp.timers", "stack.tcp.window", "stack.tcp.layer", "stack.tcp.recovery",
+    "stack.ip.layer", "stack.netstack", "stack.sim", "stack.epoll",
 )
 
 
@@ -158,6 +158,10 @@ def _register_all() -> None:
                   "class with sample(rtt), current_rto(), on_timeout(), attributes srtt, rttvar, rto, backoff"))
     register(Seam("acceptability.acceptable", "stack.tcp.seq", "acceptable",
                   "acceptable(seg_seq, seg_len, rcv_nxt, rcv_wnd) -> bool"))
+    register(Seam("window.usable_window", "stack.tcp.window", "usable_window",
+                  "usable_window(snd_una, snd_nxt, snd_wnd, cwnd) -> int"))
+    register(Seam("epoll.ep_poll_callback", "stack.epoll", "ep_poll_callback",
+                  "ep_poll_callback(item, key, ready, rdllist) -> bool"))
     # Not yet called by the core: the reference lives in this package.
     register(Seam("reassembly.Reassembler", "stack.exercises.ex_reassembler", "Reassembler",
                   "insert(seq, data, fin) -> bytes; sack_blocks() -> list[(start, end)]; rcv_nxt", wired=False))
@@ -165,10 +169,6 @@ def _register_all() -> None:
                   "on_send / on_ack / on_expire; deadline", wired=False))
     register(Seam("reno.Reno", "stack.exercises.ex_reno", "Reno",
                   "on_ack / on_dupack / on_rto; cwnd, ssthresh", wired=False))
-    register(Seam("window.usable_window", "stack.exercises.ex_window", "usable_window",
-                  "usable_window(snd_una, snd_nxt, snd_wnd, cwnd) -> int", wired=False))
-    register(Seam("epoll.ep_poll_callback", "stack.exercises.ex_epoll", "ep_poll_callback",
-                  "ep_poll_callback(item, key, ready, rdllist) -> bool", wired=False))
 
 
 _register_all()

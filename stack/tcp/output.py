@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..wire.tcp import ACK, FIN, PSH, SYN, TcpSegment
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, State
+from .window import usable_window
 
 TSO_MAX = 65535 - 20 - 60  # a TSO super-segment must fit one IPv4 datagram
 _CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
@@ -155,11 +156,16 @@ class ConnectionOutput:
                 return False
             return False
         recovery = self.recovery
-        # pipe: RFC 6675 SetPipe() in SACK recovery, else SND.NXT - SND.UNA (no view needed)
-        in_flight = recovery.pipe(self._send_view()) if recovery.in_recovery else seq_diff(self.snd_nxt, self.snd_una)
-        # the peer's window bounds what is outstanding (RFC 9293 3.8.6); cwnd bounds pipe (RFC 6675),
-        # which leaves SACKed octets out and so must never stretch the peer's window
-        usable = min(self.snd_wnd - off, recovery.cc.cwnd + recovery.extra_cwnd(self.eff_mss) - in_flight)
+        if recovery.in_recovery:
+            in_flight = recovery.pipe(self._send_view())  # RFC 6675 SetPipe()
+            # the peer's window bounds what is outstanding (RFC 9293 3.8.6); cwnd bounds pipe (RFC 6675),
+            # which leaves SACKed octets out and so must never stretch the peer's window
+            usable = min(self.snd_wnd - off, recovery.cc.cwnd - in_flight)
+        else:
+            in_flight = off  # RFC 5681 2: FlightSize = SND.NXT - SND.UNA
+            # RFC 3042 limited transmit: cwnd + 2*SMSS on the first two duplicate ACKs
+            cwnd = recovery.cc.cwnd + recovery.extra_cwnd(self.eff_mss)
+            usable = usable_window(self.snd_una, self.snd_nxt, self.snd_wnd, cwnd)
         mss = self._data_room()
         n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
         if n <= 0:

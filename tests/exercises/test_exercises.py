@@ -99,3 +99,30 @@ def test_checksum_mutant_fails_end_to_end(tmp_path):
     res = report.result("transfer_5pct_loss")
     assert not res.passed
     assert "packets on the wire whose checksum the reference rejects" in "\n".join(res.trace)
+
+
+@pytest.mark.parametrize("mistake,check", [("ignores_key", "level_and_edge_through_epoll"),
+                                           ("oneshot_ignored", "oneshot_through_epoll")])
+def test_epoll_mutants_also_fail_inside_the_stack(mistake, check, tmp_path):
+    """Installed in stack.epoll, the callback that ignores the wake-up's key re-reports an edge-triggered
+    reader when an ACK arrives; the one that ignores EPOLLONESHOT puts a fired entry back on the ready list."""
+    slug, _, edits, _, _ = next(m for m in MUTANTS if m[:2] == ("epoll", mistake))
+    ex = _write(tmp_path, slug, mutant_source(slug, edits))
+    report = grade(ex, str(tmp_path), isolate=False, only=[check], time_limit=10)
+    res = report.result(check)
+    assert not res.passed and not res.error, "\n".join(res.trace) + res.error
+    assert "expected" in res.trace[-1]
+
+
+@pytest.mark.parametrize("mistake,check", [("ignores_cwnd", "cwnd_limits_through_stack"),
+                                           ("no_wraparound", "peer_window_limits_through_stack"),
+                                           ("off_by_one", "peer_window_limits_through_stack")])
+def test_window_mutants_also_fail_inside_the_stack(mistake, check, tmp_path):
+    """Installed in the sender (stack/tcp/output.py), a usable window without cwnd sends past the initial
+    window, one without wraparound past the peer's window once SND.NXT wraps, one off by one a segment less."""
+    slug, _, edits, _, _ = next(m for m in MUTANTS if m[:2] == ("window", mistake))
+    ex = _write(tmp_path, slug, mutant_source(slug, edits))
+    report = grade(ex, str(tmp_path), isolate=False, only=[check], time_limit=5)
+    res = report.result(check)
+    assert not res.passed and not res.error, "\n".join(res.trace) + res.error
+    assert "data sent" in res.trace[-2] and any("host >" in line for line in res.trace)

@@ -1,7 +1,6 @@
-"""The pure references of parts the core does not call yet agree with what the core does today.
+"""The references of exercises 7 and 8 (now the core's own functions) agree with what the core does.
 
-Until the core merge wires them, these tests are what makes them *the stack's* reference:
-the acceptability function against ``Connection._check_sequence`` (an unacceptable segment is
+These tests check them from outside, on the wire: the acceptability function against ``Connection._check_sequence`` (an unacceptable segment is
 dropped with reason out_of_window and answered with an ACK), and the usable window against
 what the sender actually puts on the wire.
 """

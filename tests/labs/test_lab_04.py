@@ -70,7 +70,8 @@ def test_the_table_names_real_code():
     assert "EpItem(" in reg and "self.rbr[key] = item" in reg and "sock._watchers.append" in reg
     assert "def ep_poll_callback" in src(epoll_mod.epoll._callback_for)
     cb = src(epoll_mod.epoll._ep_poll_callback)
-    assert "poll_events()" in cb and "self.rdllist.append(item)" in cb and "self.wq.notify_all()" in cb
+    assert "ep_poll_callback(item, key, item.sock.poll_events(), self.rdllist)" in cb and "self.wq.notify_all()" in cb
+    assert "rdllist.append(item)" in src(epoll_mod.ep_poll_callback)  # the decision: one home, exercise 9's seam
     assert "self.wq.wait(" in src(epoll_mod.epoll.poll)
     # 'poll (epoll_wait) only has to take items off that list': it never walks the interest set
     send = src(epoll_mod.epoll._ep_send_events)
