@@ -102,7 +102,9 @@ def _connection(t, peer_window: int, iss: int):
     """A connection accepted by the stack (MSS 536: the peer's SYN carries no MSS option), the peer
     advertising ``peer_window``; the application then writes 6000 bytes (more than cwnd)."""
     irs = 9000
-    p = Peer(t, iss=iss, config=TcpConfig(window_scaling=False, timestamps=False, sack=False))
+    # IW pinned at 10 segments (RFC 6928, Linux's start): these checks are about which of cwnd and the
+    # peer's window limits the sender, so cwnd must stand above a 4-segment peer window
+    p = Peer(t, iss=iss, config=TcpConfig(window_scaling=False, timestamps=False, sack=False, initial_window=10))
     lst = p.listen()
     p.send("S", irs)
     p.send("A", irs + 1, iss + 1, window=peer_window)
@@ -110,7 +112,7 @@ def _connection(t, peer_window: int, iss: int):
     p.take()
     if conn is None:
         t.fail("the handshake did not complete")
-    t.note(f"SMSS {conn.eff_mss}, cwnd {conn.cc.cwnd} (RFC 5681 3.1 initial window), SND.WND {peer_window}; "
+    t.note(f"SMSS {conn.eff_mss}, cwnd {conn.cc.cwnd} (initial window pinned at 10), SND.WND {peer_window}; "
            f"the application writes 6000 bytes")
     conn.send(b"x" * 6000, p.now)
     p.host.tcp.touch(conn, p.now)
