@@ -305,7 +305,7 @@ class Connection(ConnectionInput, ConnectionOutput):
             self._set_state(State.LAST_ACK, now, "shutdown")
             self._output(now)
         elif self.state is State.SYN_SENT:
-            self._drop(now, "close in SYN-SENT")
+            self._delete_tcb(now, "close in SYN-SENT")
 
     def close(self, now: float) -> None:
         """RFC 9293 3.10.4 CLOSE. Unread data -> RST (RFC 9293 3.6, RFC 2525 2.17); else FIN."""
@@ -326,9 +326,9 @@ class Connection(ConnectionInput, ConnectionOutput):
             # an acceptable sequence number (Linux tcp_acceptable_seq; RFC 9293 3.10.7.4 second check,
             # RFC 5961 3.2): SND.NXT may already lie beyond the peer's window
             self._emit(TcpSegment(self.local[1], self.remote[1], self._acceptable_seq(), 0, RST, 0), now)
-        self._drop(now, why)
+        self._delete_tcb(now, why)
 
-    def _drop(self, now: float, why: str, err: int = 0) -> None:
+    def _delete_tcb(self, now: float, why: str, err: int = 0) -> None:
         """Enter CLOSED and forget everything (RFC 9293 'delete the TCB')."""
         if err:
             self.error = err
@@ -353,7 +353,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         if self.state is State.SYN_SENT:
             # as Linux (tcp_v4_err): a connect that draws an unreachable fails at once (ECONNREFUSED,
             # EHOSTUNREACH, ...); RFC 9293 SHLD-25 would keep codes 0, 1 and 5 soft even here
-            self._drop(now, "ICMP error in SYN-SENT", err)
+            self._delete_tcb(now, "ICMP error in SYN-SENT", err)
             self.notify("error")
             return True
         # RFC 9293 SHLD-25/26 with RFC 5461: in a synchronized state every error is soft: remembered,
@@ -383,10 +383,10 @@ class Connection(ConnectionInput, ConnectionOutput):
     def on_timer(self, now: float) -> None:
         """Run every timer that is due."""
         if self.timers.due(Timer.TIME_WAIT, now):
-            self._drop(now, "2MSL timeout")
+            self._delete_tcb(now, "2MSL timeout")
             return
         if self.timers.due(Timer.FIN_WAIT_2, now):
-            self._drop(now, "FIN-WAIT-2 timeout")
+            self._delete_tcb(now, "FIN-WAIT-2 timeout")
             return
         if self.timers.due(Timer.PTO, now):
             self._on_pto(now)  # re-arms the RTO one RTO from now
@@ -413,7 +413,7 @@ class Connection(ConnectionInput, ConnectionOutput):
                  State.SYN_RECEIVED: self.config.synack_retries}.get(self.state, self.config.retries2)
         if self.retries > limit:
             self._trace("timeout", now, retries=self.retries - 1)
-            self._drop(now, "retransmission limit", self.soft_error or errno.ETIMEDOUT)  # Linux tcp_write_err
+            self._delete_tcb(now, "retransmission limit", self.soft_error or errno.ETIMEDOUT)  # Linux tcp_write_err
             self.notify("error")
             return
         self.rtt.on_timeout()
@@ -472,7 +472,7 @@ class Connection(ConnectionInput, ConnectionOutput):
             self.timers.keepalive = now + self.keepalive_idle  # MUST-26: no probe while data is outstanding
             return
         if self.keepalive_probes >= self.keepalive_count:
-            self._drop(now, "keepalive timeout", self.soft_error or errno.ETIMEDOUT)
+            self._delete_tcb(now, "keepalive timeout", self.soft_error or errno.ETIMEDOUT)
             self.notify("error")
             return
         self.keepalive_probes += 1

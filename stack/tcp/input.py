@@ -79,7 +79,7 @@ class ConnectionInput:
         if flags & RST:
             # second check: RST with acceptable ACK -> connection refused; without ACK -> drop
             if flags & ACK:
-                self._drop(now, "RST in SYN-SENT", errno.ECONNREFUSED)
+                self._delete_tcb(now, "RST in SYN-SENT", errno.ECONNREFUSED)
             else:
                 self._count_drop(seg, "rst_without_ack", now)
             return
@@ -221,21 +221,21 @@ class ConnectionInput:
             self._challenge_ack(now, "rst_not_exact")
             return
         if self.state is State.SYN_RECEIVED and self.listener is not None:
-            self._drop(now, "RST in SYN-RECEIVED (passive): back to LISTEN")
+            self._delete_tcb(now, "RST in SYN-RECEIVED (passive): back to LISTEN")
             return
         if self.state is State.SYN_RECEIVED:
-            self._drop(now, "RST in SYN-RECEIVED", errno.ECONNREFUSED)
+            self._delete_tcb(now, "RST in SYN-RECEIVED", errno.ECONNREFUSED)
         elif self.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
-            self._drop(now, "RST")
+            self._delete_tcb(now, "RST")
         else:
             self.sndbuf.clear()
-            self._drop(now, "RST received", errno.ECONNRESET)
+            self._delete_tcb(now, "RST received", errno.ECONNRESET)
         self.notify("error")
 
     def _check_syn(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.4 fourth check with RFC 5961 4.2: SYN in a synchronized state -> challenge ACK."""
         if self.state is State.SYN_RECEIVED and self.listener is not None:
-            self._drop(now, "SYN in SYN-RECEIVED (passive): back to LISTEN")
+            self._delete_tcb(now, "SYN in SYN-RECEIVED (passive): back to LISTEN")
             return
         self._challenge_ack(now, "syn_in_window")
 
@@ -350,7 +350,7 @@ class ConnectionInput:
             self._enter_time_wait(now, "FIN acked in CLOSING")
             return False
         elif st is State.LAST_ACK and fin_acked:
-            self._drop(now, "FIN acked in LAST-ACK")
+            self._delete_tcb(now, "FIN acked in LAST-ACK")
             return False
         elif st is State.TIME_WAIT:
             if seg.flags & FIN:

@@ -210,7 +210,7 @@ class TcpLayer:
             if type(tcb) is TimeWaitRecord:
                 self._end_time_wait(tcb, now, "new SYN in TIME-WAIT")
             else:
-                tcb._drop(now, "new SYN in TIME-WAIT")
+                tcb._delete_tcb(now, "new SYN in TIME-WAIT")
                 self.after_user_call(tcb, now)
             return True
         return False
@@ -403,7 +403,7 @@ class TcpLayer:
         """The table keeps a compact record instead of the connection (bounded like tcp_max_tw_buckets)."""
         if len(self._time_wait) >= self.config.max_time_wait:
             self.count("time_wait_overflow")  # as Linux: "time wait bucket table overflow"
-            conn._drop(now, "TIME-WAIT table full")
+            conn._delete_tcb(now, "TIME-WAIT table full")
             self._forget(conn)
             return
         rec = TimeWaitRecord.from_connection(conn, key)
@@ -509,7 +509,7 @@ class TcpLayer:
             return False  # the connection's own limit applies
         lst.stats["synack_pruned"] += 1
         self.count("synack_pruned")
-        conn._drop(now, "SYN-ACK retries cut: SYN queue under pressure")
+        conn._delete_tcb(now, "SYN-ACK retries cut: SYN queue under pressure")
         self.after_user_call(conn, now)
         return True
 
@@ -527,7 +527,7 @@ class TcpLayer:
             self._note_output(conn)
         except Exception:  # too broken even to abort: no RST, but its socket still learns of the reset
             try:
-                conn._drop(now, "internal error", errno.ECONNRESET)
+                conn._delete_tcb(now, "internal error", errno.ECONNRESET)
             except Exception:
                 pass
         self._forget(conn)

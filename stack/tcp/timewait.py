@@ -9,7 +9,7 @@ and the deadline (under 1 KB; ``tests/tcp/test_timewait_record.py`` measures it)
 
 The record keeps a weak reference to the connection: while a socket still holds it (an
 application that has not closed yet), its state follows the record (CLOSED when TIME-WAIT
-ends, through ``Connection._drop``, which traces and wakes the socket); once nobody holds it,
+ends, through ``Connection._delete_tcb``, which traces and wakes the socket); once nobody holds it,
 it is freed and the record answers alone.
 
 Sans-I/O like the rest: ``segment_arrives(seg, now, challenge_ok, msl2)`` returns the reply
@@ -151,6 +151,6 @@ class TimeWaitRecord:
         """TIME-WAIT ended: the connection this stands for (if still held) goes CLOSED; traced either way."""
         conn = self.connection
         if conn is not None and conn.state is State.TIME_WAIT:
-            conn._drop(now, why)
+            conn._delete_tcb(now, why)
         elif tracer.enabled:
             tracer.emit("state", now, conn=self.name, old=State.TIME_WAIT.name, new=State.CLOSED.name, why=why)
