@@ -9,7 +9,6 @@ standard library's ``socketserver`` work on these sockets unchanged.
 from __future__ import annotations
 
 import errno
-import os
 import select as _select
 import socket as _std
 import struct
@@ -21,7 +20,7 @@ from typing import Callable
 
 from . import tcpinfo
 from .readiness import ReadinessFd
-from .sockmodes import TimeoutModes
+from .sockmodes import SocketCommon, _err
 from .tcp.states import State
 from .wire.ipv4 import aton, ntoa
 
@@ -70,12 +69,7 @@ def _ignore(what: str = "") -> None:
     pass
 
 
-def _err(code: int, what: str = "") -> OSError:
-    """OSError(errno, strerror) becomes ConnectionResetError, BrokenPipeError, ... by itself."""
-    return OSError(code, os.strerror(code) + (f" ({what})" if what else ""))
-
-
-class socket(TimeoutModes):
+class socket(SocketCommon):
     """A TCP socket on a tunstack ``Stack`` (``stack.socket()``)."""
 
     def __new__(cls, stack=None, family=None, type=None, *args, **kwargs):
@@ -706,22 +700,6 @@ class socket(TimeoutModes):
                 raise _err(errno.EOPNOTSUPP, "dup() of a listening tunstack socket")
             return twin
 
-    def detach(self):
-        raise _err(errno.EOPNOTSUPP, "tunstack sockets have no kernel fd to detach")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            if self._efd is not None:
-                self._efd.close()
-        except Exception:
-            pass
-
     def __repr__(self) -> str:
         state = "listening" if self._listener else (self._conn.state.name if self._conn else "unconnected")
         return f"<tunstack.socket {self.getsockname()} {state}>"
@@ -783,10 +761,6 @@ class socket(TimeoutModes):
         return self._opts.get((SOL_SOCKET, SO_LINGER), (0, 0))
 
     makefile = _std.socket.makefile
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def info(self) -> dict:
         """TCP_INFO-like view of the connection (see ``Connection.info``)."""

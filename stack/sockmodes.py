@@ -1,13 +1,25 @@
-"""Blocking, timeout and non-blocking modes: the standard library's ``settimeout``/``setblocking``
-family, one home for the TCP socket (stack/socket.py) and the UDP socket (stack/udpsocket.py).
+"""What the TCP socket (stack/socket.py) and the UDP socket (stack/udpsocket.py) share: the
+standard library's blocking, timeout and non-blocking modes, the context manager, ``detach``,
+the finalizer of the readiness fd, and errors that carry their errno.
 
 ``_timeout`` is None (blocking), 0.0 (non-blocking) or seconds, as CPython keeps it."""
 from __future__ import annotations
 
+import errno
+import os
 
-class TimeoutModes:
+
+def _err(code: int, what: str = "") -> OSError:
+    """OSError(errno, strerror) becomes ConnectionResetError, BrokenPipeError, ... by itself."""
+    return OSError(code, os.strerror(code) + (f" ({what})" if what else ""))
+
+
+class SocketCommon:
     _timeout: float | None
+    _closed: bool
+    _efd: object | None   # the ReadinessFd made by the first fileno()
 
+    # ------------------------------------------------------------ modes
     def settimeout(self, value: float | None) -> None:
         if value is not None:
             value = float(value)
@@ -23,3 +35,24 @@ class TimeoutModes:
 
     def getblocking(self) -> bool:
         return self._timeout != 0
+
+    # ------------------------------------------------------------ life
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def detach(self):
+        raise _err(errno.EOPNOTSUPP, "tunstack sockets have no kernel fd to detach")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._efd is not None:
+                self._efd.close()
+        except Exception:
+            pass

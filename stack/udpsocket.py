@@ -19,7 +19,6 @@ are set all the same) and EPIPE for ``send`` after SHUT_WR.
 from __future__ import annotations
 
 import errno
-import os
 import select as _select
 import socket as _std
 import struct
@@ -29,7 +28,7 @@ from typing import Callable
 
 from .ip.udp import MAX_PAYLOAD, RMEM_DEFAULT, WMEM_DEFAULT, UdpEndpoint
 from .readiness import ReadinessFd
-from .sockmodes import TimeoutModes
+from .sockmodes import SocketCommon, _err
 from .runtime.stack import Stack
 from .wire.ipv4 import aton, ntoa
 
@@ -47,11 +46,7 @@ _FLAGS = {_std.SO_REUSEADDR, _std.SO_BROADCAST, _std.SO_KEEPALIVE, getattr(_std,
 _IP_DEFAULTS = {_std.IP_TTL: 64, _std.IP_TOS: 0}
 
 
-def _err(code: int, what: str = "") -> OSError:
-    return OSError(code, os.strerror(code) + (f" ({what})" if what else ""))
-
-
-class udpsocket(TimeoutModes):
+class udpsocket(SocketCommon):
     """A UDP socket on a tunstack ``Stack``."""
 
     def __init__(self, stack: Stack, family=None, type=None, proto=0):
@@ -338,30 +333,10 @@ class udpsocket(TimeoutModes):
         if self._closed:
             raise _err(errno.EBADF)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def detach(self):
-        raise _err(errno.EOPNOTSUPP, "tunstack sockets have no kernel fd to detach")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            if self._efd is not None:
-                self._efd.close()
-        except Exception:
-            pass
-
     def __repr__(self) -> str:
         return f"<tunstack.udpsocket {self.getsockname()}>"
 
-    # ------------------------------------------------------------ options (modes: sockmodes.TimeoutModes)
+    # ------------------------------------------------------------ options (modes: sockmodes.SocketCommon)
     def setsockopt(self, level: int, option: int, value, optlen: int | None = None) -> None:
         if isinstance(value, (bytes, bytearray)):
             value = int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little", signed=True)
