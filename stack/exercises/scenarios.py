@@ -75,13 +75,15 @@ class Peer:
         return self.host.tcp.listen(LOCAL, self.port, 16)
 
     def send(self, flags: str, seq: int, ack: int = 0, payload: bytes = b"", window: int = 65535,
-             at: float | None = None, raw: bytes | None = None, note: str = "") -> None:
+             at: float | None = None, raw: bytes | None = None, note: str = "", sack_perm: bool = False,
+             sack=None) -> None:
         if at is not None:
             self.advance_to(at)
         f = 0
         for ch in flags:
             f |= FLAGS[ch]
-        seg = TcpSegment(self.peer_port, self.port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, f, window, payload)
+        seg = TcpSegment(self.peer_port, self.port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, f, window, payload,
+                         sack_perm=sack_perm, sack=sack)
         packet = raw if raw is not None else build_packet(seg)
         self.t.note(f"t={self.now:.3f} peer > {describe(seg)}{note}")
         self.host.receive(packet, self.now)

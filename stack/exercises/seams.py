@@ -162,9 +162,11 @@ def _register_all() -> None:
                   "usable_window(snd_una, snd_nxt, snd_wnd, cwnd) -> int"))
     register(Seam("epoll.ep_poll_callback", "stack.epoll", "ep_poll_callback",
                   "ep_poll_callback(item, key, ready, rdllist) -> bool"))
+    register(Seam("reassembly.Reassembler", "stack.tcp.reassembly", "Reassembler",
+                  "class(max_blocks) with store, pop_ready, insert, sack_blocks(limit), clear, queue, pruned, "
+                  "len, blocks (the student writes insert(seq, data, fin) -> bytes, sack_blocks(), rcv_nxt; "
+                  "the exercise adapts it)"))
     # Not yet called by the core: the reference lives in this package.
-    register(Seam("reassembly.Reassembler", "stack.exercises.ex_reassembler", "Reassembler",
-                  "insert(seq, data, fin) -> bytes; sack_blocks() -> list[(start, end)]; rcv_nxt", wired=False))
     register(Seam("timer.RetransmissionTimer", "stack.exercises.ex_timer", "RetransmissionTimer",
                   "on_send / on_ack / on_expire; deadline", wired=False))
     register(Seam("reno.Reno", "stack.exercises.ex_reno", "Reno",

@@ -46,16 +46,18 @@ def available() -> str:
     return ""
 
 
-def real_curl_check(ex, part, t, o, *, iss: int | None = None) -> None:
-    """Run the real-TUN download in its own process and namespace; fail the check unless byte-exact."""
+def real_curl_check(ex, part, t, o, *, iss: int | None = None, upload: bool = False) -> None:
+    """Run the real-TUN download in its own process and namespace; fail the check unless byte-exact.
+    ``upload``: curl sends the file to the stack instead (the stack is the receiver: exercise 3)."""
     why = available()
     if why or not o.get("real_tun", True):
         raise NotApplicable(f"real-TUN curl run skipped: {why or 'turned off'}")
     nbytes = o["e2e_bytes"]
     path = o.get("student_path") or "-"
-    t.note(f"curl fetches {nbytes} bytes from the stack over a real TUN, 5 % loss each way, "
-           f"in a network namespace of its own")
-    cmd = [sys.executable, "-m", "stack.exercises.tun_e2e", str(ex.number), path, str(nbytes), str(iss or 0)]
+    t.note(f"curl {'uploads' if upload else 'fetches'} {nbytes} bytes {'to' if upload else 'from'} the stack "
+           f"over a real TUN, 5 % loss each way, in a network namespace of its own")
+    cmd = [sys.executable, "-m", "stack.exercises.tun_e2e", str(ex.number), path, str(nbytes), str(iss or 0)] \
+        + (["upload"] if upload else [])
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CURL_MAX_TIME + 30)
     except subprocess.TimeoutExpired:
@@ -67,8 +69,8 @@ def real_curl_check(ex, part, t, o, *, iss: int | None = None) -> None:
     res = json.loads(lines[-1])
     if res.get("error"):
         t.fail(res["error"])
-    t.note(f"curl exit status {res['curl_rc']}, {res['received']} bytes in {res['seconds']:.2f} s, "
-           f"{res['retransmits']} retransmissions by the stack")
+    t.note(f"curl exit status {res['curl_rc']}, {res['received']} bytes{' received by the stack' if upload else ''}"
+           f" in {res['seconds']:.2f} s, {res['retransmits']} retransmissions by the stack")
     if res.get("curl_err"):
         t.note(f"curl said: {res['curl_err'].strip()}")
     t.expect("TCP segments the kernel dropped for a bad checksum (its InCsumErrors counter)",
@@ -78,7 +80,8 @@ def real_curl_check(ex, part, t, o, *, iss: int | None = None) -> None:
     if res.get("loop_error"):
         t.fail("the stack's thread failed with your part installed:\n" + res["loop_error"])
     t.expect("curl's exit status", res["curl_rc"], 0)
-    t.expect("sha256 of what curl received equals the file", res["sha256"], res["want_sha256"])
+    t.expect(f"sha256 of what {'the stack' if upload else 'curl'} received equals the file", res["sha256"],
+             res["want_sha256"])
 
 
 def _kernel_tcp_csum_errors() -> int:
@@ -95,8 +98,22 @@ def _unshare_net() -> None:
         raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
 
 
+def _upload_app(environ, start_response):
+    """WSGI: read the request body (the stack receives it) and answer with its length and sha256."""
+    n = int(environ.get("CONTENT_LENGTH") or 0)
+    body, stream = bytearray(), environ["wsgi.input"]
+    while len(body) < n:
+        chunk = stream.read(min(65536, n - len(body)))
+        if not chunk:
+            break
+        body += chunk
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{len(body)} {hashlib.sha256(body).hexdigest()[:16]}".encode()]
+
+
 def _main(argv: list[str]) -> int:
     number, path, nbytes, iss = argv[0], argv[1], int(argv[2]), int(argv[3])
+    upload = argv[4:] == ["upload"]
     out = sys.stdout
     sys.stdout = sys.stderr
     try:
@@ -104,7 +121,7 @@ def _main(argv: list[str]) -> int:
     except OSError as exc:
         print(json.dumps({"error": f"cannot make a private network namespace: {exc}"}), file=out)
         return 0
-    from ..apps.servers import http_server
+    from ..apps.servers import http_server, wsgi_server
     from ..link.impair import Impairment, ImpairSpec
     from ..link.netconf import configure_host_side
     from ..link.tun import TunLink
@@ -134,14 +151,21 @@ def _main(argv: list[str]) -> int:
             stack = Stack(link, STACK_ADDR, tracer=tracer, isn=FixedIsn(iss) if iss else None, seed=nbytes,
                           impair_in=Impairment(ImpairSpec.parse("loss=5%"), seed=21, direction="in"),
                           impair_out=Impairment(ImpairSpec.parse("loss=5%"), seed=22, direction="out")).start()
-            server = http_server(stack, 80, root, quiet=True)
+            server = wsgi_server(stack, 80, _upload_app, quiet=True) if upload else \
+                http_server(stack, 80, root, quiet=True)
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
             start = time.monotonic()
             curl = ["curl", "-sS", "--connect-timeout", f"{CONNECT_TIMEOUT:g}", "--max-time", str(CURL_MAX_TIME),
                     f"http://{STACK_ADDR}/blob"]
+            if upload:  # POST the file; the answer is "<length> <sha256 prefix>" of what the stack read
+                curl[-1:-1] = ["--data-binary", "@" + os.path.join(root, "blob"), "-H", "Expect:",
+                               "-H", "Content-Type: application/octet-stream"]
             proc = subprocess.run(curl, capture_output=True, timeout=CURL_MAX_TIME + 10)
-            result.update(curl_rc=proc.returncode, received=len(proc.stdout),
-                          sha256=hashlib.sha256(proc.stdout).hexdigest()[:16],
+            received, digest = len(proc.stdout), hashlib.sha256(proc.stdout).hexdigest()[:16]
+            if upload:
+                parts = proc.stdout.decode(errors="replace").split()
+                received, digest = (int(parts[0]), parts[1]) if len(parts) == 2 and parts[0].isdigit() else (0, "")
+            result.update(curl_rc=proc.returncode, received=received, sha256=digest,
                           seconds=time.monotonic() - start, retransmits=len(sink.of("retransmit")),
                           csum_errors=_kernel_tcp_csum_errors(),
                           our_csum_drops=stack.host.drops.get("tcp_checksum", 0),

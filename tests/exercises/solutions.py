@@ -255,6 +255,9 @@ MUTANTS = [
      "wraparound", "r.sack_blocks() -> []"),
     ("reassembler", "more_than_four_blocks", [("order[:4]", "order")],
      "sack_at_most_four", "expected [(600, 610), (500, 510), (400, 410), (300, 310)]"),
+    # caught only inside the stack: the unit scenarios' FIN always rides on data
+    ("reassembler", "bare_fin_forgotten", [("        if fin:\n            self._fin_at", "        if fin and data:\n            self._fin_at")],
+     "fin_out_of_order_through_stack", "after 0-100 (fills the hole): the host's ACKs as (ack offset, SACK blocks as offsets) -> [(200, [])]"),
 
     ("rtt", "srtt_before_rttvar",
      [("            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)\n"
