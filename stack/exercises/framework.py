@@ -124,6 +124,7 @@ class Exercise:
     wired: bool = True               # False: the core does not call this part yet (see ``wiring``)
     wiring: str = ""                 # how the part enters the stack (or will, after the core merge)
     replacements: Callable | None = None  # part -> {seam name: object} for packet/e2e checks
+    tcp_config: dict = field(default_factory=dict)  # TcpConfig fields for the stack running the part (real TUN)
 
     def check_named(self, name: str) -> Check:
         for c in self.checks:

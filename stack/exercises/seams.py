@@ -16,6 +16,11 @@ What rebinding cannot reach: references captured before installation inside othe
 objects (default arguments, closures, dicts, instances already built). A seam whose
 reference is held that way is not a seam; ``bindings()`` lets a test see where each
 reference is held, so such a capture shows up as a missing binding site.
+
+A *registry* seam (``key`` set) adds an entry instead: installing it puts the part into the
+dict ``home:attr`` under ``key`` (Reno as the congestion algorithm ``student`` in
+``stack.tcp.congestion.ALGORITHMS``), uninstalling removes it again; with nothing installed the
+registry holds only the stack's own algorithms.
 """
 from __future__ import annotations
 
@@ -35,12 +40,14 @@ STACK_MODULES = (
 
 @dataclass(frozen=True)
 class Seam:
-    """One replaceable object: ``home:attr``; ``wired`` is False while the core does not call it yet."""
+    """One replaceable object: ``home:attr``; ``wired`` is False while the core does not call it yet.
+    ``key``: a registry seam -- ``home:attr`` is a dict and the part is added under ``key``."""
     name: str
     home: str
     attr: str
     interface: str
     wired: bool = True
+    key: str | None = None
 
     @property
     def reference(self):
@@ -51,6 +58,7 @@ class Seam:
 class Installation:
     """The bindings one ``install`` changed, so that ``uninstall`` can put them back exactly."""
     changed: list = field(default_factory=list)  # (namespace, key, old, new)
+    entries: list = field(default_factory=list)  # (registry dict, key, old or _MISSING)
     active: bool = True
 
     def uninstall(self) -> None:
@@ -58,16 +66,25 @@ class Installation:
             return
         for namespace, key, old, _new in reversed(self.changed):
             setattr(namespace, key, old)
+        for registry, key, old in reversed(self.entries):
+            if old is _MISSING:
+                registry.pop(key, None)
+            else:
+                registry[key] = old
         self.active = False
+
+
+_MISSING = object()
 
 
 SEAMS: dict[str, Seam] = {}
 _REFERENCES: dict[str, object] = {}
 
 
-def register(seam: Seam) -> Seam:
-    """Add a seam; its home is imported now and its current object is recorded as the reference."""
-    obj = getattr(importlib.import_module(seam.home), seam.attr)
+def register(seam: Seam, reference=None) -> Seam:
+    """Add a seam; its home is imported now and its current object is recorded as the reference
+    (a registry seam names its reference: the registry holds none under its key)."""
+    obj = getattr(importlib.import_module(seam.home), seam.attr) if reference is None else reference
     SEAMS[seam.name] = seam
     _REFERENCES.setdefault(seam.name, obj)
     return seam
@@ -112,6 +129,11 @@ def install(replacements: dict) -> Installation:
     targets = {}
     for seam, new in replacements.items():
         seam = SEAMS[seam] if isinstance(seam, str) else seam
+        if seam.key is not None:
+            registry = getattr(importlib.import_module(seam.home), seam.attr)
+            inst.entries.append((registry, seam.key, registry.get(seam.key, _MISSING)))
+            registry[seam.key] = new
+            continue
         targets[id(seam.reference)] = (seam.reference, new)
     try:
         for name, mod in _stack_modules():
@@ -166,11 +188,13 @@ def _register_all() -> None:
                   "class(max_blocks) with store, pop_ready, insert, sack_blocks(limit), clear, queue, pruned, "
                   "len, blocks (the student writes insert(seq, data, fin) -> bytes, sack_blocks(), rcv_nxt; "
                   "the exercise adapts it)"))
+    from .ex_reno import Reno
+    register(Seam("reno.Reno", "stack.tcp.congestion", "ALGORITHMS",
+                  "a CongestionControl class registered as 'student' (the student writes Reno(mss): on_ack, "
+                  "on_dupack, on_rto; cwnd, ssthresh; the exercise adapts it)", key="student"), reference=Reno)
     # Not yet called by the core: the reference lives in this package.
     register(Seam("timer.RetransmissionTimer", "stack.exercises.ex_timer", "RetransmissionTimer",
                   "on_send / on_ack / on_expire; deadline", wired=False))
-    register(Seam("reno.Reno", "stack.exercises.ex_reno", "Reno",
-                  "on_ack / on_dupack / on_rto; cwnd, ssthresh", wired=False))
 
 
 _register_all()

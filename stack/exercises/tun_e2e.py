@@ -126,6 +126,7 @@ def _main(argv: list[str]) -> int:
     from ..link.netconf import configure_host_side
     from ..link.tun import TunLink
     from ..runtime.stack import Stack
+    from ..tcp.config import TcpConfig
     from ..tcp.isn import FixedIsn
     from ..trace import ListSink, Tracer
     from .catalog import find
@@ -133,8 +134,8 @@ def _main(argv: list[str]) -> int:
     from .seams import install
 
     ex = find(number)
-    if path != "-":
-        install(ex.replacements(load_part(ex, path)))
+    if path != "-" or ex.tcp_config:  # a part that runs under a name of its own is installed for the reference too
+        install(ex.replacements(ex.reference() if path == "-" else load_part(ex, path)))
     blob = random.Random(nbytes).randbytes(nbytes)
     name = f"tx{os.getpid()}"[:15]
     result = {"received": 0, "curl_rc": None, "sha256": "", "want_sha256": hashlib.sha256(blob).hexdigest()[:16],
@@ -149,6 +150,7 @@ def _main(argv: list[str]) -> int:
             sink = ListSink()
             tracer = Tracer(sink)
             stack = Stack(link, STACK_ADDR, tracer=tracer, isn=FixedIsn(iss) if iss else None, seed=nbytes,
+                          tcp_config=TcpConfig(**ex.tcp_config) if ex.tcp_config else None,
                           impair_in=Impairment(ImpairSpec.parse("loss=5%"), seed=21, direction="in"),
                           impair_out=Impairment(ImpairSpec.parse("loss=5%"), seed=22, direction="out")).start()
             server = wsgi_server(stack, 80, _upload_app, quiet=True) if upload else \

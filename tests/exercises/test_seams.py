@@ -9,7 +9,8 @@ import pytest
 
 from stack.exercises import seams
 
-WIRED = [s for s in seams.SEAMS.values() if s.wired]
+WIRED = [s for s in seams.SEAMS.values() if s.wired and s.key is None]
+REGISTRY = [s for s in seams.SEAMS.values() if s.key is not None]
 
 
 def _stack_globals_named(attr: str, home: str):
@@ -113,3 +114,25 @@ def test_unwired_seams_have_their_reference_in_the_exercises():
     for s in seams.SEAMS.values():
         if not s.wired:
             assert s.home.startswith("stack.exercises.") and callable(s.reference)
+
+
+@pytest.mark.parametrize("seam", REGISTRY, ids=lambda s: s.name)
+def test_registry_seam_adds_its_entry_only_while_installed(seam):
+    """Zero cost: with nothing installed the registry holds only the stack's own entries; installing
+    adds the part under its key (congestion algorithm 'student'), uninstalling removes it, even after
+    an exception."""
+    import importlib
+    registry = getattr(importlib.import_module(seam.home), seam.attr)
+    before = dict(registry)
+    assert seam.key not in registry
+    assert all(v.__module__.startswith("stack.") and not v.__module__.startswith("stack.exercises")
+               for v in registry.values())
+
+    class Part:
+        pass
+
+    with pytest.raises(ZeroDivisionError):
+        with seams.swapped({seam.name: Part}):
+            assert registry[seam.key] is Part
+            1 / 0
+    assert registry == before
