@@ -192,9 +192,9 @@ def _register_all() -> None:
     register(Seam("reno.Reno", "stack.tcp.congestion", "ALGORITHMS",
                   "a CongestionControl class registered as 'student' (the student writes Reno(mss): on_ack, "
                   "on_dupack, on_rto; cwnd, ssthresh; the exercise adapts it)", key="student"), reference=Reno)
-    # Not yet called by the core: the reference lives in this package.
-    register(Seam("timer.RetransmissionTimer", "stack.exercises.ex_timer", "RetransmissionTimer",
-                  "on_send / on_ack / on_expire; deadline", wired=False))
+    register(Seam("timer.RetransmissionTimer", "stack.tcp.rtt", "RetransmissionTimer",
+                  "class(rtt) with on_send, on_ack, on_expire, deadline (the exercise's interface), and start, "
+                  "restart, stop, on_syn_sent, on_syn_acked, syn_sent_at (the exercise adapts a student's class)"))
 
 
 _register_all()

@@ -25,7 +25,7 @@ from .input import ConnectionInput
 from .output import _CAN_SEND, ConnectionOutput
 from .reassembly import Reassembler
 from .recovery import LossRecovery, SendView
-from .rtt import RttEstimator, RttSampler
+from .rtt import RetransmissionTimer, RttEstimator
 from .seq import seq_add, seq_diff, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, ORPHANED, Closing, State
 from .timers import Timer, Timers
@@ -111,8 +111,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.last_send_time = now
         # RTT, congestion control, loss recovery
         self.rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
-        self.rtt_sampler = RttSampler(self.rtt)   # send times, Karn's rule, timestamp fallback
-        self.rtt_sampler.on_syn_sent(now, True)
+        self.rtx = RetransmissionTimer(self.rtt)  # RFC 6298 5: the RTO's deadline, RTT samples, Karn's rule
         self.stats = {"segs_out": 0, "segs_in": 0, "bytes_out": 0, "bytes_in": 0, "retrans": 0,
                       "retrans_bytes": 0, "dupacks_in": 0, "challenge_acks": 0, "drops": 0,
                       "zero_window_probes": 0}
@@ -245,9 +244,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         if self.config.timestamps and (not passive or self.ts_enabled):
             seg.tsval, seg.tsecr = self._ts_val(now), (self.ts_recent if passive else 0)
         self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
-        self.rtt_sampler.on_syn_sent(now, self.retries == 0)
-        if self.timers.rto is None:
-            self.timers.rto = now + self.rtt.current_rto()
+        self.timers.rto = self.rtx.on_syn_sent(now, self.retries == 0)  # RFC 6298 5.1
         self._emit(seg, now)
 
     # ------------------------------------------------------------------ user calls
@@ -416,16 +413,17 @@ class Connection(ConnectionInput, ConnectionOutput):
             self._delete_tcb(now, "retransmission limit", self.soft_error or errno.ETIMEDOUT)  # Linux tcp_write_err
             self.notify("error")
             return
-        self.rtt.on_timeout()
-        # Karn: nothing outstanding is timed; an ACK that echoes a timestamp from before this
-        # timeout answers an earlier copy (its ACK was lost): it must not give an RTT sample
-        self.rtt_sampler.on_timeout(self.snd_una, self._ts_val(now))
+        # RFC 6298 5.5-5.6: back off, restart; Karn: nothing outstanding is timed, and an ACK that
+        # echoes a timestamp from before this timeout answers an earlier copy (its ACK was lost)
+        self.rtx.on_expire(now, self.snd_una, self._ts_val(now))
+        self.timers.rto = self.rtx.deadline
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
             self._trace("retransmit", now, seq=self.iss, len=0, why="rto_syn", rto=self.rtt.current_rto())
             self.stats["retrans"] += 1
             self._send_syn(now)
             return
         if self.snd_una == self.snd_max:
+            self.timers.rto = self.rtx.stop()
             return
         self.recovery.on_rto(self._send_view(), now)
         self.snd_nxt = self.snd_una  # RFC 5681 3.1: go back to SND.UNA and resend in order
@@ -434,7 +432,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.timers.pto = None
         self._trace_cc(now, "rto")
         self.retransmit_range(self.snd_una, now, "rto")
-        self.timers.rto = now + self.rtt.current_rto()
+        self.timers.rto = self.rtx.deadline
 
     def _on_persist(self, now: float) -> None:
         """RFC 9293 3.8.6.1: probe the peer's window; back off; never give up while answered.
@@ -459,7 +457,7 @@ class Connection(ConnectionInput, ConnectionOutput):
             n = 1 if self.snd_wnd == 0 else min(len(self.sndbuf), self.snd_wnd, self.eff_mss)
             self._trace("persist_probe", now, seq=self.snd_nxt, len=n, backoff=self.persist_backoff)
             self._send_data(0, n, now, fin=False, probe=True)
-        self.timers.rto = None  # the probe is timed by the persist timer, not the RTO
+        self.timers.rto = self.rtx.stop()  # the probe is timed by the persist timer, not the RTO
         self.persist_backoff += 1
         self.timers.persist = now + self._persist_interval()
 

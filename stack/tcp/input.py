@@ -116,14 +116,14 @@ class ConnectionInput:
         """Our SYN is acknowledged: take the RTT sample (Karn: only if not retransmitted)."""
         self.snd_una = seg.ack
         # Karn: only an unretransmitted SYN is timed; else RFC 7323: the echo names the copy
-        sample = self.rtt_sampler.on_syn_acked(self.retries > 0, seg.tsecr if self.ts_enabled else None,
+        sample = self.rtx.on_syn_acked(self.retries > 0, seg.tsecr if self.ts_enabled else None,
                                                self._ts_val(now), now)
         if sample is not None:
-            self._rtt_sample(now, sample)
+            self._trace_rtt(now, sample)
         if self.retries:
             self.rtt.reset_for_data_after_syn_timeout()  # RFC 6298 5.7
         self.retries = 0
-        self.timers.rto = None
+        self.timers.rto = self.rtx.stop()
         self.cc.set_mss(self.eff_mss)
 
     def _arrive_synchronized(self, seg: TcpSegment, now: float) -> None:
@@ -320,20 +320,18 @@ class ConnectionInput:
             self.tlp_high = None  # RFC 8985 7.4: the probe's episode is over
         if self._pending_cc and not self.recovery.in_recovery:
             self.set_congestion(self._pending_cc, now)
-        # RFC 6298 5.2 / 5.3: stop the timer when all is acked, else restart it
-        self.timers.rto = None if self.snd_una == self.snd_max else now + self.rtt.current_rto()
+        self.timers.rto = self.rtx.deadline  # RFC 6298 5.2 / 5.3: stopped or restarted by the ACK
         if data_acked > 0:
             self.notify("writable")
 
     def _take_rtt_sample(self, seg: TcpSegment, now: float) -> float | None:
-        """An RTT sample from this ACK (rtt.RttSampler: Karn's rule, timestamp fallback)."""
-        sample = self.rtt_sampler.on_ack(seg.ack, seg.tsecr if self.ts_enabled else None, self._ts_val(now), now)
-        return None if sample is None else self._rtt_sample(now, sample)
+        """The retransmission timer sees the ACK: an RTT sample (Karn's rule, timestamp fallback) and
+        RFC 6298 5.2 / 5.3 (rtt.RetransmissionTimer)."""
+        sample = self.rtx.on_ack(seg.ack, now, self.snd_una == self.snd_max,
+                                 seg.tsecr if self.ts_enabled else None, self._ts_val(now))
+        return None if sample is None else self._trace_rtt(now, sample)
 
-    def _rtt_sample(self, now: float, sample: float) -> float | None:
-        if sample < 0:
-            return None
-        self.rtt.sample(sample)
+    def _trace_rtt(self, now: float, sample: float) -> float:
         self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
                     rto=self.rtt.current_rto())
         return sample

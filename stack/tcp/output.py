@@ -138,10 +138,9 @@ class ConnectionOutput:
         while self._send_one(now):
             pass
         if self.timers.persist is not None:
-            self.timers.rto = None  # RFC 9293 3.8.6.1: against a zero window only the persist timer runs
+            self.timers.rto = self.rtx.stop()  # RFC 9293 3.8.6.1: against a zero window only the persist timer runs
         elif self.snd_nxt != self.snd_max or seq_lt(self.snd_una, self.snd_max):
-            if self.timers.rto is None:
-                self.timers.rto = now + self.rtt.current_rto()  # RFC 6298 5.1
+            self.timers.rto = self.rtx.start(now)  # RFC 6298 5.1
         self._arm_pto(now)
 
     def _send_one(self, now: float) -> bool:
@@ -225,7 +224,7 @@ class ConnectionOutput:
             last = seq_add(data_end, -min(self.eff_mss, seq_diff(data_end, self.snd_una)))
             self.retransmit_range(last, now, "tlp")
             self.tlp_high = data_end  # the probe's last octet + 1: a SACK reaching it means it arrived
-        self.timers.rto = now + self.rtt.current_rto()
+        self.timers.rto = self.rtx.restart(now)
 
     def _arm_persist(self, now: float, in_flight: int) -> None:
         """RFC 9293 3.8.6.1: zero (or SWS-blocked) window with nothing in flight -> persist timer."""
@@ -259,18 +258,17 @@ class ConnectionOutput:
         end = seq_add(seq, n + (1 if fin else 0))
         if seq_gt(end, self.snd_nxt):
             self.snd_nxt = end
+        first = not retransmit and n and seq_ge(seq, self.snd_max)  # timed: an RTT sample when ACKed
         if seq_gt(end, self.snd_max):
-            if not retransmit and n and seq_ge(seq, self.snd_max):
-                self.rtt_sampler.on_send(end, now)  # first transmission: an RTT sample when ACKed
             self.stats["bytes_out"] += seq_diff(end, self.snd_max) - (1 if fin else 0)
             self.snd_max = end
         self.recovery.cc.on_packet_sent(now, seq, n, seq_diff(self.snd_max, self.snd_una))
         if retransmit:
             self.stats["retrans"] += 1
             self.stats["retrans_bytes"] += n
-            self.rtt_sampler.on_retransmit(seq)  # Karn's rule: never time a retransmitted segment
-        if self.timers.rto is None:
-            self.timers.rto = now + self.rtt.current_rto()
+        if retransmit or first:  # RFC 6298 5.1, and Karn's rule: never time a retransmitted segment
+            self.rtx.on_send(seq, end, now, retransmission=retransmit)
+        self.timers.rto = self.rtx.deadline if retransmit or first else self.rtx.start(now)
 
     def retransmit_range(self, seq: int, now: float, why: str, limit: int | None = None) -> int:
         """Resend one segment starting at ``seq``; returns the octets resent (loss recovery calls this)."""
@@ -286,5 +284,5 @@ class ConnectionOutput:
         if off == 0 and why != "rto":
             # as Linux does: resending the head restarts the RTO, so that the timer does not fire
             # while the fast retransmission is still on its way (RFC 6298 leaves this open)
-            self.timers.rto = now + self.rtt.current_rto()
+            self.timers.rto = self.rtx.restart(now)
         return max(n, 0) + (1 if fin else 0)

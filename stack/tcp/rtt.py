@@ -13,7 +13,8 @@ What this class does NOT do, because it is the caller's job:
   RTO until a valid sample arrives, is built in: ``sample`` resets the backoff.
 * **Timer management** (RFC 6298 5.1-5.6): when to start, restart and stop the timer.
 
-Karn's rule and where samples come from are ``RttSampler``'s job, below.
+Karn's rule and where samples come from are ``RttSampler``'s job, below; the timer itself and
+the one interface the connection times its retransmissions through is ``RetransmissionTimer``.
 
 Choice of ``min_rto`` (RFC 6298 2.4 says the RTO SHOULD be rounded up to 1 s):
 we default to 0.2 s, Linux's ``TCP_RTO_MIN``. Our links are a TUN device inside a
@@ -197,6 +198,89 @@ class RttSampler:
         if tsecr:
             return ts_rtt(tsecr, ts_now)  # RFC 7323: the echo names the copy
         return None
+
+
+class RetransmissionTimer:
+    """RFC 6298 5: the retransmission timer, and the RTT samples that feed the estimator.
+
+    The connection times its retransmissions through this one object and arms its RTO from
+    ``deadline`` (absolute virtual time; None: stopped). ``on_send`` / ``on_ack`` / ``on_expire``
+    are the interface of exercise 5 (ex_timer.py in the course package), which a student's class
+    replaces through the seam ``stack.tcp.rtt:RetransmissionTimer``; the rest is what the
+    connection needs beyond it: the handshake's sample, timestamps, and the timer moves that
+    are not RFC 6298 5's (the persist timer stops it, a tail loss probe restarts it).
+    """
+
+    __slots__ = ("rtt", "sampler", "deadline")
+
+    def __init__(self, rtt: RttEstimator) -> None:
+        self.rtt = rtt
+        self.sampler = RttSampler(rtt)  # send times, Karn's rule, timestamp fallback
+        self.deadline: float | None = None
+
+    def on_send(self, seq: int, end: int, now: float, retransmission: bool = False) -> None:
+        """Segment [seq, end) left: time a first transmission, forget what a retransmission makes
+        ambiguous (RFC 6298 3, Karn); RFC 6298 5.1: start the timer if it is not running."""
+        if retransmission:
+            self.sampler.on_retransmit(seq)
+        else:
+            self.sampler.on_send(end, now)
+        if self.deadline is None:
+            self.deadline = now + self.rtt.current_rto()
+
+    def on_ack(self, ack: int, now: float, all_acked: bool, tsecr: int | None = None,
+               ts_now: int = 0) -> float | None:
+        """An ACK of new data up to ``ack``: the RTT sample it gives (already fed to the estimator), or
+        None; then RFC 6298 5.2 (all acknowledged: stop) or 5.3 (restart)."""
+        sample = self.sampler.on_ack(ack, tsecr, ts_now, now)
+        if sample is not None and sample < 0:
+            sample = None
+        if sample is not None:
+            self.rtt.sample(sample)
+        self.deadline = None if all_acked else now + self.rtt.current_rto()
+        return sample
+
+    def on_expire(self, now: float, snd_una: int | None = None, ts_now: int = 0) -> None:
+        """The timer expired: RFC 6298 5.5 back off, 5.6 restart with the new RTO. Karn: nothing
+        outstanding is timed any more, nor is an echo from before now."""
+        self.rtt.on_timeout()
+        if snd_una is not None:
+            self.sampler.on_timeout(snd_una, ts_now)
+        self.deadline = now + self.rtt.current_rto()
+
+    # ---------------------------------------------------------------- beyond exercise 5
+    def start(self, now: float) -> float:
+        """RFC 6298 5.1 for a segment that is not timed (a FIN alone, a probe): start if not running."""
+        if self.deadline is None:
+            self.deadline = now + self.rtt.current_rto()
+        return self.deadline
+
+    def restart(self, now: float) -> float:
+        self.deadline = now + self.rtt.current_rto()
+        return self.deadline
+
+    def stop(self) -> None:
+        self.deadline = None
+
+    def on_syn_sent(self, now: float, first: bool) -> float:
+        self.sampler.on_syn_sent(now, first)
+        return self.start(now)
+
+    def on_syn_acked(self, retransmitted: bool, tsecr: int | None, ts_now: int, now: float) -> float | None:
+        """Our SYN (SYN,ACK) is acknowledged: its sample (Karn; else the echo), fed to the estimator."""
+        sample = self.sampler.on_syn_acked(retransmitted, tsecr, ts_now, now)
+        if sample is None or sample < 0:
+            return None
+        self.rtt.sample(sample)
+        return sample
+
+    @property
+    def syn_sent_at(self) -> float:
+        return self.sampler.syn_sent_at
+
+    @syn_sent_at.setter
+    def syn_sent_at(self, when: float) -> None:
+        self.sampler.syn_sent_at = when  # a SYN cookie's SYN,ACK: when it left, from the echo
 
 
 def ts_rtt(tsecr: int, ts_now: int) -> float:

@@ -168,4 +168,4 @@ def open_from_cookie(conn, found: CookieOptions, ack: TcpSegment, now: float) ->
     rtt = ((_ts_clock(now, conn.ts_offset) - ack.tsecr) & MASK) / 1000.0 if found.timestamps else math.inf
     # RFC 7323 4.1: the echoed TSval times the SYN-ACK (up to 2**6 ms early, as on Linux); without
     # timestamps when it left is unknown, and no RTT sample is taken (Linux: snt_synack = 0)
-    conn.rtt_sampler.syn_sent_at = now - rtt if rtt <= COOKIE_LIFETIME else math.inf
+    conn.rtx.syn_sent_at = now - rtt if rtt <= COOKIE_LIFETIME else math.inf

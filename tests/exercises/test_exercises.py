@@ -33,7 +33,7 @@ def test_course_order_and_metadata():
         assert e.clauses and e.lab.startswith("docs/labs/") and e.checks
         assert "TODO" in e.skeleton and "Read:" in e.skeleton
         assert len({c.name for c in e.checks}) == len(e.checks)
-        assert e.wired or e.wiring, f"{e.slug}: an unwired part must say how it will be wired"
+        assert e.wired and e.wiring and e.replacements, f"{e.slug}: every part runs inside the stack"
 
 
 @pytest.mark.parametrize("slug", SLUGS)

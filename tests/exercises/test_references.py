@@ -53,10 +53,12 @@ def test_usable_window_matches_what_the_sender_sends(peer_window):
 
 
 def test_timer_reference_samples_like_the_core():
-    """Three segments sent at 0, 10 and 20 ms, one ACK for all at 120 ms: the core and the timer
-    reference both take a single 100 ms sample (from the newest segment) and stop the timer."""
-    from stack.exercises.ex_timer import RetransmissionTimer
+    """Three segments sent at 0, 10 and 20 ms, one ACK for all at 120 ms: the connection's timer and the
+    same class driven through exercise 5's interface alone both take a single 100 ms sample (from the
+    newest segment) and stop; the connection's RTO deadline is its timer's at every step."""
+    from stack.exercises.ex_timer import reference
     from stack.tcp.rtt import RttEstimator
+    RetransmissionTimer = reference().RetransmissionTimer
 
     p, conn = _established()
     ref = RetransmissionTimer(RttEstimator(1.0, 0.2, 120.0))
@@ -69,9 +71,11 @@ def test_timer_reference_samples_like_the_core():
         p.host.tcp.touch(conn, p.now)
         p._collect()
         ref.on_send(ISS + 1 + i * mss, ISS + 1 + (i + 1) * mss, at)
+        assert conn.timers.rto == conn.rtx.deadline == ref.deadline == pytest.approx(conn.rtt.current_rto())
+    assert isinstance(conn.rtx, RetransmissionTimer)
     assert len(p.take()) == 3
     p.send("A", IRS + 1, ISS + 1 + 3 * mss, at=0.12)
     ref.on_ack(ISS + 1 + 3 * mss, 0.12, all_acked=True)
     assert conn.rtt.latest_rtt == pytest.approx(0.1) == ref.rtt.latest_rtt
     assert conn.rtt.srtt == pytest.approx(ref.rtt.srtt)
-    assert conn.timers.rto is None and ref.deadline is None
+    assert conn.timers.rto is None and conn.rtx.deadline is None and ref.deadline is None
