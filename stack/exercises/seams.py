@@ -81,10 +81,12 @@ SEAMS: dict[str, Seam] = {}
 _REFERENCES: dict[str, object] = {}
 
 
-def register(seam: Seam, reference=None) -> Seam:
+def register(seam: Seam) -> Seam:
     """Add a seam; its home is imported now and its current object is recorded as the reference
-    (a registry seam names its reference: the registry holds none under its key)."""
-    obj = getattr(importlib.import_module(seam.home), seam.attr) if reference is None else reference
+    (a registry seam has none: the part is added beside the stack's own entries, replacing nothing)."""
+    obj = getattr(importlib.import_module(seam.home), seam.attr)
+    if seam.key is not None:
+        obj = None
     SEAMS[seam.name] = seam
     _REFERENCES.setdefault(seam.name, obj)
     return seam
@@ -188,10 +190,9 @@ def _register_all() -> None:
                   "class(max_blocks) with store, pop_ready, insert, sack_blocks(limit), clear, queue, pruned, "
                   "len, blocks (the student writes insert(seq, data, fin) -> bytes, sack_blocks(), rcv_nxt; "
                   "the exercise adapts it)"))
-    from .ex_reno import Reno
     register(Seam("reno.Reno", "stack.tcp.congestion", "ALGORITHMS",
                   "a CongestionControl class registered as 'student' (the student writes Reno(mss): on_ack, "
-                  "on_dupack, on_rto; cwnd, ssthresh; the exercise adapts it)", key="student"), reference=Reno)
+                  "on_dupack, on_rto; cwnd, ssthresh; the exercise adapts it)", key="student"))
     register(Seam("timer.RetransmissionTimer", "stack.tcp.rtt", "RetransmissionTimer",
                   "class(rtt) with on_send, on_ack, on_expire, deadline (the exercise's interface), and start, "
                   "restart, stop, on_syn_sent, on_syn_acked, syn_sent_at (the exercise adapts a student's class)"))

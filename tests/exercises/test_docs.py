@@ -1,6 +1,7 @@
 """docs/exercises.md and its Chinese twin: the same code blocks, and every output shown is real."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -34,6 +35,14 @@ def _block_after(command: str) -> str:
         if body.startswith(f"$ {command}\n"):
             return body[len(command) + 3:]
     raise AssertionError(f"no block for {command}")
+
+
+def test_chinese_twin_records_the_english_hash():
+    """The twin names the sha256 of the English text it translates: an English edit without the
+    Chinese one fails here (update the text, then the hash)."""
+    m = re.search(r"<!-- exercises\.md sha256: ([0-9a-f]{64}) -->", ZH)
+    assert m, "docs/exercises.zh.md records no English sha256"
+    assert m.group(1) == hashlib.sha256((ROOT / "docs" / "exercises.md").read_bytes()).hexdigest()
 
 
 def test_code_blocks_identical_in_both_languages():
