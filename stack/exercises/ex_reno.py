@@ -326,6 +326,34 @@ def check_fast_recovery_through_stack(part, t, o):
         _sent(t, p, conn, "after the new ACK (cwnd deflated to ssthresh, 3 segments; 1 in flight)", [11, 12])
 
 
+def check_second_loss_through_stack(part, t, o):
+    """RFC 5681 3.2 through the stack: each loss is a new count of duplicate ACKs (an ACK of new data
+    ends the last one). First loss with 8 segments in flight (ssthresh 2144); after it, a second loss
+    with 6 in flight: its third duplicate ACK sets ssthresh 1608 and cwnd 1608 + 3*536 = 3216, and the
+    fourth inflates cwnd by one segment, which lets one new segment go."""
+    from .seams import swapped
+    with swapped(replacements(part)):
+        p, conn = _sender(t, 12)
+        _sent(t, p, conn, "initial window", [0, 1, 2, 3])
+        for k in (1, 2, 3, 4):
+            _ack(p, k, 0.1, f"  (ACK of segment {k - 1})")
+            _sent(t, p, conn, f"after the ACK of segment {k - 1}", [2 * k + 2, 2 * k + 3])
+        for k in (1, 2, 3):
+            _ack(p, 4, 0.2, f"  (duplicate ACK {k}: segment 4 lost)")
+            _sent(t, p, conn, f"after duplicate ACK {k}", [4] if k == 3 else [])
+        _ack(p, 12, 0.3, "  (ACK of all twelve: the first loss is repaired)")
+        _sent(t, p, conn, "after the new ACK (cwnd = ssthresh = 2144, nothing left to send)", [])
+        _write(t, p, conn, 20)
+        _sent(t, p, conn, "new data", [12, 13, 14, 15])
+        for k in (13, 14):
+            _ack(p, k, 0.4, f"  (ACK of segment {k - 1})")
+            _sent(t, p, conn, f"after the ACK of segment {k - 1} (congestion avoidance)", [k + 3])
+        for k in (1, 2, 3, 4):
+            _ack(p, 14, 0.5, f"  (duplicate ACK {k} of the second loss: segment 14 lost)")
+            want = {1: [18], 2: [19], 3: [14], 4: [20]}[k]  # RFC 3042 limited transmit on the first two
+            _sent(t, p, conn, f"after duplicate ACK {k} of the second loss", want)
+
+
 def check_rto_through_stack(part, t, o):
     """RFC 5681 3.1 through the stack: after a retransmission timeout cwnd is one segment (the loss
     window): the timeout resends one segment, and its ACK lets exactly two go (slow start again)."""
@@ -371,6 +399,8 @@ EXERCISE = Exercise(
         Check("rto_loss_window", "unit", check_rto.__doc__, check_rto),
         Check("fast_recovery_through_stack", "packet", check_fast_recovery_through_stack.__doc__,
               check_fast_recovery_through_stack),
+        Check("second_loss_through_stack", "packet", check_second_loss_through_stack.__doc__,
+              check_second_loss_through_stack),
         Check("rto_through_stack", "packet", check_rto_through_stack.__doc__, check_rto_through_stack),
         Check("transfer_5pct_loss", "e2e", check_transfer_under_loss.__doc__, check_transfer_under_loss,
               weight=2, timeout=120.0),

@@ -298,6 +298,10 @@ MUTANTS = [
     ("reno", "no_deflate_after_recovery", [("            self.cwnd = self.ssthresh\n            return\n",
                                             "            return\n")],
      "recovery_inflate_deflate", "expected 6000, got 10000"),
+    # caught only inside the stack: the unit scenarios have one loss each
+    ("reno", "dupacks_not_reset_by_new_ack", [("        self.dupacks = 0\n        if self.in_recovery:\n",
+                                               "        if self.in_recovery:\n")],
+     "second_loss_through_stack", "after duplicate ACK 4 of the second loss: segments sent (offsets in segments of 536 bytes) -> []"),
     ("reno", "rto_back_to_initial_window", [("        self.cwnd = self.mss\n        self.dupacks",
                                              "        self.cwnd = 4 * self.mss\n        self.dupacks")],
      "rto_loss_window", "expected 1000, got 4000"),

@@ -126,3 +126,16 @@ def test_window_mutants_also_fail_inside_the_stack(mistake, check, tmp_path):
     res = report.result(check)
     assert not res.passed and not res.error, "\n".join(res.trace) + res.error
     assert "data sent" in res.trace[-2] and any("host >" in line for line in res.trace)
+
+
+@pytest.mark.parametrize("slug,mistake,check", [("reassembler", "bare_fin_forgotten", "fin_out_of_order_through_stack"),
+                                                ("reno", "dupacks_not_reset_by_new_ack", "second_loss_through_stack")])
+def test_mistakes_only_the_stack_shows(slug, mistake, check, tmp_path):
+    """A FIN that arrives alone beyond a hole, a duplicate-ACK count that a new ACK does not reset: every
+    unit scenario passes, the named scenario through the stack fails with the segments in its trace."""
+    _, _, edits, _, _ = next(m for m in MUTANTS if m[:2] == (slug, mistake))
+    ex = _write(tmp_path, slug, mutant_source(slug, edits))
+    report = grade(ex, str(tmp_path), isolate=False, e2e_bytes=SMALL, real_tun=False, time_limit=30)
+    failed = {r.name for r in report.results if not r.passed and not r.skipped}
+    assert check in failed and all(ex.check_named(n).kind != "unit" for n in failed), failed
+    assert any("host >" in line for line in report.result(check).trace)
