@@ -117,7 +117,7 @@ class ConnectionInput:
         self.snd_una = seg.ack
         # Karn: only an unretransmitted SYN is timed; else RFC 7323: the echo names the copy
         sample = self.rtx.on_syn_acked(self.retries > 0, seg.tsecr if self.ts_enabled else None,
-                                               self._ts_val(now), now)
+                                       self._ts_val(now), now)
         if sample is not None:
             self._trace_rtt(now, sample)
         if self.retries:

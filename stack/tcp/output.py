@@ -266,9 +266,11 @@ class ConnectionOutput:
         if retransmit:
             self.stats["retrans"] += 1
             self.stats["retrans_bytes"] += n
-        if retransmit or first:  # RFC 6298 5.1, and Karn's rule: never time a retransmitted segment
+        if retransmit or first:  # RFC 6298 5.1, and 3 (Karn): never time a retransmitted segment
             self.rtx.on_send(seq, end, now, retransmission=retransmit)
-        self.timers.rto = self.rtx.deadline if retransmit or first else self.rtx.start(now)
+            self.timers.rto = self.rtx.deadline
+        else:
+            self.timers.rto = self.rtx.start(now)  # RFC 6298 5.1 for a FIN alone or a window probe
 
     def retransmit_range(self, seq: int, now: float, why: str, limit: int | None = None) -> int:
         """Resend one segment starting at ``seq``; returns the octets resent (loss recovery calls this)."""

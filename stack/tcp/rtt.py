@@ -249,6 +249,7 @@ class RetransmissionTimer:
         self.deadline = now + self.rtt.current_rto()
 
     # ---------------------------------------------------------------- beyond exercise 5
+    # start / restart / stop return the new deadline: the connection arms its RTO with it.
     def start(self, now: float) -> float:
         """RFC 6298 5.1 for a segment that is not timed (a FIN alone, a probe): start if not running."""
         if self.deadline is None:
@@ -256,11 +257,14 @@ class RetransmissionTimer:
         return self.deadline
 
     def restart(self, now: float) -> float:
+        """A tail loss probe or a resent head restarts the timer (RFC 8985 7.3; as Linux)."""
         self.deadline = now + self.rtt.current_rto()
         return self.deadline
 
     def stop(self) -> None:
+        """The persist timer takes over (RFC 9293 3.8.6.1), or the SYN is acknowledged."""
         self.deadline = None
+        return None
 
     def on_syn_sent(self, now: float, first: bool) -> float:
         self.sampler.on_syn_sent(now, first)

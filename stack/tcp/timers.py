@@ -16,7 +16,7 @@ import enum
 
 
 class Timer(enum.IntEnum):
-    RTO = 0          # RFC 6298 retransmission timeout
+    RTO = 0          # RFC 6298 retransmission timeout (armed from rtt.RetransmissionTimer.deadline)
     DELACK = 1       # RFC 9293 3.8.6.3 / RFC 5681 4.2 delayed ACK
     PERSIST = 2      # RFC 9293 3.8.6.1 zero-window probe
     TIME_WAIT = 3    # RFC 9293 3.10.7.4: 2 MSL
