@@ -19,6 +19,16 @@ def test_good_checksum_downloads_intact_over_a_real_tun(private_netns, tmp_path)
     assert res.passed and not res.skipped, (res.trace, res.error)
 
 
+def test_good_reassembler_receives_an_upload_intact_over_a_real_tun(private_netns, tmp_path):
+    """Exercise 3's run turns the transfer around (curl uploads, the stack receives through the
+    student's reassembler and answers with the hash of what it read): byte-exact through 5 % loss."""
+    (tmp_path / "reassembler.py").write_text(GOOD["reassembler"])
+    report = grade(find("reassembler"), str(tmp_path), only=["real_tun_curl"], e2e_bytes=SMALL)
+    res = report.result("real_tun_curl")
+    assert res.passed and not res.skipped, (res.trace, res.error)
+    assert "curl uploads" in res.trace[0] and "received by the stack" in res.trace[1]
+
+
 def test_broken_checksum_is_caught_by_the_kernel_round_trip(private_netns, tmp_path, monkeypatch):
     """Without the end-around carry the stack rejects the kernel's segments: named in the trace."""
     monkeypatch.setenv("TUNSTACK_EXERCISE_CONNECT_TIMEOUT", "3")  # it never connects: do not wait 10 s
