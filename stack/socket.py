@@ -991,7 +991,8 @@ _OPTIONS: dict[tuple[int, int], _Opt] = {
                                        _set_attr("keepalive_interval", float)),
     (IPPROTO_TCP, TCP_KEEPCNT): _Opt("int", _get_keepalive((IPPROTO_TCP, TCP_KEEPCNT), "keepalive_count"), _range(1, MAX_TCP_KEEPCNT),
                                      _set_attr("keepalive_count", int)),
-    (IPPROTO_TCP, TCP_USER_TIMEOUT): _Opt("int", _stored((IPPROTO_TCP, TCP_USER_TIMEOUT), 0), _check_user_timeout),
+    (IPPROTO_TCP, TCP_USER_TIMEOUT): _Opt("int", _stored((IPPROTO_TCP, TCP_USER_TIMEOUT), 0), _check_user_timeout,
+                                          lambda c, v, now: setattr(c, "user_timeout", v / 1000)),  # ms
     (IPPROTO_TCP, TCP_CONGESTION): _Opt("name", _get_cc, _check_cc,
                                         lambda c, v, now: c.set_congestion(v, now)),
     (IPPROTO_TCP, TCP_QUICKACK): _Opt("bool", _stored((IPPROTO_TCP, TCP_QUICKACK), 1), apply=_apply_quickack),
