@@ -77,6 +77,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self._init_timers_and_control(config, iss, now)
         self.listener = None                      # set for passive opens until accepted
         self.tso = False                          # may emit super-segments the link splits (TSO)
+        self.ip_fields: tuple[int, int] | None = None  # (TTL, TOS) from IP_TTL/IP_TOS; None: 64, 0
         self.sk_reuse = False                     # the owning socket's SO_REUSEADDR: TIME-WAIT keeps it (Linux tw_reuse)
         self._pending_cc: str | None = None       # TCP_CONGESTION set during fast recovery
         self.resend_why = "rto"                   # why SND.NXT was last rewound: "rto" or "persist"
