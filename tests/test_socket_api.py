@@ -1327,7 +1327,8 @@ def test_ip_ttl_and_tos_of_a_listener_are_on_its_syn_ack_and_the_accepted_connec
 
 
 def test_ip_ttl_set_on_a_connection_changes_its_next_packets(pair):
-    """IP_TTL set on an established connection applies from its next packet; -1 restores the default 64."""
+    """IP_TTL and IP_TOS set on an established connection apply from its next packet (RFC 1122's SHLD-21);
+    IP_TTL -1 restores the default 64."""
     ls = pair.listener(7004)
     peer = ScapyPeer(pair)
     peer.connect(7004)
@@ -1339,9 +1340,11 @@ def test_ip_ttl_set_on_a_connection_changes_its_next_packets(pair):
     s.send(b"b")
     pkt = peer.read("PA")
     assert pkt.ttl == 200 and pkt.tos == 0 and _checksums_right(pkt)
+    s.setsockopt(std.IPPROTO_IP, std.IP_TOS, 0x28)
     s.setsockopt(std.IPPROTO_IP, std.IP_TTL, -1)
     s.send(b"c")
-    assert peer.read("PA").ttl == 64
+    pkt = peer.read("PA")
+    assert (pkt.ttl, pkt.tos) == (64, 0x28) and _checksums_right(pkt)
 
 
 def test_ip_tos_on_a_connecting_socket_is_on_its_syn(pair):
