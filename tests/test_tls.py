@@ -230,3 +230,35 @@ def test_ragged_eof_reads_as_end_of_stream(stacks, tls_cert):
     c.close()
     t.join(10)
     ls.close()
+
+
+def test_asyncio_tls_runs_over_stack_sockets_as_it_is(stacks, tls_cert):
+    """asyncio's own TLS (memory BIOs over the transport) needs no wrap_socket: server and client on stack
+    sockets, handed to asyncio with sock=, exchange bytes over TLS 1.3."""
+    import asyncio
+    a, b = stacks
+    server_ctx, client_ctx = contexts(tls_cert)
+
+    async def main():
+        ls = b.socket()
+        ls.bind(("", 4438))
+        ls.listen()
+        ls.setblocking(False)
+
+        async def handle(reader, writer):
+            writer.write((await reader.readline()).upper())
+            await writer.drain()
+            writer.close()
+        server = await asyncio.start_server(handle, sock=ls, ssl=server_ctx)
+        raw = a.socket()
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, (B, 4438))
+        reader, writer = await asyncio.open_connection(sock=raw, ssl=client_ctx, server_hostname=B)
+        version = writer.get_extra_info("ssl_object").version()
+        writer.write(b"over tls\n")
+        line = await reader.readline()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return version, line
+    assert asyncio.run(asyncio.wait_for(main(), 20)) == ("TLSv1.3", b"OVER TLS\n")
