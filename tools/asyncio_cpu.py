@@ -304,7 +304,7 @@ def _drain_to_child(topo, make_sender, host: str, port: int, reader_ns, mib: int
     wall0, cpu0 = time.monotonic(), time.process_time()
     loop = asyncio.SelectorEventLoop(Counting())
     try:
-        loop.run_until_complete(send())
+        loop.run_until_complete(asyncio.wait_for(send(), 300))  # bounded: a wedged stack is a result, not a hang
     finally:
         loop.close()
     out, reader_cpu = _reap(child)  # the stack may still be sending what sendall() queued: wait for the reader
