@@ -151,7 +151,8 @@ class NetStack:
         tpl = None
         for src, dst, seg in segments:
             ident = (ident + 1) & 0xFFFF
-            if fast and dst != me:  # the fast path (stack.wire.tcpip): same bytes, one step
+            ip_fields = seg.ip_fields
+            if fast and dst != me and ip_fields is None:  # the fast path (stack.wire.tcpip): same bytes, one step
                 if tpl is None or tpl.src != src or tpl.dst != dst:
                     tpl = template_for(src, dst)
                 packet = tpl.build(seg, ident)
@@ -159,7 +160,10 @@ class NetStack:
                     out.append(packet)
                     continue
             tcp_len = tcp_header_len(seg) + len(seg.payload)
-            hdr = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
+            if ip_fields is None:
+                hdr = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
+            else:  # RFC 1122 3.2.1.6 / 3.2.1.7: the transport sets TOS and TTL (IP_TOS, IP_TTL)
+                hdr = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident, ttl=ip_fields[0], tos=ip_fields[1])
             if dst == me:
                 loop.append(build_tcp_after(hdr, seg, src, dst, partial=False))
             elif offload:

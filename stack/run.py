@@ -13,8 +13,9 @@ names, so they reach the network through the userspace stack:
 - ``getaddrinfo``, ``gethostbyname(_ex)``, ``getfqdn``, ``create_connection``, ``create_server``
   come from :mod:`stack.netapi` (hosts table: ``localhost``/``tunstack`` = the stack,
   ``host`` = the TUN's host side);
-- TLS cannot run over a stack socket (``ssl`` needs a kernel fd): ``wrap_socket`` raises
-  ``TLSUnsupported`` and ``tunstack run`` prints one line about it.
+- TLS: ``ssl.SSLContext.wrap_socket`` of a stack socket runs the same context over memory BIOs
+  (:mod:`stack.tls`: OpenSSL has no kernel fd to drive), so ``http.client`` and ``urllib`` HTTPS
+  go over the stack.
 
 The exit status is the program's. SIGTERM is turned into KeyboardInterrupt in the main
 thread (as SIGINT is) so the program's own clean-up runs; then the stack lets open
@@ -35,16 +36,12 @@ import threading
 import traceback
 import weakref
 
-from . import netapi
+from . import netapi, tls  # tls before the patch: it takes socket.socket.makefile
 
 _REAL = {name: getattr(_std, name) for name in (
     "socket", "create_connection", "create_server", "getaddrinfo", "gethostbyname",
     "gethostbyname_ex", "getfqdn", "fromfd")}
 _TYPE_FLAGS = getattr(_std, "SOCK_NONBLOCK", 0) | getattr(_std, "SOCK_CLOEXEC", 0)
-
-
-class TLSUnsupported(OSError):
-    """ssl over a stack socket: there is no kernel fd for OpenSSL to drive."""
 
 
 # ---------------------------------------------------------------------------------------- arguments
@@ -163,9 +160,8 @@ class SocketPatch:
         real_wrap = ssl.SSLContext.wrap_socket
 
         def wrap_socket(ctx, sock, *args, **kw):
-            if isinstance(sock, StackSocket):
-                raise TLSUnsupported(errno.EOPNOTSUPP, "TLS is not available over the userspace stack "
-                                                       "(ssl needs a kernel socket); use plain TCP/HTTP")
+            if isinstance(sock, StackSocket):  # no kernel fd for OpenSSL: the same context over memory BIOs
+                return tls.wrap_socket(sock, ctx, *args, **kw)
             return real_wrap(ctx, sock, *args, **kw)
 
         self._saved_ssl = (ssl.SSLContext, real_wrap)
@@ -218,28 +214,11 @@ def _exit_status(body) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BaseException as exc:  # noqa: BLE001 - reported as python would, then our status
-        tls = _find_tls_error(exc)
-        if tls is not None:
-            print(f"tunstack run: {tls.strerror}", file=sys.stderr)
-            return 1
+    except BaseException:  # noqa: BLE001 - reported as python would, then our status
         traceback.print_exc()
         return 1
     _join_program_threads()
     return 0
-
-
-def _find_tls_error(exc: BaseException | None) -> TLSUnsupported | None:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, TLSUnsupported):
-            return exc
-        reason = getattr(exc, "reason", None)  # urllib.error.URLError wraps the OSError
-        if isinstance(reason, TLSUnsupported):
-            return reason
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 def _join_program_threads() -> None:
@@ -321,7 +300,7 @@ RUN_DESCRIPTION = (
     "Bring up a TUN device and the stack as 'serve' does, then run an unmodified Python program in this "
     "interpreter with the socket module's AF_INET sockets, getaddrinfo, create_connection and create_server "
     "on the userspace stack (socketserver, http.server, http.client, urllib, asyncio, selectors follow). "
-    "Names: 'localhost'/'tunstack' = the stack, 'host' = the TUN's host side. TLS is not available. "
+    "Names: 'localhost'/'tunstack' = the stack, 'host' = the TUN's host side. TLS (ssl) works over the stack's sockets. "
     "Stack options come first; from -m/-c/SCRIPT on, the arguments are the program's. Exit status: the "
     "program's. Examples: tunstack run -m http.server 8000; tunstack run server.py ARGS; "
     "tunstack run -c \"import urllib.request; print(urllib.request.urlopen('http://host:8000/').read())\"")

@@ -282,6 +282,7 @@ class socket(SocketCommon):
                 self._autobind()
             self._listener = self.stack.listen(self._local[0], self._local[1], backlog, reserved=self._bound)
             self._listener.notify = self.stack.deferred(self._wakeup)
+            self._listener.setup = self._setup_embryo
             self._conn = None
             _holders(self.stack).add(self)
             self._sync_fd()
@@ -757,6 +758,14 @@ class socket(SocketCommon):
         if conn.keepalive_enabled and only in (None, (IPPROTO_TCP, TCP_KEEPIDLE)):
             conn.set_keepalive(True, now)
 
+    def _setup_embryo(self, conn) -> None:
+        """A connection this listener is about to answer with a SYN-ACK: the options that SYN-ACK already
+        carries, as Linux's request socket takes them from the listener (the rest come with accept())."""
+        now = self.stack.clock()
+        for key in _SYN_ACK_OPTIONS:
+            if key in self._opts:
+                _OPTIONS[key].apply(conn, self._opts[key], now)
+
     def _linger(self) -> tuple[int, int]:
         return self._opts.get((SOL_SOCKET, SO_LINGER), (0, 0))
 
@@ -919,6 +928,13 @@ def _check_ttl(sock, v):
     return 64 if v == -1 else v
 
 
+def _set_ip_fields(conn, ttl: int | None = None, tos: int | None = None) -> None:
+    """IP_TTL / IP_TOS onto the connection's outgoing IP headers (None there: the defaults 64 and 0)."""
+    old_ttl, old_tos = conn.ip_fields or (64, 0)
+    fields = (old_ttl if ttl is None else ttl, old_tos if tos is None else tos)
+    conn.ip_fields = None if fields == (64, 0) else fields
+
+
 def _check_cc(sock, name):
     from .tcp import congestion
     if name not in congestion.ALGORITHMS:
@@ -991,17 +1007,22 @@ _OPTIONS: dict[tuple[int, int], _Opt] = {
                                        _set_attr("keepalive_interval", float)),
     (IPPROTO_TCP, TCP_KEEPCNT): _Opt("int", _get_keepalive((IPPROTO_TCP, TCP_KEEPCNT), "keepalive_count"), _range(1, MAX_TCP_KEEPCNT),
                                      _set_attr("keepalive_count", int)),
-    (IPPROTO_TCP, TCP_USER_TIMEOUT): _Opt("int", _stored((IPPROTO_TCP, TCP_USER_TIMEOUT), 0), _check_user_timeout),
+    (IPPROTO_TCP, TCP_USER_TIMEOUT): _Opt("int", _stored((IPPROTO_TCP, TCP_USER_TIMEOUT), 0), _check_user_timeout,
+                                          lambda c, v, now: setattr(c, "user_timeout", v / 1000)),  # ms
     (IPPROTO_TCP, TCP_CONGESTION): _Opt("name", _get_cc, _check_cc,
                                         lambda c, v, now: c.set_congestion(v, now)),
     (IPPROTO_TCP, TCP_QUICKACK): _Opt("bool", _stored((IPPROTO_TCP, TCP_QUICKACK), 1), apply=_apply_quickack),
     (IPPROTO_TCP, TCP_INFO): _Opt("ro", _get_tcp_info),
-    (IPPROTO_IP, _std.IP_TOS): _Opt("int", _stored((IPPROTO_IP, _std.IP_TOS), 0), lambda s, v: v & 0xFC),
-    (IPPROTO_IP, _std.IP_TTL): _Opt("int", _stored((IPPROTO_IP, _std.IP_TTL), 64), _check_ttl),
+    (IPPROTO_IP, _std.IP_TOS): _Opt("int", _stored((IPPROTO_IP, _std.IP_TOS), 0), lambda s, v: v & 0xFC,
+                                    lambda c, v, now: _set_ip_fields(c, tos=v)),
+    (IPPROTO_IP, _std.IP_TTL): _Opt("int", _stored((IPPROTO_IP, _std.IP_TTL), 64), _check_ttl,
+                                    lambda c, v, now: _set_ip_fields(c, ttl=v)),
 }
 _OPTIONS[(SOL_SOCKET, SO_RCVBUF)] = _buf((SOL_SOCKET, SO_RCVBUF), SOCK_MIN_RCVBUF, RMEM_MAX, "rcvbuf", "rcvbuf_cap")
 _OPTIONS[(SOL_SOCKET, SO_RCVBUF)].apply = _apply_rcvbuf
 _OPTIONS[(SOL_SOCKET, SO_SNDBUF)] = _buf((SOL_SOCKET, SO_SNDBUF), SOCK_MIN_SNDBUF, WMEM_MAX, "sndbuf", "sndbuf_cap")
 _OPTIONS[(SOL_SOCKET, SO_SNDBUF)].apply = _apply_sndbuf
+
+_SYN_ACK_OPTIONS = ((IPPROTO_TCP, TCP_MAXSEG), (IPPROTO_IP, _std.IP_TTL), (IPPROTO_IP, _std.IP_TOS))
 
 Stack.socket_type = socket  # Stack.socket() makes these; registered from above: the runtime never imports us

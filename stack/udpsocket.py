@@ -354,7 +354,15 @@ class udpsocket(SocketCommon):
                 else:
                     raise _err(errno.ENOPROTOOPT)
             elif level == IPPROTO_IP and option in _IP_DEFAULTS:
+                if option == _std.IP_TTL:  # do_ip_setsockopt: -1 is the default, else 1..255
+                    if not (value == -1 or 1 <= value <= 255):
+                        raise _err(errno.EINVAL)
+                    value = 64 if value == -1 else value
+                else:
+                    value &= 0xFF  # a datagram socket keeps the ECN bits it is given
                 self._ip_opts[option] = value
+                fields = (self._ip_opts[_std.IP_TTL], self._ip_opts[_std.IP_TOS])
+                self._ep.ip_fields = None if fields == (64, 0) else fields
             elif level in (IPPROTO_TCP,) or level not in (SOL_SOCKET, IPPROTO_IP, IPPROTO_UDP):
                 raise _err(errno.EOPNOTSUPP)
             else:

@@ -66,3 +66,19 @@ def private_netns() -> str:
     if os.readlink("/proc/self/ns/net") != _netns["ns"]:
         pytest.fail("this process left the test run's private network namespace", pytrace=False)
     return _netns["ns"]
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory) -> tuple[str, str]:
+    """(certificate, key) PEM files of a self-signed certificate made for this run with ``openssl``:
+    names host, peer, localhost and addresses 192.0.2.1, 192.0.2.2, 127.0.0.1; it is its own CA."""
+    import subprocess
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=tunstack test", "-keyout", str(key), "-out", str(cert),
+                    "-addext", "subjectAltName=DNS:host,DNS:peer,DNS:localhost,IP:192.0.2.1,IP:192.0.2.2,"
+                                                "IP:127.0.0.1",
+                    "-addext", "basicConstraints=critical,CA:TRUE"],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)

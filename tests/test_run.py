@@ -23,7 +23,8 @@ import pytest
 from stack import netapi
 from stack.apps.servers import echo_server, http_server
 from stack.link.memory import SocketPairLink
-from stack.run import SocketPatch, TLSUnsupported, _split_program, run_parser
+from stack import tls
+from stack.run import SocketPatch, _split_program, run_parser
 from stack.runtime.stack import Stack
 from stack.socket import socket as StackSocket
 from stack.tcp.config import TcpConfig
@@ -270,12 +271,38 @@ def test_wsgiref_server_on_the_stack(patched, stacks):
     assert reply.startswith(b"HTTP/1.0 200 OK") and reply.endswith(b"wsgi says /hello")
 
 
-def test_tls_over_a_stack_socket_is_one_clear_error(patched, echo_on_b):
-    ctx = ssl.create_default_context()
-    with socket.create_connection(("peer", 7), timeout=3) as c:
-        with pytest.raises(TLSUnsupported) as exc:
-            ctx.wrap_socket(c, server_hostname="peer")
-    assert "TLS is not available over the userspace stack" in str(exc.value)
+def test_https_with_http_client_over_the_stack(patched, stacks, tls_cert):
+    """Under the patch ``SSLContext.wrap_socket`` of a stack socket is stack.tls: http.client's HTTPS goes over
+    the stack unchanged (a TLS server on stack B, certificate checked for the name 'peer')."""
+    cert, key = tls_cert
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    body = os.urandom(200_000)
+    ls = stacks[1].socket()
+    ls.bind(("", 8443))
+    ls.listen()
+    ls.settimeout(10)
+
+    def serve():
+        conn, _ = ls.accept()
+        conn.settimeout(10)
+        with tls.wrap_socket(conn, server_ctx, server_side=True) as s:
+            f = s.makefile("rb")
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+            f.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    ctx = ssl.create_default_context(cafile=cert)
+    conn = http.client.HTTPSConnection("peer", 8443, context=ctx, timeout=10)
+    conn.request("GET", "/")
+    resp = conn.getresponse()
+    got = resp.read()
+    conn.close()
+    t.join(10)
+    ls.close()
+    assert resp.status == 200 and hashlib.sha256(got).digest() == hashlib.sha256(body).digest()
 
 
 # ---------------------------------------------------------------------------------------- the command line

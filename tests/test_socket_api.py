@@ -1237,3 +1237,123 @@ def test_sndbuf_low_water_mark_decides_writability(make_pair):
         assert got <= sent
     queued = len(c._conn.sndbuf)
     assert 30000 - queued >= queued >> 1
+
+
+# ============================================================================ options in the packets: scapy reads them
+class ScapyPeer:
+    """Stack A stopped: the test plays A on its link, crafting with scapy and reading B's packets with scapy."""
+
+    def __init__(self, pair):
+        pair.a.close()
+        self.link = pair.link_a
+        self.pending: list = []
+        self.ip = IP(src=A_ADDR, dst=B_ADDR)
+
+    def read(self, want_flags: str, timeout: float = IO_TIMEOUT):
+        """The next IP packet from B whose TCP flags include ``want_flags`` (scapy's parse)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.pending:
+                pkt = self.pending.pop(0)
+                if set(want_flags) <= set(str(pkt[TCP].flags)):
+                    return pkt
+            assert time.monotonic() < deadline, f"no {want_flags} segment from the stack"
+            if select.select([self.link.fileno()], [], [], 0.05)[0]:
+                self.pending.extend(p for p in map(IP, self.link.read_batch()) if TCP in p)
+
+    def write(self, tcp) -> None:
+        self.link.write(bytes(self.ip / tcp))
+
+    def connect(self, port: int, sport: int = 40002, isn: int = 100000, mss: int = 1460):
+        """SYN (MSS ``mss``) to B:port; returns B's SYN-ACK after completing the handshake."""
+        self.write(TCP(sport=sport, dport=port, seq=isn, flags="S", window=65535, options=[("MSS", mss)]))
+        synack = self.read("SA")
+        self.write(TCP(sport=sport, dport=port, seq=isn + 1, ack=synack.seq + 1, flags="A", window=65535))
+        return synack
+
+
+def _checksums_right(pkt) -> bool:
+    """scapy recomputes both checksums: they equal what the stack wrote."""
+    again = IP(bytes(pkt))
+    del again.chksum
+    del again[TCP].chksum
+    again = IP(bytes(again))
+    return (again.chksum, again[TCP].chksum) == (pkt.chksum, pkt[TCP].chksum)
+
+
+def test_listener_maxseg_clamps_the_syn_ack_mss_and_the_segments(pair):
+    """TCP_MAXSEG on a listener (Linux: the request socket takes the listener's user_mss): the SYN-ACK
+    announces it, and the accepted connection sends segments no larger, although the peer offers 1460."""
+    ls = pair.listener(7001)
+    ls.setsockopt(std.IPPROTO_TCP, std.TCP_MAXSEG, 600)
+    peer = ScapyPeer(pair)
+    synack = peer.connect(7001)
+    assert dict(synack[TCP].options)["MSS"] == 600
+    s, _ = ls.accept()
+    pair.track(s)
+    assert s.getsockopt(std.IPPROTO_TCP, std.TCP_MAXSEG) <= 600
+    s.send(bytes(1200))  # two full segments (a third, short one would wait for an ACK: Nagle)
+    sizes: dict[int, int] = {}  # seq -> length (a retransmission repeats a seq: nothing is acknowledged)
+    while sum(sizes.values()) < 1200:
+        seg = peer.read("A")[TCP]
+        sizes[seg.seq] = len(seg.payload)
+    assert list(sizes.values()) == [600, 600]
+
+
+def test_listener_without_maxseg_announces_the_mtu_mss(pair):
+    """The control: no TCP_MAXSEG, the SYN-ACK announces MTU - 40 = 1460."""
+    pair.listener(7002)
+    peer = ScapyPeer(pair)
+    synack = peer.connect(7002)
+    assert dict(synack[TCP].options)["MSS"] == 1460
+    assert (synack.ttl, synack.tos) == (64, 0)
+
+
+def test_ip_ttl_and_tos_of_a_listener_are_on_its_syn_ack_and_the_accepted_connection(pair):
+    """RFC 1122 3.2.1.6 / 3.2.1.7 (IP_TOS, IP_TTL): set on the listener, the SYN-ACK and every later packet
+    of the accepted connection carry them (TOS with its ECN bits cleared, as Linux for TCP), checksums right."""
+    ls = pair.listener(7003)
+    ls.setsockopt(std.IPPROTO_IP, std.IP_TTL, 7)
+    ls.setsockopt(std.IPPROTO_IP, std.IP_TOS, 0xB9)
+    peer = ScapyPeer(pair)
+    synack = peer.connect(7003)
+    assert (synack.ttl, synack.tos) == (7, 0xB8) and _checksums_right(synack)
+    s, _ = ls.accept()
+    pair.track(s)
+    assert (s.getsockopt(std.IPPROTO_IP, std.IP_TTL), s.getsockopt(std.IPPROTO_IP, std.IP_TOS)) == (7, 0xB8)
+    s.send(b"hello")
+    data = peer.read("PA")
+    assert (data.ttl, data.tos) == (7, 0xB8) and bytes(data[TCP].payload) == b"hello" and _checksums_right(data)
+
+
+def test_ip_ttl_set_on_a_connection_changes_its_next_packets(pair):
+    """IP_TTL and IP_TOS set on an established connection apply from its next packet (RFC 1122's SHLD-21);
+    IP_TTL -1 restores the default 64."""
+    ls = pair.listener(7004)
+    peer = ScapyPeer(pair)
+    peer.connect(7004)
+    s, _ = ls.accept()
+    pair.track(s)
+    s.send(b"a")
+    assert peer.read("PA").ttl == 64
+    s.setsockopt(std.IPPROTO_IP, std.IP_TTL, 200)
+    s.send(b"b")
+    pkt = peer.read("PA")
+    assert pkt.ttl == 200 and pkt.tos == 0 and _checksums_right(pkt)
+    s.setsockopt(std.IPPROTO_IP, std.IP_TOS, 0x28)
+    s.setsockopt(std.IPPROTO_IP, std.IP_TTL, -1)
+    s.send(b"c")
+    pkt = peer.read("PA")
+    assert (pkt.ttl, pkt.tos) == (64, 0x28) and _checksums_right(pkt)
+
+
+def test_ip_tos_on_a_connecting_socket_is_on_its_syn(pair):
+    """IP_TOS / IP_TTL set before connect(): the SYN already carries them."""
+    peer = ScapyPeer(pair)
+    c = pair.client(pair.b)
+    c.setsockopt(std.IPPROTO_IP, std.IP_TOS, 0x10)
+    c.setsockopt(std.IPPROTO_IP, std.IP_TTL, 33)
+    c.setblocking(False)
+    assert c.connect_ex((A_ADDR, 7005)) == errno.EINPROGRESS
+    syn = peer.read("S")
+    assert (syn.ttl, syn.tos) == (33, 0x10) and _checksums_right(syn)

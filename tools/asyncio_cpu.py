@@ -2,6 +2,24 @@
 a slow reader (issue 8's figures). Not a test: a measurement, printed as lines.
 
     .venv/bin/python tools/asyncio_cpu.py [--conns 100] [--idle-time 5] [--mib 8]
+    .venv/bin/python tools/asyncio_cpu.py --tun [--offload] [--mtu 1500]     (root)
+
+Default (no ``--tun``): in-process, no root; it charges both Python stacks to the stack side.
+
+``--tun``: the fair comparison issue 8 asks for ("over a real TUN"). The run creates two network
+namespaces of its own (``tsa<pid>c``, ``tsa<pid>l``, a veth pair between them; tools/robust.py's
+``Topology``), moves this process into ``tsa<pid>c`` and removes both at the end. The asyncio
+server or sender runs in this process, the clients or the slow reader are kernel sockets in a
+child process, and the CPU measured is this process's (user + sys, ``time.process_time``):
+
+- stack: a Stack on a TUN in ``tsa<pid>c`` (192.0.2.2; the TUN's kernel side 192.0.2.1 holds the
+  child), MTU ``--mtu``; ``--offload`` opens the TUN as ``tunstack serve --offload`` does;
+- kernel: the same asyncio code on kernel sockets, the child in ``tsa<pid>l`` across the veth
+  (203.0.113.1 -> .2), same MTU. Without ``--offload`` the veth's TSO/GSO/GRO are turned off
+  (plain packets both sides); with it the veth keeps its default offloads.
+
+In both, the receiving kernel's TCP work runs in this process's context (the TUN write or the
+veth transmit delivers the packet), so each side is charged the same peer work.
 
 "stack": two Stacks over an in-memory socketpair link in this process (an asyncio server or sender
 on one, the clients or the slow reader on the other); "kernel": the same asyncio code on 127.0.0.1.
@@ -14,10 +32,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's stack/, whatever the venv points at
 
 from stack.link.memory import SocketPairLink
 from stack.run import SocketPatch
@@ -139,12 +163,190 @@ def drain(mib: int):
     return on_stack, on_kernel
 
 
+# ---------------------------------------------------------------- --tun: over a real TUN, peers in the kernel
+TUN_HOST, TUN_STACK = "192.0.2.1", "192.0.2.2"
+VETH_C, VETH_L = "203.0.113.1", "203.0.113.2"
+
+# the slow reader: a kernel socket in a child process, 16 KiB every 5 ms, prints the bytes it got
+READER = r"""
+import socket, sys, time
+ls = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+ls.settimeout(30)
+s, _ = ls.accept()
+s.settimeout(60)
+got = 0
+while chunk := s.recv(16384):
+    got += len(chunk)
+    time.sleep(0.005)
+print(got, flush=True)
+"""
+
+# idle clients: kernel sockets in a child process; connect, echo one byte, hold until stdin closes
+CLIENTS = r"""
+import socket, sys
+cs = []
+for _ in range(int(sys.argv[3])):
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    c.sendall(b"x")
+    assert c.recv(1) == b"x"
+    cs.append(c)
+print("connected", flush=True)
+sys.stdin.read()
+"""
+
+
+def _topology_class():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from robust import Topology  # tools/robust.py: namespaces, veth, enter/close, child processes
+    return Topology
+
+
+def _child(topo, code: str, args: list, ns: str | None, expect: str) -> subprocess.Popen:
+    """A kernel-socket peer in ``ns`` (None: this process's namespace); returns once it printed ``expect``."""
+    p = topo.start([sys.executable, "-c", code, *map(str, args)], ns=ns, stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline().strip()
+    if line != expect:
+        raise SystemExit(f"asyncio_cpu: peer said {line!r}, not {expect!r}")
+    return p
+
+
+# ethtool -K DEV tso off gso off gro off, with pyroute2 (run in the device's namespace)
+OFFLOADS_OFF = r"""
+import contextlib, sys
+from pyroute2.ethtool import Ethtool
+with contextlib.closing(Ethtool()) as et:
+    f = et.get_features(sys.argv[1])
+    for name in ("tx-tcp-segmentation", "tx-generic-segmentation", "rx-gro"):
+        f.features[name].enable = False
+    et.set_features(sys.argv[1], f)
+"""
+
+
+@contextlib.contextmanager
+def tun_topology(mtu: int, offload: bool):
+    """The run's namespaces (this process moved into the client one) and a started Stack on a TUN there."""
+    from stack.link.netconf import configure_host_side
+    from stack.link.tun import TunLink
+    topo = _topology_class()(f"tsa{os.getpid()}")
+    link = stack = None
+    try:
+        topo.up()
+        for ns, dev in ((topo.ns_c, topo.veth_c), (topo.ns_l, topo.veth_l)):
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "mtu", str(mtu)], check=True)
+        topo.enter_clients()
+        link = TunLink(topo.tun, mtu=mtu, offload=offload)
+        configure_host_side(topo.tun, TUN_HOST + "/24", mtu)
+        if not offload:
+            for ns, dev in ((topo.ns_c, topo.veth_c), (topo.ns_l, topo.veth_l)):
+                subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", OFFLOADS_OFF, dev], check=True)
+        stack = Stack(link, TUN_STACK, mtu=mtu, tcp_config=TcpConfig(), seed=1).start()
+        yield topo, stack
+    finally:
+        if stack is not None:
+            stack.close()
+        if link is not None:
+            link.close()
+        topo.close()
+
+
+def _idle_server_cpu(host: str, port: int, topo, client_host: str, client_ns, conns: int, idle_time: float) -> float:
+    """An asyncio echo server on host:port (socket module as patched, or the kernel's); ``conns`` kernel clients
+    in a child process connect, echo a byte and sit idle; returns this process's CPU share while they do."""
+    async def handle(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the measurement is over
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, host, port)
+        loop = asyncio.get_running_loop()
+        child = await loop.run_in_executor(None, _child, topo, CLIENTS, [client_host, port, conns], client_ns,
+                                           "connected")
+        wall0, cpu0 = time.monotonic(), time.process_time()
+        await asyncio.sleep(idle_time)
+        share = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+        child.stdin.close()
+        await loop.run_in_executor(None, child.wait, 10)
+        server.close()
+        await server.wait_closed()
+        return share
+    return asyncio.run(main())
+
+
+def _reap(child: subprocess.Popen) -> tuple[str, float]:
+    """The child's output and its CPU (user + sys, from wait4's rusage)."""
+    out = child.stdout.read()
+    _, status, ru = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return out, ru.ru_utime + ru.ru_stime
+
+
+def _drain_to_child(topo, make_sender, host: str, port: int, reader_ns, mib: int):
+    """(wake-ups, sender CPU, reader CPU, wall): until the reader has every byte and exited."""
+    total = mib << 20
+    child = _child(topo, READER, [host, port], reader_ns, "ready")
+
+    async def send():
+        loop = asyncio.get_running_loop()
+        s = make_sender()
+        s.setblocking(False)
+        await loop.sock_connect(s, (host, port))
+        await loop.sock_sendall(s, bytes(total))
+        s.close()
+
+    Counting.wakeups = 0
+    wall0, cpu0 = time.monotonic(), time.process_time()
+    loop = asyncio.SelectorEventLoop(Counting())
+    try:
+        loop.run_until_complete(asyncio.wait_for(send(), 300))  # bounded: a wedged stack is a result, not a hang
+    finally:
+        loop.close()
+    out, reader_cpu = _reap(child)  # the stack may still be sending what sendall() queued: wait for the reader
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    if out.strip() != str(total):
+        raise SystemExit(f"drain: the reader got {out.strip()!r} of {total} bytes")
+    return Counting.wakeups, cpu, reader_cpu, wall
+
+
+def tun_run(args) -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("asyncio_cpu: --tun needs root (it creates network namespaces and a TUN)")
+    mode = f"MTU {args.mtu}, " + ("offloads: stack --offload, veth default" if args.offload
+                                   else "plain: no TUN offload, veth TSO/GSO/GRO off")
+    with tun_topology(args.mtu, args.offload) as (topo, stack):
+        with SocketPatch(stack):
+            s = _idle_server_cpu(TUN_STACK, 9000, topo, TUN_STACK, None, args.conns, args.idle_time)
+        k = _idle_server_cpu(VETH_C, 9000, topo, VETH_C, topo.ns_l, args.conns, args.idle_time)
+        print(f"idle [tun, {mode}]: {args.conns} connections to an asyncio echo server: "
+              f"stack {100 * s:.1f} % of a core, kernel {100 * k:.1f} %", flush=True)
+        sw, sc, sr, st = _drain_to_child(topo, stack.socket, TUN_HOST, 9001, None, args.mib)
+        kw, kc, kr, kt = _drain_to_child(topo, socket.socket, VETH_L, 9001, topo.ns_l, args.mib)
+    print(f"drain [tun, {mode}]: {args.mib} MiB to a slow reader: stack sender {sc:.2f} s CPU + reader {sr:.2f} s "
+          f"in {st:.2f} s ({sw} wake-ups), kernel sender {kc:.2f} s + reader {kr:.2f} s in {kt:.2f} s "
+          f"({kw} wake-ups): stack/kernel CPU, sender process {sc / kc:.2f}x, both processes "
+          f"{(sc + sr) / (kc + kr):.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--conns", type=int, default=100, help="idle connections (default 100)")
     p.add_argument("--idle-time", type=float, default=5.0, help="seconds measured while idle (default 5)")
     p.add_argument("--mib", type=int, default=8, help="MiB drained to the slow reader (default 8)")
+    p.add_argument("--tun", action="store_true", help="over a real TUN, peers in the kernel (root; see above)")
+    p.add_argument("--offload", action="store_true", help="with --tun: TUN offloads vs the veth's default ones")
+    p.add_argument("--mtu", type=int, default=1500, help="with --tun: MTU of the TUN and the veth (default 1500)")
     args = p.parse_args()
+    if args.offload and not args.tun:
+        p.error("--offload needs --tun")
+    if args.tun:
+        tun_run(args)
+        return
     s, k = idle(args.conns, args.idle_time)
     print(f"idle: {args.conns} connections to an asyncio echo server: stack {100 * s:.1f} % of a core, "
           f"kernel {100 * k:.1f} %")

@@ -166,23 +166,28 @@ class IpLayer:
     def _plain(self) -> bytes:
         return vnet.PLAIN if self.offload else b""
 
-    def send_ip(self, dst: bytes, proto: int, payload: bytes, now: float, df: bool = True) -> None:
-        """RFC 791: one datagram, fragmented when it exceeds the MTU."""
+    def send_ip(self, dst: bytes, proto: int, payload: bytes, now: float, df: bool = True,
+                ip_fields: tuple[int, int] | None = None) -> None:
+        """RFC 791: one datagram, fragmented when it exceeds the MTU; ``ip_fields``: (TTL, TOS), RFC 1122
+        3.2.1.6/3.2.1.7 (the transport's IP_TTL/IP_TOS), else 64 and 0."""
         self.ident = (self.ident + 1) & 0xFFFF
+        ttl, tos = ip_fields or (64, 0)
         if HEADER_LEN + len(payload) <= self.mtu:
-            self.outq.append(self._plain + build_ipv4(self.address, dst, proto, len(payload), self.ident, df=df)
-                             + payload)
+            self.outq.append(self._plain + build_ipv4(self.address, dst, proto, len(payload), self.ident, ttl=ttl,
+                                                      df=df, tos=tos) + payload)
             return
         chunk = (self.mtu - HEADER_LEN) & ~7
         for off in range(0, len(payload), chunk):
             part = payload[off:off + chunk]
             more = off + chunk < len(payload)
-            self.outq.append(self._plain + build_ipv4(self.address, dst, proto, len(part), self.ident, df=False,
-                                                      mf=more, frag_offset=off) + part)
+            self.outq.append(self._plain + build_ipv4(self.address, dst, proto, len(part), self.ident, ttl=ttl,
+                                                      df=False, tos=tos, mf=more, frag_offset=off) + part)
         self.stats["ip_fragmented_out"] += 1
 
-    def send_udp(self, sport: int, dst: bytes, dport: int, payload: bytes, now: float) -> None:
-        self.send_ip(dst, IPPROTO_UDP, build_udp(sport, dport, payload, self.address, dst), now, df=False)
+    def send_udp(self, sport: int, dst: bytes, dport: int, payload: bytes, now: float,
+                 ip_fields: tuple[int, int] | None = None) -> None:
+        self.send_ip(dst, IPPROTO_UDP, build_udp(sport, dport, payload, self.address, dst), now, df=False,
+                     ip_fields=ip_fields)
 
     # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:

@@ -44,7 +44,8 @@ def _oserror(code: int, what: str) -> OSError:
 class UdpEndpoint:
     """One UDP socket's protocol state (Linux's ``struct udp_sock`` minus the socket)."""
 
-    __slots__ = ("local", "remote", "rcvq", "rcvq_bytes", "rcvbuf", "error", "reuse", "notify", "drops", "locks")
+    __slots__ = ("local", "remote", "rcvq", "rcvq_bytes", "rcvbuf", "error", "reuse", "notify", "drops", "locks",
+                 "ip_fields")
 
     def __init__(self, rcvbuf: int = RMEM_DEFAULT):
         self.local: tuple[bytes, int] | None = None    # (addr, port) once bound
@@ -57,6 +58,7 @@ class UdpEndpoint:
         self.notify = lambda what="": None
         self.drops = 0
         self.locks = (False, False)                    # bind() chose (the address, the port): SOCK_BIND*_LOCK
+        self.ip_fields: tuple[int, int] | None = None  # (TTL, TOS) from IP_TTL/IP_TOS; None: 64, 0
 
     @property
     def connected(self) -> bool:
@@ -229,7 +231,7 @@ class UdpLayer:
         if addr == self.ip.address:
             self._loopback(ep, addr, dport, bytes(data), now)
         else:
-            self.ip.send_udp(sport, addr, dport, bytes(data), now)
+            self.ip.send_udp(sport, addr, dport, bytes(data), now, ep.ip_fields)
         return len(data)
 
     def _loopback(self, ep: UdpEndpoint, addr: bytes, dport: int, data: bytes, now: float) -> None:

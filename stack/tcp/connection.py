@@ -26,11 +26,12 @@ from .output import _CAN_SEND, ConnectionOutput
 from .reassembly import Reassembler
 from .recovery import LossRecovery, SendView
 from .rtt import RetransmissionTimer, RttEstimator
-from .seq import seq_add, seq_diff, seq_le, seq_lt
+from .seq import seq_add, seq_diff, seq_ge, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, ORPHANED, Closing, State
 from .timers import Timer, Timers
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
+CLOCK_SLACK = 1e-9  # float sums of virtual times: a deadline t0 + d compares equal to it within this
 MIN_PMTU = 552     # the smallest path MTU a "fragmentation needed" may set (Linux ip_rt_min_pmtu)
 ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_FRAG_NEEDED = 3, 11, 4
 # Destination Unreachable code -> errno, as Linux's icmp_err_convert (RFC 1122 3.2.2.1 codes 0-15)
@@ -76,6 +77,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self._init_timers_and_control(config, iss, now)
         self.listener = None                      # set for passive opens until accepted
         self.tso = False                          # may emit super-segments the link splits (TSO)
+        self.ip_fields: tuple[int, int] | None = None  # (TTL, TOS) from IP_TTL/IP_TOS; None: 64, 0
         self.sk_reuse = False                     # the owning socket's SO_REUSEADDR: TIME-WAIT keeps it (Linux tw_reuse)
         self._pending_cc: str | None = None       # TCP_CONGESTION set during fast recovery
         self.resend_why = "rto"                   # why SND.NXT was last rewound: "rto" or "persist"
@@ -106,6 +108,9 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.keepalive_interval = config.keepalive_interval
         self.keepalive_count = config.keepalive_count
         self.keepalive_probes = 0
+        self.user_timeout = 0.0                   # TCP_USER_TIMEOUT (RFC 5482) in seconds; 0: off
+        self._rtx_since: tuple[int, float] | None = None  # (episode's SND.MAX, its start): Linux retrans_stamp
+        self._probes_since = 0.0                  # first zero-window probe of this episode (Linux icsk_probes_tstamp)
         self.retries = 0                          # consecutive RTO expirations
         self.last_recv_time = now
         self.last_send_time = now
@@ -408,7 +413,7 @@ class Connection(ConnectionInput, ConnectionOutput):
             self.retries = min(self.retries, 1)
         limit = {State.SYN_SENT: self.config.syn_retries,
                  State.SYN_RECEIVED: self.config.synack_retries}.get(self.state, self.config.retries2)
-        if self.retries > limit:
+        if self._retransmissions_timed_out(now, limit):
             self._trace("timeout", now, retries=self.retries - 1)
             self._delete_tcb(now, "retransmission limit", self.soft_error or errno.ETIMEDOUT)  # Linux tcp_write_err
             self.notify("error")
@@ -432,6 +437,8 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.timers.pto = None
         self._trace_cc(now, "rto")
         self.retransmit_range(self.snd_una, now, "rto")
+        since = None if self._rtx_episode_over() else self._rtx_since[1]
+        self.rtx.deadline = now + self._clamp_to_user_timeout(self.rtx.deadline - now, since, now)
         self.timers.rto = self.rtx.deadline
 
     def _on_persist(self, now: float) -> None:
@@ -447,6 +454,11 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.timers.persist = None
         if self.state not in _CAN_SEND or not self.sndbuf:
             return
+        if self._probes_timed_out(now):
+            self._trace("timeout", now, why="user_timeout", probes=self.persist_backoff)
+            self._delete_tcb(now, "user timeout", self.soft_error or errno.ETIMEDOUT)  # Linux tcp_probe_timer
+            self.notify("error")
+            return
         self.stats["zero_window_probes"] += 1
         if self.snd_wnd == 0 and self.config.zero_window_probe != "octet":
             seq = seq_add(self.snd_una, -1)
@@ -459,7 +471,7 @@ class Connection(ConnectionInput, ConnectionOutput):
             self._send_data(0, n, now, fin=False, probe=True)
         self.timers.rto = self.rtx.stop()  # the probe is timed by the persist timer, not the RTO
         self.persist_backoff += 1
-        self.timers.persist = now + self._persist_interval()
+        self.timers.persist = now + self._clamp_to_user_timeout(self._persist_interval(), self._probes_since, now)
 
     def _on_keepalive(self, now: float) -> None:
         """RFC 9293 3.8.4: after idle, probe with SEG.SEQ = SND.NXT-1; ETIMEDOUT after keepalive_count."""
@@ -469,7 +481,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         if self.snd_una != self.snd_max or self.sndbuf:
             self.timers.keepalive = now + self.keepalive_idle  # MUST-26: no probe while data is outstanding
             return
-        if self.keepalive_probes >= self.keepalive_count:
+        if self._keepalive_timed_out(now):
             self._delete_tcb(now, "keepalive timeout", self.soft_error or errno.ETIMEDOUT)
             self.notify("error")
             return
@@ -477,6 +489,50 @@ class Connection(ConnectionInput, ConnectionOutput):
         self._trace("keepalive_probe", now, n=self.keepalive_probes)
         self._emit(TcpSegment(self.local[1], self.remote[1], seq_add(self.snd_nxt, -1), 0, ACK, 0), now)
         self.timers.keepalive = now + self.keepalive_interval
+
+    # ------------------------------------------------------------------ TCP_USER_TIMEOUT (RFC 5482)
+    def _retransmissions_timed_out(self, now: float, limit: int) -> bool:
+        """Give up on this RTO expiry? R2 (RFC 9293 3.8.3): more than ``limit`` retransmissions; with
+        TCP_USER_TIMEOUT in a synchronized state (RFC 5482 3, as Linux retransmits_timed_out(), which
+        leaves the handshake to the SYN retries): data unacknowledged for at least the timeout, counted
+        from the first transmission of the octet at SND.UNA when the episode's first expiry came (Linux
+        retrans_stamp). The episode lasts while retransmitted data is unacknowledged (up to SND.MAX
+        of its last expiry); its first expiry only retransmits."""
+        if not (self.user_timeout and self.state.synchronized):
+            return self.retries > limit
+        if self._rtx_episode_over():
+            times = self.rtx.sampler.sent_times  # oldest unacknowledged new data first, until a retransmission
+            self._rtx_since = (self.snd_max, times[0][1] if times else now - self.rtt.current_rto())
+            return False
+        self._rtx_since = (self.snd_max, self._rtx_since[1])
+        return now - self._rtx_since[1] >= self.user_timeout - CLOCK_SLACK
+
+    def _rtx_episode_over(self) -> bool:
+        return self._rtx_since is None or seq_ge(self.snd_una, self._rtx_since[0])
+
+    def _probes_timed_out(self, now: float) -> bool:
+        """Zero-window probing for at least TCP_USER_TIMEOUT, even if every probe is answered (Linux
+        tcp_probe_timer, icsk_probes_tstamp): the first expiry of an episode starts the clock."""
+        if self.persist_backoff == 0:
+            self._probes_since = now
+            return False
+        return bool(self.user_timeout) and now - self._probes_since >= self.user_timeout - CLOCK_SLACK
+
+    def _keepalive_timed_out(self, now: float) -> bool:
+        """Keepalive gives up after TCP_KEEPCNT unanswered probes; with TCP_USER_TIMEOUT instead once
+        nothing was received for the timeout and a probe went out (Linux tcp_keepalive_timer)."""
+        if self.user_timeout:
+            return self.keepalive_probes > 0 and now - self.last_recv_time >= self.user_timeout - CLOCK_SLACK
+        return self.keepalive_probes >= self.keepalive_count
+
+    def _clamp_to_user_timeout(self, interval: float, since: float | None, now: float) -> float:
+        """A retransmission or probe timer, whose episode began at ``since``, fires no later than the user
+        timeout expires (Linux tcp_clamp_rto_to_user_timeout / tcp_clamp_probe0_to_user_timeout); at once
+        if it has passed."""
+        if not self.user_timeout or since is None:
+            return interval
+        remaining = self.user_timeout - (now - since)
+        return min(interval, remaining) if remaining > CLOCK_SLACK else 0.001  # Linux: one jiffy
 
     def set_keepalive(self, on: bool, now: float) -> None:
         self.keepalive_enabled = on

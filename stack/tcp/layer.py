@@ -307,6 +307,7 @@ class TcpLayer:
         conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, min_iss)
         lst.add_embryo(conn)
         try:
+            lst.setup(conn)  # the listening socket's options (TCP_MAXSEG, IP_TTL, IP_TOS) before the SYN-ACK
             conn.open_passive(seg, now)
         except Exception as exc:
             self._internal_error(conn, now, exc, f"SYN {seg!r}")
@@ -356,6 +357,7 @@ class TcpLayer:
                                     ts_offset=self.cookies.ts_offset(src, seg.sport, dst, seg.dport))
         lst.add_embryo(conn, from_cookie=True)
         try:
+            lst.setup(conn)
             open_from_cookie(conn, found, seg, now)
             conn.segment_arrives(seg, now)  # in SYN-RECEIVED: ESTABLISHED, onto the accept queue, its data taken
         except Exception as exc:
@@ -453,6 +455,9 @@ class TcpLayer:
             start = taken.get(conn, 0)
             if upto > start:
                 local, remote = conn.local[0], conn.remote[0]
+                if conn.ip_fields is not None:  # IP_TTL / IP_TOS: carried to where the IP header is built
+                    for s in conn.outq[start:upto]:
+                        s.ip_fields = conn.ip_fields
                 out.extend((local, remote, s) for s in conn.outq[start:upto])
                 taken[conn] = upto
         for conn, n in taken.items():

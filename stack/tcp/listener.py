@@ -32,6 +32,7 @@ class Listener:
         self.young: set = set()                     # those whose SYN-ACK has not timed out yet (Linux qlen_young)
         self.accept_queue: deque = deque()          # ESTABLISHED (or later), not yet accepted
         self.notify: Callable[[str], None] = lambda what: None
+        self.setup: Callable = lambda conn: None   # the listening socket's options, onto each new connection
         self.closed = False
         self.last_cookie_at: float | None = None    # when a SYN was last answered with a cookie
         self.stats = {"syns": 0, "accept_overflow": 0, "syn_overflow": 0, "ack_overflow": 0,

@@ -33,7 +33,7 @@ class TcpSegment:
     """One TCP segment: header fields, options and payload."""
 
     __slots__ = ("sport", "dport", "seq", "ack", "flags", "window", "urg", "checksum",
-                 "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr", "payload", "gso_size")
+                 "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr", "payload", "gso_size", "ip_fields")
 
     def __init__(self, sport: int = 0, dport: int = 0, seq: int = 0, ack: int = 0, flags: int = 0,
                  window: int = 0, payload=b"", urg: int = 0, mss: int | None = None,
@@ -56,6 +56,7 @@ class TcpSegment:
         self.tsecr = tsecr
         self.payload = payload
         self.gso_size = 0  # > 0: a TSO super-segment that the link splits into pieces of this size
+        self.ip_fields = None  # (TTL, TOS) of the IP header when not the defaults (64, 0): IP_TTL, IP_TOS
 
     @property
     def seg_len(self) -> int:

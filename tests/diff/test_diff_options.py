@@ -205,7 +205,9 @@ def test_setsockopt_bytes_value(net):
 # ------------------------------------------------------------------------------ inheritance by accept()
 @pytest.mark.parametrize("level,option,value", [
     (TCP, socket.TCP_NODELAY, 1), (SOL, socket.SO_KEEPALIVE, 1), (TCP, socket.TCP_KEEPIDLE, 33),
-    (TCP, socket.TCP_KEEPCNT, 4)], ids=["TCP_NODELAY", "SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPCNT"])
+    (TCP, socket.TCP_KEEPCNT, 4), (TCP, TCP_USER_TIMEOUT, 5000), (socket.IPPROTO_IP, socket.IP_TTL, 7),
+    (socket.IPPROTO_IP, socket.IP_TOS, 0x10)],
+    ids=["TCP_NODELAY", "SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPCNT", "TCP_USER_TIMEOUT", "IP_TTL", "IP_TOS"])
 def test_accepted_socket_inherits(net, level, option, value):
     ls = net.socket()
     ls.setsockopt(level, option, value)
@@ -216,6 +218,39 @@ def test_accepted_socket_inherits(net, level, option, value):
     s, _ = ls.accept()
     try:
         assert s.getsockopt(level, option) == value
+    finally:
+        s.close()
+
+
+def _listener_with_maxseg(net, mss: int):
+    ls = net.socket()
+    ls.setsockopt(TCP, socket.TCP_MAXSEG, mss)
+    ls.bind((net.local_host, 0))
+    ls.listen()
+    return ls
+
+
+def test_listener_maxseg_is_announced_to_the_peer(net):
+    """TCP_MAXSEG on a listener goes into the SYN-ACK's MSS option: the kernel client's own TCP_MAXSEG
+    (its mss_cache: the announced 600 less the 12 octets of timestamps) shows it."""
+    ls = _listener_with_maxseg(net, 600)
+    c = net.peer_socket()
+    c.connect(ls.getsockname())
+    s, _ = ls.accept()
+    try:
+        assert c.getsockopt(TCP, socket.TCP_MAXSEG) == 588
+    finally:
+        s.close()
+
+
+def test_listener_maxseg_clamps_the_accepted_socket(net):
+    """The accepted socket's segments are no larger than the listener's TCP_MAXSEG (less timestamps)."""
+    ls = _listener_with_maxseg(net, 600)
+    c = net.peer_socket()
+    c.connect(ls.getsockname())
+    s, _ = ls.accept()
+    try:
+        assert s.getsockopt(TCP, socket.TCP_MAXSEG) == 588
     finally:
         s.close()
 

@@ -10,6 +10,8 @@ from diffnet import sel, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 DGRAM = socket.SOCK_DGRAM
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # Linux's values (the socket module has neither)
+IP_RECVTOS = getattr(socket, "IP_RECVTOS", 13)
 
 
 def udp_pair(net):
@@ -460,6 +462,41 @@ def test_default_option(net, option, value):
 
 def test_ip_ttl_default_is_64(net):
     assert net.socket(DGRAM).getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 64
+
+
+def _received_ttl_tos(net, setup) -> tuple[int, int]:
+    """TTL and TOS of a datagram from the socket under test, as the kernel peer's IP_RECVTTL/IP_RECVTOS see them."""
+    s = net.socket(DGRAM)
+    setup(s)
+    p = net.peer_socket(DGRAM)
+    p.bind((net.peer_host, 0))
+    p.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+    p.setsockopt(socket.IPPROTO_IP, IP_RECVTOS, 1)
+    s.sendto(b"x", p.getsockname())
+    _, ancdata, _, _ = p.recvmsg(16, 256)
+    got = {t: int.from_bytes(d[:4].ljust(4, b"\0"), "little") if t == socket.IP_TTL else d[0]
+           for level, t, d in ancdata if level == socket.IPPROTO_IP}
+    return got[socket.IP_TTL], got[socket.IP_TOS]
+
+
+def test_datagrams_carry_ttl_64_and_tos_0_by_default(net):
+    assert _received_ttl_tos(net, lambda s: None) == (64, 0)
+
+
+def test_ip_ttl_and_ip_tos_are_in_the_datagrams(net):
+    """RFC 1122 3.2.1.6/3.2.1.7: IP_TTL and IP_TOS reach the header (a datagram socket keeps the ECN bits)."""
+    def setup(s):
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 9)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x29)
+    assert _received_ttl_tos(net, setup) == (9, 0x29)
+
+
+@pytest.mark.parametrize("value,want", [(-1, 64), (1, 1), (255, 255), (0, errno.EINVAL), (256, errno.EINVAL),
+                                        (-2, errno.EINVAL)])
+def test_ip_ttl_values(net, value, want):
+    s = net.socket(DGRAM)
+    err = errno_of(lambda: s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, value))
+    assert (err or s.getsockopt(socket.IPPROTO_IP, socket.IP_TTL)) == want
 
 
 def test_so_rcvbuf_is_doubled_with_a_floor(net):

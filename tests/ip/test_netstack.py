@@ -56,6 +56,7 @@ class _Conn:
     def __init__(self, name: str):
         self.local, self.remote = (aton("192.0.2.2"), 80), (aton("192.0.2.1"), hash(name) & 0xFFFF)
         self.outq, self.state, self.listener, self._scheduled = [], State.ESTABLISHED, None, None
+        self.ip_fields = None
         self.name = name
 
     def flush(self, now):

@@ -159,19 +159,38 @@ def test_run_exit_status_is_the_programs():
     assert run.returncode == 7, run.stderr
 
 
-def test_run_tls_fails_with_one_line(procs):
-    code = ("import socket, ssl\n"
-            "s = socket.create_connection(('host', 8443), timeout=5)\n")
-    ls = socket.create_server(("0.0.0.0", 8443))
+def test_urllib_https_inside_run_from_a_kernel_tls_server(tmp_path, tls_cert):
+    """TLS over the stack's sockets (stack.tls under ``tunstack run``): urllib fetches 2 MiB over HTTPS from
+    the standard library's http.server wrapped in ssl on the host (kernel) side, the certificate checked."""
+    import functools
+    import http.server
+    import ssl
+    cert, key = tls_cert
+    body = os.urandom(2 << 20)
+    (tmp_path / "f.bin").write_bytes(body)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), functools.partial(Quiet, directory=str(tmp_path)))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    code = ("import hashlib, ssl, sys, urllib.request\n"
+            "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
+            "data = urllib.request.urlopen('https://host:8443/f.bin', context=ctx, timeout=30).read()\n"
+            "print(len(data), hashlib.sha256(data).hexdigest())\n")
     try:
-        run = subprocess.run(tunstack("run", "--tun", tun_name(), "-c",
-                                      code + "ssl.create_default_context().wrap_socket(s, server_hostname='host')"),
-                             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
+        run = subprocess.run(tunstack("run", "--tun", tun_name(), "-c", code, cert),
+                             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     finally:
-        ls.close()
-    assert run.returncode == 1
-    assert "tunstack run: TLS is not available over the userspace stack" in run.stderr
-    assert "Traceback" not in run.stderr
+        httpd.shutdown()
+        httpd.server_close()
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(len(body)), hashlib.sha256(body).hexdigest()]
 
 
 def test_nc_connects_to_a_kernel_listener(tmp_path):
