@@ -438,8 +438,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self._trace_cc(now, "rto")
         self.retransmit_range(self.snd_una, now, "rto")
         since = None if self._rtx_episode_over() else self._rtx_since[1]
-        self.rtx.deadline = now + self._clamp_to_user_timeout(self.rtx.deadline - now, since, now)
-        self.timers.rto = self.rtx.deadline
+        self.timers.rto = now + self._clamp_to_user_timeout(self.rtx.deadline - now, since, now)
 
     def _on_persist(self, now: float) -> None:
         """RFC 9293 3.8.6.1: probe the peer's window; back off; never give up while answered.
