@@ -282,6 +282,7 @@ class socket(SocketCommon):
                 self._autobind()
             self._listener = self.stack.listen(self._local[0], self._local[1], backlog, reserved=self._bound)
             self._listener.notify = self.stack.deferred(self._wakeup)
+            _listener_buffers(self)
             self._conn = None
             _holders(self.stack).add(self)
             self._sync_fd()
@@ -721,6 +722,7 @@ class socket(SocketCommon):
             self._check_open()
             stored = opt.parse(self, value if raw is None else raw, raw is not None)
             self._opts[(level, option)] = stored
+            _listener_buffers(self)
             conn = self._conn
             if conn is not None:
                 self.stack.call(conn, lambda now: self._apply_options(conn, only=(level, option)))
@@ -863,18 +865,30 @@ def _buf(key, minimum: int, maximum: int, config_attr: str, conn_attr: str) -> _
     def get(sock):
         if key in sock._opts:
             return sock._opts[key]
-        c = sock._conn
-        return getattr(c, conn_attr) if c is not None else getattr(sock.stack.tcp_config, config_attr)
+        c = sock._conn  # autotuned: the current size, doubled as Linux reports it (payload + bookkeeping)
+        return 2 * (getattr(c, conn_attr) if c is not None else getattr(sock.stack.tcp_config, config_attr))
     return _Opt("int", get, check, None)
 
 
 def _apply_rcvbuf(conn, v, now):
-    if conn.state in (State.CLOSED, State.SYN_SENT):  # the window scale is chosen with the SYN
-        conn.rcvbuf_cap = max(2048, v // 2)  # Linux counts bookkeeping in the doubled value; we keep payload
+    """SO_RCVBUF fixes the receive buffer (no autotuning, Linux SOCK_RCVBUF_LOCK). Linux counts
+    bookkeeping in the doubled value; we keep payload. The window scale is chosen with the SYN."""
+    if conn.state in (State.CLOSED, State.SYN_SENT):
+        conn.lock_rcvbuf(max(2048, v // 2))
 
 
 def _apply_sndbuf(conn, v, now):
-    conn.sndbuf_cap = max(2048, v // 2)
+    """SO_SNDBUF fixes the send buffer (no autotuning, Linux SOCK_SNDBUF_LOCK)."""
+    conn.lock_sndbuf(max(2048, v // 2))
+
+
+def _listener_buffers(sock) -> None:
+    """A listener's SO_RCVBUF/SO_SNDBUF reach its connections from the SYN on (Listener.inherit_buffers)."""
+    lst = sock._listener
+    if lst is not None:
+        for key, attr in (((SOL_SOCKET, SO_RCVBUF), "rcvbuf"), ((SOL_SOCKET, SO_SNDBUF), "sndbuf")):
+            if key in sock._opts:
+                setattr(lst, attr, max(2048, sock._opts[key] // 2))
 
 
 def _check_rcvlowat(sock, v):  # tcp_set_rcvlowat()

@@ -209,9 +209,9 @@ class StackDriver:
             if (level, option) == (_socket.IPPROTO_TCP, _socket.TCP_NODELAY):
                 conn.nodelay = bool(v)
             elif (level, option) == (_socket.SOL_SOCKET, _socket.SO_RCVBUF) and conn.state in (State.CLOSED, State.SYN_SENT):
-                conn.rcvbuf_cap = max(2048, int(v))
+                conn.lock_rcvbuf(max(2048, int(v)))
             elif (level, option) == (_socket.SOL_SOCKET, _socket.SO_SNDBUF):
-                conn.sndbuf_cap = max(2048, int(v))
+                conn.lock_sndbuf(max(2048, int(v)))
             elif (level, option) == (_socket.IPPROTO_TCP, CONSTANTS["TCP_CONGESTION"]):
                 conn.set_congestion(v, self.now)
 

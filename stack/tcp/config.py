@@ -7,8 +7,15 @@ from dataclasses import dataclass
 @dataclass
 class TcpConfig:
     mss: int | None = None             # our MSS; None: derived from the MTU (MTU - 40)
-    rcvbuf: int = 4 << 20              # receive buffer bytes; the window follows its free space
-    sndbuf: int = 4 << 20              # send buffer bytes
+    # Buffers hold payload only: Linux's sizes count bookkeeping too, so SO_RCVBUF/SO_SNDBUF read back
+    # twice these. Autotuned (docs/design-notes.md "Buffers and the memory budget"): they start at
+    # rcvbuf/sndbuf and grow with use up to the *_max; autotune=False (or SO_RCVBUF/SO_SNDBUF) fixes them.
+    rcvbuf: int = 64 << 10             # receive buffer at the start: Linux tcp_rmem[1] 128 KiB, a 64 KiB window
+    sndbuf: int = 8 << 10              # send buffer at the start: Linux tcp_wmem[1] 16 KiB (grows with cwnd)
+    rcvbuf_max: int = 6 << 20          # autotuning ceiling (Linux tcp_rmem[2]); the window scale is chosen from it
+    sndbuf_max: int = 4 << 20          # autotuning ceiling (Linux tcp_wmem[2])
+    autotune: bool = True              # Linux tcp_moderate_rcvbuf (receive) and tcp_sndbuf_expand (send)
+    mem_limit: int = 128 << 20         # all TCP buffers together (like tcp_mem): pressure at 2/3, low at 1/2
     window_scaling: bool = True        # RFC 7323 2
     timestamps: bool = True            # RFC 7323 3-5
     sack: bool = True                  # RFC 2018
@@ -36,3 +43,7 @@ class TcpConfig:
     max_time_wait: int = 16384         # like Linux tcp_max_tw_buckets: beyond it, TIME-WAIT is skipped
     persist_max: float = 60.0          # cap on persist-timer backoff
     zero_window_probe: str = "ack"     # "ack": empty segment at SND.UNA-1 (Linux); "octet": one new octet (RFC 9293 3.8.6.1)
+
+    def window_scale_buffer(self) -> int:
+        """The buffer the window scale is chosen for at SYN time: the largest it may grow to (Linux)."""
+        return max(self.rcvbuf, self.rcvbuf_max) if self.autotune else self.rcvbuf

@@ -131,7 +131,7 @@ def cookie_syn_ack(cookies: SynCookies, config: TcpConfig, mss_limit: int, src: 
     reply.mss = mss_limit
     if config.timestamps and syn.tsval is not None:
         wscale = min(syn.wscale, 14) if config.window_scaling and syn.wscale is not None else None
-        ours = _wscale_for(config.rcvbuf)
+        ours = _wscale_for(config.window_scale_buffer())
         if wscale is not None and (ours or wscale):  # as Connection._send_syn offers it
             reply.wscale = ours
         sack = config.sack and syn.sack_perm
