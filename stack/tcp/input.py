@@ -51,7 +51,8 @@ class ConnectionInput:
             return False  # no timestamp or PAWS would look at it
         payload = seg.payload
         if payload:
-            if seg.ack != self.snd_una or len(payload) > self.rcv_wnd or self._closing & ORPHANED:
+            if (seg.ack != self.snd_una or len(payload) > self.rcv_wnd or self._closing & ORPHANED
+                    or self.memory.pressure):  # the budget decides on the general path
                 return False
             if ts and seg.seq == self.last_ack_sent:
                 self.ts_recent = seg.tsval  # RFC 7323 4.3
