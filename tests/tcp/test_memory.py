@@ -215,4 +215,4 @@ def test_zero_window_and_full_budget_still_ack_and_probe():
     h.expect(flags="A", seq=s32(h.iss + 1), ack=h.p_nxt)
     h.send(h.seg("A", seq=peer_snd_nxt, window=65535))  # the peer opens its window
     data = [e for e in h.drain() if e.payload]
-    assert data[0].tcp.seq == s32(h.iss + 1) and sum(len(e.payload) for e in data) == 3000
+    assert data[0].tcp.seq == s32(h.iss + 1) and [len(e.payload) for e in data] == [MSS, MSS]  # Nagle: 80 wait
