@@ -866,7 +866,7 @@ def _buf(key, minimum: int, maximum: int, config_attr: str, conn_attr: str) -> _
         if key in sock._opts:
             return sock._opts[key]
         c = sock._conn  # autotuned: the current size, doubled as Linux reports it (payload + bookkeeping)
-        return 2 * (getattr(c, conn_attr) if c is not None else getattr(sock.stack.tcp_config, config_attr))
+        return 2 * (getattr(c, conn_attr) if c is not None else getattr(sock.stack.tcp_config, config_attr)()[0])
     return _Opt("int", get, check, None)
 
 
@@ -1013,9 +1013,9 @@ _OPTIONS: dict[tuple[int, int], _Opt] = {
     (IPPROTO_IP, _std.IP_TOS): _Opt("int", _stored((IPPROTO_IP, _std.IP_TOS), 0), lambda s, v: v & 0xFC),
     (IPPROTO_IP, _std.IP_TTL): _Opt("int", _stored((IPPROTO_IP, _std.IP_TTL), 64), _check_ttl),
 }
-_OPTIONS[(SOL_SOCKET, SO_RCVBUF)] = _buf((SOL_SOCKET, SO_RCVBUF), SOCK_MIN_RCVBUF, RMEM_MAX, "rcvbuf", "rcvbuf_cap")
+_OPTIONS[(SOL_SOCKET, SO_RCVBUF)] = _buf((SOL_SOCKET, SO_RCVBUF), SOCK_MIN_RCVBUF, RMEM_MAX, "receive_buffer", "rcvbuf_cap")
 _OPTIONS[(SOL_SOCKET, SO_RCVBUF)].apply = _apply_rcvbuf
-_OPTIONS[(SOL_SOCKET, SO_SNDBUF)] = _buf((SOL_SOCKET, SO_SNDBUF), SOCK_MIN_SNDBUF, WMEM_MAX, "sndbuf", "sndbuf_cap")
+_OPTIONS[(SOL_SOCKET, SO_SNDBUF)] = _buf((SOL_SOCKET, SO_SNDBUF), SOCK_MIN_SNDBUF, WMEM_MAX, "send_buffer", "sndbuf_cap")
 _OPTIONS[(SOL_SOCKET, SO_SNDBUF)].apply = _apply_sndbuf
 
 Stack.socket_type = socket  # Stack.socket() makes these; registered from above: the runtime never imports us

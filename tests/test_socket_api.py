@@ -1022,7 +1022,7 @@ def test_socketserver_echo(pair):
 
 def test_half_close_other_side_still_sends(make_pair):
     # the reply is sent before the client reads: fixed 1 MiB buffers hold it (autotuned ones start small)
-    bufs = dict(rcvbuf=1 << 20, sndbuf=1 << 20, autotune=False)
+    bufs = dict(rcvbuf=1 << 20, sndbuf=1 << 20)
     pair = make_pair(config_a=fast_config(**bufs), config_b=fast_config(**bufs))
     c, s = pair.connected()
     c.sendall(b"request")

@@ -71,7 +71,7 @@ def stack_config(options: dict) -> dict:
 
 
 # fixed buffers for scripts (what TcpConfig gave before autotuning; SO_RCVBUF/SO_SNDBUF still set them)
-SCRIPT_BUFFERS = dict(rcvbuf=4 << 20, sndbuf=4 << 20, autotune=False)
+SCRIPT_BUFFERS = dict(rcvbuf=4 << 20, sndbuf=4 << 20)
 
 
 class StackDriver:

@@ -104,13 +104,10 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.memory = memory or TcpMemory(config.mem_limit)  # shared by the layer's connections
         self.mem_charged = 0                      # what the layer last charged for this connection
         self.ofo_bytes = 0                        # octets in the out-of-order queue (an upper bound)
-        self.rcvbuf_cap, self.sndbuf_cap = config.rcvbuf, config.sndbuf
-        self.rcvbuf_max, self.sndbuf_max = max(config.rcvbuf, config.rcvbuf_max), max(config.sndbuf, config.sndbuf_max)
-        self.rcvbuf_locked = self.sndbuf_locked = not config.autotune  # Linux SOCK_RCVBUF_LOCK/SOCK_SNDBUF_LOCK
-        if not config.autotune:
-            self.rcvbuf_max, self.sndbuf_max = config.rcvbuf, config.sndbuf
+        self.rcvbuf_cap, self.rcvbuf_max, self.rcvbuf_locked = config.receive_buffer()  # locked: Linux SOCK_RCVBUF_LOCK
+        self.sndbuf_cap, self.sndbuf_max, self.sndbuf_locked = config.send_buffer()
         # dynamic right-sizing (Linux tcp_rcv_space_adjust): octets the user read per RTT
-        self.rcvq_space = config.rcvbuf // 2      # the largest per-RTT read so far (Linux rcvq_space.space)
+        self.rcvq_space = self.rcvbuf_cap // 2    # the largest per-RTT read so far (Linux rcvq_space.space)
         self.rcvq_copied = 0
         self.rcvq_time: float | None = None
 

@@ -34,7 +34,7 @@ class Listener:
         self.notify: Callable[[str], None] = lambda what: None
         self.closed = False
         self.last_cookie_at: float | None = None    # when a SYN was last answered with a cookie
-        # SO_RCVBUF / SO_SNDBUF set on the listening socket (payload octets; None: autotuned): its
+        # SO_RCVBUF / SO_SNDBUF set on the listening socket (payload octets; None: as the config): its
         # connections get them from the SYN on, as Linux's children inherit sk_rcvbuf and the locks
         self.rcvbuf: int | None = None
         self.sndbuf: int | None = None

@@ -25,7 +25,7 @@ option names (NOP and EOL ignored) that must be exactly the options present, wit
 
 Buffers are pinned (``FIXED_BUFFERS``: 4 MiB each, no autotuning, the budget far away) so the
 windows the tests expect do not depend on autotuning or memory pressure; a test about buffers
-passes its own (``autotune=True``, ``mem_limit=...``).
+passes its own (``rcvbuf=None`` to autotune, ``mem_limit=...``).
 
 Other engineers: reuse ``TcpHarness`` for any packet-exact test of the TCP layer.
 """
@@ -139,7 +139,7 @@ def check_checksums(raw: bytes) -> IP:
 
 
 # the windows most tests expect: fixed 4 MiB buffers (what TcpConfig gave before autotuning)
-FIXED_BUFFERS = dict(rcvbuf=4 << 20, sndbuf=4 << 20, autotune=False, mem_limit=1 << 40)
+FIXED_BUFFERS = dict(rcvbuf=4 << 20, sndbuf=4 << 20, mem_limit=1 << 40)
 
 
 class TcpHarness:

@@ -10,11 +10,12 @@ from stack.tcp.memory import GUARANTEED, TcpMemory
 from stack.trace import ListSink, Tracer
 
 MSS = 1460
-AUTO = dict(autotune=True, rcvbuf=64 << 10, sndbuf=8 << 10, rcvbuf_max=6 << 20, sndbuf_max=4 << 20)
+AUTO = dict(rcvbuf=None, sndbuf=None, rcvbuf_initial=64 << 10, sndbuf_initial=8 << 10, rcvbuf_max=6 << 20,
+            sndbuf_max=4 << 20)
 # a small budget: pressure above 200,000 octets, low below 150,000, limit 300,000; a fixed 1 MiB
 # receive buffer whose window (scaled) was offered before the budget filled, as many connections'
 # windows together would be
-SMALL = dict(mem_limit=300_000, rcvbuf=1 << 20, autotune=False, window_scaling=True)
+SMALL = dict(mem_limit=300_000, rcvbuf=1 << 20, window_scaling=True)
 WS = [("MSS", MSS), ("WScale", 0)]
 
 
