@@ -406,7 +406,8 @@ class TcpLayer:
 
     def _charge(self, conn: Connection) -> None:
         """Bring the memory budget up to date with what ``conn`` holds now (memory.py)."""
-        used = conn.mem_usage() if conn.state is not State.CLOSED else 0
+        held = conn.state is not State.CLOSED and self.conns.get(_key(conn)) is conn  # not replaced by a record
+        used = conn.mem_usage() if held else 0
         if used != conn.mem_charged:
             self.memory.charge(used - conn.mem_charged)
             conn.mem_charged = used
