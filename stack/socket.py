@@ -56,9 +56,10 @@ _SK_CLOSE = (State.CLOSED, State.TIME_WAIT)  # Linux's sk_state TCP_CLOSE (a TIM
 
 def _stream_is_writeable(c) -> bool:
     """sk_stream_is_writeable() (include/net/sock.h): sk_stream_wspace() >= sk_stream_min_wspace(),
-    i.e. free send-buffer space >= half of what is queued: POLLOUT while a third of the buffer is free."""
+    i.e. free send-buffer space >= half of what is queued: POLLOUT while a third of the buffer is free;
+    never while the TCP memory budget refuses new data (send_space() 0), or a timed send() would spin."""
     queued = len(c.sndbuf)
-    return c.sndbuf_cap - queued >= queued >> 1
+    return c.sndbuf_cap - queued >= queued >> 1 and c.send_space() > 0
 # what a wake-up is about, as the poll key Linux passes to wait-queue callbacks (0: anything)
 _WAKE_KEYS = {"readable": _select.EPOLLIN | _select.EPOLLRDNORM | _select.EPOLLRDHUP,
               "writable": _select.EPOLLOUT | _select.EPOLLWRNORM,
