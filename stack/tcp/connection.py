@@ -33,6 +33,7 @@ from .timers import Timer, Timers
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
 MIN_PMTU = 552     # the smallest path MTU a "fragmentation needed" may set (Linux ip_rt_min_pmtu)
+SNDBUF_CWNDS = 4  # autotuned send buffer: this many congestion windows (see _sndbuf_expand)
 ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_FRAG_NEEDED = 3, 11, 4
 # Destination Unreachable code -> errno, as Linux's icmp_err_convert (RFC 1122 3.2.2.1 codes 0-15)
 UNREACH_ERRNO = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENOPROTOOPT, errno.ECONNREFUSED,
@@ -149,11 +150,12 @@ class Connection(ConnectionInput, ConnectionOutput):
             self.rcvbuf_cap = want
 
     def _sndbuf_expand(self) -> None:
-        """Linux tcp_sndbuf_expand: room for twice the congestion window (one window in flight, one
-        queued behind it), while not fixed and the budget is not under pressure."""
+        """Linux tcp_sndbuf_expand: room for SNDBUF_CWNDS congestion windows of at least ten segments
+        (Linux: 2 x max(cwnd, TCP_INIT_CWND) segments of truesize, about twice the payload), while
+        not fixed and the budget is not under pressure."""
         if self.sndbuf_locked or not self.memory.may_grow():
             return
-        want = min(2 * self.cc.cwnd, self.sndbuf_max)
+        want = min(SNDBUF_CWNDS * max(self.cc.cwnd, 10 * self.eff_mss), self.sndbuf_max)
         if want > self.sndbuf_cap:
             self.sndbuf_cap = want
 

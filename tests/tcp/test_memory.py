@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from harness import TcpHarness, s32
+from stack.tcp.connection import SNDBUF_CWNDS
 from stack.tcp.memory import GUARANTEED, TcpMemory
 from stack.trace import ListSink, Tracer
 
@@ -119,16 +120,17 @@ def test_listener_buffer_sizes_reach_the_syn_ack():
 
 
 def test_send_buffer_grows_with_the_congestion_window():
-    """Linux tcp_sndbuf_expand: two congestion windows, from the handshake on and as cwnd grows."""
+    """Linux tcp_sndbuf_expand: SNDBUF_CWNDS congestion windows of at least ten segments, from the
+    handshake on and as cwnd grows."""
     h = TcpHarness(**dict(AUTO, initial_window=10))
     h.established(active=True)
     cwnd = h.conn.cc.cwnd
-    assert cwnd == 10 * MSS and h.conn.sndbuf_cap == 2 * cwnd
-    assert h.app_send(b"s" * 100_000) == 2 * cwnd
+    assert cwnd == 10 * MSS and h.conn.sndbuf_cap == SNDBUF_CWNDS * cwnd
+    assert h.app_send(b"s" * 100_000) == SNDBUF_CWNDS * cwnd
     sent = [e for e in h.drain() if e.payload]
     assert sum(len(e.payload) for e in sent) == cwnd
     h.send(h.seg("A", ack=s32(h.iss + 1 + cwnd)))  # all acknowledged: slow start grows cwnd
-    assert h.conn.cc.cwnd > cwnd and h.conn.sndbuf_cap == 2 * h.conn.cc.cwnd
+    assert h.conn.cc.cwnd > cwnd and h.conn.sndbuf_cap == SNDBUF_CWNDS * h.conn.cc.cwnd
 
 
 # ------------------------------------------------------------------ the budget
