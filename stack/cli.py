@@ -13,6 +13,7 @@ from .cliargs import (  # noqa: F401 (re-exported: tests and tools import them f
     _ipv4_cidr, _mtu, _Parser, _port, _seconds, check_stack_args, tun_stack,
 )
 from .cliargs import IW_HELP, _iw
+from .tcp.config import TcpConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cc", default=None, metavar="NAME",
                        help="congestion control for every connection (reno, newreno, cubic; default: cubic)")
     serve.add_argument("--iw", type=_iw, default=None, metavar="SEGMENTS", help=IW_HELP)
+    serve.add_argument("--mem-limit", type=_mem_limit, default=argparse.SUPPRESS, metavar="SIZE",
+                       help="budget for all TCP buffers together (send, receive, out-of-order), like Linux's "
+                            "tcp_mem: above 2/3 of it buffers stop growing, windows stay small and "
+                            "out-of-order data is dropped; above it new data is dropped and send() blocks "
+                            "(each connection keeps 4 KiB per buffer). Units as 64MiB, 200M, 1G; "
+                            f"default {TcpConfig.mem_limit >> 20} MiB. SIGUSR1 shows the usage")
     serve.add_argument("--pcap", metavar="FILE", help="write every packet the stack sends and receives to FILE")
     serve.add_argument("--trace", metavar="FILE", help="write trace events (JSON lines) to FILE")
     serve.add_argument("--quiet", action="store_true", help="do not log each HTTP request to stderr")
@@ -213,7 +220,9 @@ def _run_servers(stack, args) -> int:
                 raise CliError(f"stack thread failed: {stack.loop_error!r}")
             if signals.show.is_set():
                 signals.show.clear()
-                print(format_connections(stack.connections()), file=sys.stderr, flush=True)
+                with stack.lock:
+                    memory = stack.host.tcp.memory.summary()
+                print(format_connections(stack.connections(), memory), file=sys.stderr, flush=True)
         _shut_down(stack, servers, args.drain, signals.force)
         _print_summary(stack)
     return 0
@@ -243,11 +252,32 @@ def _shut_down(stack, servers, drain: float, force: threading.Event) -> None:
         server.stop()
 
 
-def format_connections(infos: list[dict]) -> str:
-    """An ``ss -ti``-like table (``kill -USR1 <pid>`` of a running ``tunstack serve`` prints it)."""
+def _mem_limit(text: str) -> int:
+    from .units import parse_size
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r}: the TCP memory limit must be at least 1 MiB")
+    return value
+
+
+def format_memory(mem: dict) -> str:
+    """The budget's header line: in use / limit (memory.py), its state, thresholds and peak."""
+    mib = lambda n: f"{n / (1 << 20):.1f} MiB"  # noqa: E731
+    return (f"tcp memory: {mib(mem['used'])} in use / limit {mib(mem['limit'])} ({mem['state']}; "
+            f"pressure above {mib(mem['pressure_at'])}, ends below {mib(mem['low'])}; "
+            f"peak {mib(mem['peak'])}, pressure entered {mem['pressures']} times)")
+
+
+def format_connections(infos: list[dict], memory: dict | None = None) -> str:
+    """An ``ss -tim``-like table (``kill -USR1 <pid>`` of a running ``tunstack serve`` prints it): the
+    memory budget, then per connection its queues and, as ss -m's skmem, rb (receive buffer size),
+    tb (send buffer size) and ofo (out-of-order octets)."""
     from .units import format_ssthresh
     head = f"{'State':<12} {'Local':<21} {'Peer':<21} {'Send-Q':>8} {'Recv-Q':>8}"
-    lines = [f"tunstack: {len(infos)} connection(s)", head]
+    lines = [f"tunstack: {len(infos)} connection(s)"] + ([format_memory(memory)] if memory else []) + [head]
     for i in sorted(infos, key=lambda i: (i["state"], i["local"], i["remote"])):
         lines.append(f"{i['state']:<12} {i['local']:<21} {i['remote']:<21} {i['sndbuf']:>8} {i['rcvbuf']:>8}")
         srtt = f"{i['srtt'] * 1000:.3f}ms" if i.get("srtt") is not None else "-"
@@ -255,8 +285,16 @@ def format_connections(infos: list[dict]) -> str:
                      f"rtt:{srtt} mss:{i['mss']} cwnd:{i['cwnd']} ssthresh:{format_ssthresh(i['ssthresh'])} "
                      f"snd_wnd:{i['snd_wnd']} rcv_wnd:{i['rcv_wnd']} unacked:{i['unacked']} "
                      f"retrans:{i['retrans']} segs_out:{i['segs_out']} segs_in:{i['segs_in']}"
-                     f"{' ts' if i['ts'] else ''}{' sack' if i['sack'] else ''}")
+                     f"{' ts' if i['ts'] else ''}{' sack' if i['sack'] else ''}{_skmem(i)}")
     return "\n".join(lines)
+
+
+def _skmem(i: dict) -> str:
+    """ss -m's skmem: r/t octets held in the receive/send buffer, rb/tb their sizes (payload octets;
+    Linux's count bookkeeping too), ofo the out-of-order queue. A TIME-WAIT record has none."""
+    if "rcvbuf_cap" not in i:
+        return ""
+    return f" skmem:(r{i['rcvbuf']},rb{i['rcvbuf_cap']},t{i['sndbuf']},tb{i['sndbuf_cap']},ofo{i['ofo_bytes']})"
 
 
 def _print_summary(stack) -> None:

@@ -161,7 +161,8 @@ def tun_stack(args):
             configure_host_side(args.tun, args.host_addr, args.mtu)
         except Exception as exc:  # pyroute2's NetlinkError and friends
             raise CliError(f"cannot configure {args.tun}: {exc}") from None
-        config = TcpConfig(congestion=args.cc or TcpConfig.congestion, initial_window=getattr(args, "iw", None))
+        config = TcpConfig(congestion=args.cc or TcpConfig.congestion, initial_window=getattr(args, "iw", None),
+                           mem_limit=getattr(args, "mem_limit", None) or TcpConfig.mem_limit)
         yield Stack(link, args.addr, mtu=args.mtu, tcp_config=config, tracer=tracer, impair_in=impair_in,
                     impair_out=impair_out, pcap=pcap, seed=getattr(args, "seed", None))
     finally:

@@ -4,9 +4,14 @@ Nothing here sleeps or reads a clock: ``Simulation.run`` jumps from event to eve
 (packet deliveries, TCP timers, impairment releases), so a 60-second transfer with
 losses and timeouts runs in the time its packets take to process, and the same seed
 gives the same packets every time.
+
+Buffers a host's config leaves autotuned (``rcvbuf``/``sndbuf`` None) are fixed at 4 MiB here
+(``SIM_BUFFER``), so the windows the labs and tests look at do not depend on when the reads happen;
+``Simulation(autotune=True)`` keeps them autotuned.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from itertools import count
@@ -17,6 +22,13 @@ from .trace import NULL_TRACER, Tracer
 from .wire.ipv4 import aton
 
 ADDR_A, ADDR_B = "192.0.2.1", "192.0.2.2"
+SIM_BUFFER = 4 << 20  # send and receive buffers a config leaves autotuned (the stack's fixed size before autotuning)
+
+
+def _fixed_buffers(config: TcpConfig | None) -> TcpConfig:
+    config = config or TcpConfig()
+    return dataclasses.replace(config, rcvbuf=SIM_BUFFER if config.rcvbuf is None else config.rcvbuf,
+                               sndbuf=SIM_BUFFER if config.sndbuf is None else config.sndbuf)
 
 
 class _Wire:
@@ -58,7 +70,10 @@ class Simulation:
 
     def __init__(self, seed: int = 0, delay: float = 0.005, mtu: int = 1500,
                  config_a: TcpConfig | None = None, config_b: TcpConfig | None = None,
-                 impair_ab=None, impair_ba=None, tracer: Tracer = NULL_TRACER, start: float = 0.0):
+                 impair_ab=None, impair_ba=None, tracer: Tracer = NULL_TRACER, start: float = 0.0,
+                 autotune: bool = False):
+        if not autotune:
+            config_a, config_b = _fixed_buffers(config_a), _fixed_buffers(config_b)
         rng = random.Random(seed)
         self.now = start
         self.tracer = tracer

@@ -56,9 +56,10 @@ _SK_CLOSE = (State.CLOSED, State.TIME_WAIT)  # Linux's sk_state TCP_CLOSE (a TIM
 
 def _stream_is_writeable(c) -> bool:
     """sk_stream_is_writeable() (include/net/sock.h): sk_stream_wspace() >= sk_stream_min_wspace(),
-    i.e. free send-buffer space >= half of what is queued: POLLOUT while a third of the buffer is free."""
+    i.e. free send-buffer space >= half of what is queued: POLLOUT while a third of the buffer is free;
+    never while the TCP memory budget refuses new data (send_space() 0), or a timed send() would spin."""
     queued = len(c.sndbuf)
-    return c.sndbuf_cap - queued >= queued >> 1
+    return c.sndbuf_cap - queued >= queued >> 1 and c.send_space() > 0
 # what a wake-up is about, as the poll key Linux passes to wait-queue callbacks (0: anything)
 _WAKE_KEYS = {"readable": _select.EPOLLIN | _select.EPOLLRDNORM | _select.EPOLLRDHUP,
               "writable": _select.EPOLLOUT | _select.EPOLLWRNORM,
@@ -283,6 +284,7 @@ class socket(SocketCommon):
             self._listener = self.stack.listen(self._local[0], self._local[1], backlog, reserved=self._bound)
             self._listener.notify = self.stack.deferred(self._wakeup)
             self._listener.setup = self._setup_embryo
+            _listener_buffers(self)
             self._conn = None
             _holders(self.stack).add(self)
             self._sync_fd()
@@ -722,6 +724,7 @@ class socket(SocketCommon):
             self._check_open()
             stored = opt.parse(self, value if raw is None else raw, raw is not None)
             self._opts[(level, option)] = stored
+            _listener_buffers(self)
             conn = self._conn
             if conn is not None:
                 self.stack.call(conn, lambda now: self._apply_options(conn, only=(level, option)))
@@ -872,18 +875,30 @@ def _buf(key, minimum: int, maximum: int, config_attr: str, conn_attr: str) -> _
     def get(sock):
         if key in sock._opts:
             return sock._opts[key]
-        c = sock._conn
-        return getattr(c, conn_attr) if c is not None else getattr(sock.stack.tcp_config, config_attr)
+        c = sock._conn  # autotuned: the current size, doubled as Linux reports it (payload + bookkeeping)
+        return 2 * (getattr(c, conn_attr) if c is not None else getattr(sock.stack.tcp_config, config_attr)()[0])
     return _Opt("int", get, check, None)
 
 
 def _apply_rcvbuf(conn, v, now):
-    if conn.state in (State.CLOSED, State.SYN_SENT):  # the window scale is chosen with the SYN
-        conn.rcvbuf_cap = max(2048, v // 2)  # Linux counts bookkeeping in the doubled value; we keep payload
+    """SO_RCVBUF fixes the receive buffer (no autotuning, Linux SOCK_RCVBUF_LOCK). Linux counts
+    bookkeeping in the doubled value; we keep payload. The window scale is chosen with the SYN."""
+    if conn.state in (State.CLOSED, State.SYN_SENT):
+        conn.lock_rcvbuf(max(2048, v // 2))
 
 
 def _apply_sndbuf(conn, v, now):
-    conn.sndbuf_cap = max(2048, v // 2)
+    """SO_SNDBUF fixes the send buffer (no autotuning, Linux SOCK_SNDBUF_LOCK)."""
+    conn.lock_sndbuf(max(2048, v // 2))
+
+
+def _listener_buffers(sock) -> None:
+    """A listener's SO_RCVBUF/SO_SNDBUF reach its connections from the SYN on (Listener.inherit_buffers)."""
+    lst = sock._listener
+    if lst is not None:
+        for key, attr in (((SOL_SOCKET, SO_RCVBUF), "rcvbuf"), ((SOL_SOCKET, SO_SNDBUF), "sndbuf")):
+            if key in sock._opts:
+                setattr(lst, attr, max(2048, sock._opts[key] // 2))
 
 
 def _check_rcvlowat(sock, v):  # tcp_set_rcvlowat()
@@ -1018,9 +1033,9 @@ _OPTIONS: dict[tuple[int, int], _Opt] = {
     (IPPROTO_IP, _std.IP_TTL): _Opt("int", _stored((IPPROTO_IP, _std.IP_TTL), 64), _check_ttl,
                                     lambda c, v, now: _set_ip_fields(c, ttl=v)),
 }
-_OPTIONS[(SOL_SOCKET, SO_RCVBUF)] = _buf((SOL_SOCKET, SO_RCVBUF), SOCK_MIN_RCVBUF, RMEM_MAX, "rcvbuf", "rcvbuf_cap")
+_OPTIONS[(SOL_SOCKET, SO_RCVBUF)] = _buf((SOL_SOCKET, SO_RCVBUF), SOCK_MIN_RCVBUF, RMEM_MAX, "receive_buffer", "rcvbuf_cap")
 _OPTIONS[(SOL_SOCKET, SO_RCVBUF)].apply = _apply_rcvbuf
-_OPTIONS[(SOL_SOCKET, SO_SNDBUF)] = _buf((SOL_SOCKET, SO_SNDBUF), SOCK_MIN_SNDBUF, WMEM_MAX, "sndbuf", "sndbuf_cap")
+_OPTIONS[(SOL_SOCKET, SO_SNDBUF)] = _buf((SOL_SOCKET, SO_SNDBUF), SOCK_MIN_SNDBUF, WMEM_MAX, "send_buffer", "sndbuf_cap")
 _OPTIONS[(SOL_SOCKET, SO_SNDBUF)].apply = _apply_sndbuf
 
 _SYN_ACK_OPTIONS = ((IPPROTO_TCP, TCP_MAXSEG), (IPPROTO_IP, _std.IP_TTL), (IPPROTO_IP, _std.IP_TOS))

@@ -178,6 +178,8 @@ BAD_INPUT = [
     ("addr-is-host-side", ["serve", "--tun", "{tun}", "--http", "8080", "--addr", "192.0.2.1"], "192.0.2.1"),
     ("impair-loss-5", ["serve", "--tun", "{tun}", "--http", "8080", "--impair", "loss=5"], "loss=5"),
     ("impair-unknown-key", ["serve", "--tun", "{tun}", "--http", "8080", "--impair", "bogus=1"], "bogus"),
+    ("mem-limit-unit", ["serve", "--tun", "{tun}", "--http", "8080", "--mem-limit", "64 parsecs"], "64 parsecs"),
+    ("mem-limit-small", ["serve", "--tun", "{tun}", "--http", "8080", "--mem-limit", "100k"], "1 MiB"),
     ("offload-with-impair", ["serve", "--tun", "{tun}", "--http", "8080", "--offload", "--impair", "loss=1%"],
      "--offload"),
     ("offload-with-impair-no-server", ["serve", "--tun", "{tun}", "--offload", "--impair", "loss=1%"], "--offload"),

@@ -1020,7 +1020,10 @@ def test_socketserver_echo(pair):
 
 # ============================================================================ half-close
 
-def test_half_close_other_side_still_sends(pair):
+def test_half_close_other_side_still_sends(make_pair):
+    # the reply is sent before the client reads: fixed 1 MiB buffers hold it (autotuned ones start small)
+    bufs = dict(rcvbuf=1 << 20, sndbuf=1 << 20)
+    pair = make_pair(config_a=fast_config(**bufs), config_b=fast_config(**bufs))
     c, s = pair.connected()
     c.sendall(b"request")
     c.shutdown(std.SHUT_WR)
@@ -1196,6 +1199,23 @@ def test_so_rcvbuf_before_connect_sizes_the_window_the_peer_sees(pair):
     c, s = _accepted_for(pair, lambda c: c.setsockopt(std.SOL_SOCKET, std.SO_RCVBUF, 16384))
     assert c.getsockopt(std.SOL_SOCKET, std.SO_RCVBUF) == 32768   # Linux's doubled read-back
     assert 0 < s.info()["snd_wnd"] <= 16384                          # the window: the 16 KiB asked for
+
+
+def test_listener_so_rcvbuf_sizes_the_syn_ack_window_of_its_connections(pair):
+    """Set on a listening socket, SO_RCVBUF reaches its connections from the SYN on (Linux children
+    inherit sk_rcvbuf and SOCK_RCVBUF_LOCK): the client's first view of the window is the 8 KiB asked
+    for, the accepted socket's buffer is fixed (no autotuning) and reads back doubled."""
+    ls = pair.listener()
+    ls.setsockopt(std.SOL_SOCKET, std.SO_RCVBUF, 8192)
+    ls.setsockopt(std.SOL_SOCKET, std.SO_SNDBUF, 30000)
+    c = pair.client()
+    c.connect((B_ADDR, ls.getsockname()[1]))
+    s, _ = ls.accept()
+    pair.track(s)
+    assert c.info()["snd_wnd"] == 8192                     # the SYN-ACK's window: the listener's buffer
+    assert s.getsockopt(std.SOL_SOCKET, std.SO_RCVBUF) == 16384
+    assert (s._conn.rcvbuf_cap, s._conn.rcvbuf_locked) == (8192, True)
+    assert (s._conn.sndbuf_cap, s._conn.sndbuf_locked) == (30000, True)
 
 
 def test_tcp_maxseg_before_connect_clamps_the_mss_of_both_sides(pair):

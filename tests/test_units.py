@@ -37,3 +37,19 @@ def test_infinite_ssthresh_reads_inf_everywhere_it_is_shown():
     text = format_connections([info])
     assert " ssthresh:inf " in text and "2147483647" not in text
     assert " ssthresh:5000 " in format_connections([dict(info, ssthresh=5000)])
+
+
+def test_ss_view_shows_the_memory_budget_and_each_connections_buffers():
+    """SIGUSR1's view: a header line with the budget (memory.py), skmem per connection like ss -m."""
+    from stack.tcp.memory import TcpMemory
+    mem = TcpMemory(96 << 20)
+    mem.charge(70 << 20)
+    info = dict(state="ESTABLISHED", local="192.0.2.2:7", remote="192.0.2.1:4000", sndbuf=100,
+                rcvbuf=30, srtt=0.001, cc="cubic", wscale=(7, 7), rto=0.2, mss=1448, cwnd=14480,
+                ssthresh=0x7FFFFFFF, snd_wnd=0, rcv_wnd=0, unacked=0, retrans=0, segs_out=1, segs_in=1,
+                ts=True, sack=True, rcvbuf_cap=65536, sndbuf_cap=28960, ofo_bytes=1000)
+    lines = format_connections([info], mem.summary()).splitlines()
+    assert lines[1] == ("tcp memory: 70.0 MiB in use / limit 96.0 MiB (pressure; pressure above 64.0 MiB, "
+                        "ends below 48.0 MiB; peak 70.0 MiB, pressure entered 1 times)")
+    assert lines[-1].endswith(" sack skmem:(r30,rb65536,t100,tb28960,ofo1000)")
+

@@ -12,8 +12,9 @@ What a script sees (packetdrill's conventions, mapped onto this stack):
 - the stack is 192.168.0.1 and the script's peer is 192.0.2.1; ``bind`` binds port 8080,
   ``connect`` goes to 192.0.2.1:8080 from an ephemeral port; inbound segments for a listener
   come from port ``REMOTE_PORT``;
-- the stack's defaults (``TcpConfig()``): MTU 1500 so MSS 1460, window scaling, timestamps
-  and SACK on, a 4 MiB receive buffer, CUBIC, initial RTO 1 s, minimum RTO 200 ms, delayed
+- the stack's defaults (``TcpConfig()``) except the buffers: MTU 1500 so MSS 1460, window scaling,
+  timestamps and SACK on, fixed 4 MiB send and receive buffers (``SCRIPT_BUFFERS``: no autotuning,
+  so the windows a script sees do not depend on when its reads happen), CUBIC, initial RTO 1 s, minimum RTO 200 ms, delayed
   ACK 40 ms, RFC 5681's initial window (``--initial_window=N`` sets it); its ISS is ``ISS`` (fixed) and its TS clock ticks every millisecond.
 """
 from __future__ import annotations
@@ -69,13 +70,17 @@ def stack_config(options: dict) -> dict:
     return {"initial_window": int(options["initial_window"])} if "initial_window" in options else {}
 
 
+# fixed buffers for scripts (what TcpConfig gave before autotuning; SO_RCVBUF/SO_SNDBUF still set them)
+SCRIPT_BUFFERS = dict(rcvbuf=4 << 20, sndbuf=4 << 20)
+
+
 class StackDriver:
     """The stack under test in virtual time: a Host, its clock, its output and its sockets."""
 
     name = "tunstack"
 
     def __init__(self, seed: int = 1, **config):
-        self.host = Host(LOCAL_B, mtu=1500, tcp_config=TcpConfig(**config), isn=FixedIsn(ISS),
+        self.host = Host(LOCAL_B, mtu=1500, tcp_config=TcpConfig(**{**SCRIPT_BUFFERS, **config}), isn=FixedIsn(ISS),
                          rng=random.Random(seed))
         self.now = 0.0
         self.out: deque = deque()         # (time, IPv4 bytes) not yet matched by the runner
@@ -209,9 +214,9 @@ class StackDriver:
             if (level, option) == (_socket.IPPROTO_TCP, _socket.TCP_NODELAY):
                 conn.nodelay = bool(v)
             elif (level, option) == (_socket.SOL_SOCKET, _socket.SO_RCVBUF) and conn.state in (State.CLOSED, State.SYN_SENT):
-                conn.rcvbuf_cap = max(2048, int(v))
+                conn.lock_rcvbuf(max(2048, int(v)))
             elif (level, option) == (_socket.SOL_SOCKET, _socket.SO_SNDBUF):
-                conn.sndbuf_cap = max(2048, int(v))
+                conn.lock_sndbuf(max(2048, int(v)))
             elif (level, option) == (_socket.IPPROTO_TCP, CONSTANTS["TCP_CONGESTION"]):
                 conn.set_congestion(v, self.now)
 

@@ -7,8 +7,17 @@ from dataclasses import dataclass
 @dataclass
 class TcpConfig:
     mss: int | None = None             # our MSS; None: derived from the MTU (MTU - 40)
-    rcvbuf: int = 4 << 20              # receive buffer bytes; the window follows its free space
-    sndbuf: int = 4 << 20              # send buffer bytes
+    # Buffers hold payload only: Linux's sizes count bookkeeping too, so SO_RCVBUF/SO_SNDBUF read back
+    # twice these. rcvbuf/sndbuf fix every connection's buffer (a stack-wide SO_RCVBUF/SO_SNDBUF: no
+    # autotuning); None (the default) autotunes them: they start at *_initial and grow with use up to
+    # *_max (docs/design-notes.md "Buffers and the memory budget").
+    rcvbuf: int | None = None          # fixed receive buffer; None: autotuned (Linux tcp_moderate_rcvbuf)
+    sndbuf: int | None = None          # fixed send buffer; None: autotuned (Linux tcp_sndbuf_expand)
+    rcvbuf_initial: int = 64 << 10     # Linux tcp_rmem[1] 128 KiB: a 64 KiB window
+    sndbuf_initial: int = 8 << 10      # Linux tcp_wmem[1] 16 KiB (grown to four congestion windows at once)
+    rcvbuf_max: int = 6 << 20          # autotuning ceiling (Linux tcp_rmem[2]); the window scale is chosen from it
+    sndbuf_max: int = 4 << 20          # autotuning ceiling (Linux tcp_wmem[2])
+    mem_limit: int = 128 << 20         # all TCP buffers together (like tcp_mem): pressure at 2/3, low at 1/2
     window_scaling: bool = True        # RFC 7323 2
     timestamps: bool = True            # RFC 7323 3-5
     sack: bool = True                  # RFC 2018
@@ -36,3 +45,19 @@ class TcpConfig:
     max_time_wait: int = 16384         # like Linux tcp_max_tw_buckets: beyond it, TIME-WAIT is skipped
     persist_max: float = 60.0          # cap on persist-timer backoff
     zero_window_probe: str = "ack"     # "ack": empty segment at SND.UNA-1 (Linux); "octet": one new octet (RFC 9293 3.8.6.1)
+
+    def receive_buffer(self) -> tuple[int, int, bool]:
+        """(size at the start, largest, fixed) of a connection's receive buffer."""
+        if self.rcvbuf is not None:
+            return self.rcvbuf, self.rcvbuf, True
+        return self.rcvbuf_initial, max(self.rcvbuf_initial, self.rcvbuf_max), False
+
+    def send_buffer(self) -> tuple[int, int, bool]:
+        """(size at the start, largest, fixed) of a connection's send buffer."""
+        if self.sndbuf is not None:
+            return self.sndbuf, self.sndbuf, True
+        return self.sndbuf_initial, max(self.sndbuf_initial, self.sndbuf_max), False
+
+    def window_scale_buffer(self) -> int:
+        """The buffer the window scale is chosen for at SYN time: the largest it may grow to (Linux)."""
+        return self.receive_buffer()[1]

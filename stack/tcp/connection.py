@@ -22,6 +22,7 @@ from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import congestion
 from .config import TcpConfig
 from .input import ConnectionInput
+from .memory import GUARANTEED, TcpMemory
 from .output import _CAN_SEND, ConnectionOutput
 from .reassembly import Reassembler
 from .recovery import LossRecovery, SendView
@@ -33,6 +34,7 @@ from .timers import Timer, Timers
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
 CLOCK_SLACK = 1e-9  # float sums of virtual times: a deadline t0 + d compares equal to it within this
 MIN_PMTU = 552     # the smallest path MTU a "fragmentation needed" may set (Linux ip_rt_min_pmtu)
+SNDBUF_CWNDS = 4  # autotuned send buffer: this many congestion windows (see _sndbuf_expand)
 ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_FRAG_NEEDED = 3, 11, 4
 # Destination Unreachable code -> errno, as Linux's icmp_err_convert (RFC 1122 3.2.2.1 codes 0-15)
 UNREACH_ERRNO = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENOPROTOOPT, errno.ECONNREFUSED,
@@ -46,7 +48,8 @@ class Connection(ConnectionInput, ConnectionOutput):
 
     def __init__(self, local: tuple[bytes, int], remote: tuple[bytes, int], iss: int, now: float,
                  config: TcpConfig, mss_limit: int, tracer: Tracer = NULL_TRACER,
-                 ts_offset: int = 0, challenge_ack: Callable[[float], bool] | None = None):
+                 ts_offset: int = 0, challenge_ack: Callable[[float], bool] | None = None,
+                 memory: TcpMemory | None = None):
         self.local, self.remote, self.config, self.tracer = local, remote, config, tracer
         self.state = State.CLOSED
         self.outq: list[TcpSegment] = []
@@ -70,7 +73,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self._closing = 0                         # states.Closing bits: FIN queued / sent / received, orphaned
         self.fin_seq = 0
         self.nodelay = config.nodelay
-        self.rcvbuf_cap, self.sndbuf_cap = config.rcvbuf, config.sndbuf
+        self._init_buffers(config, memory)
         # ACK generation
         self.ack_now = False
         self.unacked_segs = 0
@@ -98,6 +101,65 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.rcv_adv = 0                          # right edge we advertised: RCV.NXT + RCV.WND
         self.rcv_wscale = 0                       # shift we apply to our window field
         self.rcv_up = 0
+
+    def _init_buffers(self, config: TcpConfig, memory: TcpMemory | None) -> None:
+        """Buffer sizes (payload octets), autotuned unless fixed, and the stack's memory budget."""
+        self.memory = memory or TcpMemory(config.mem_limit)  # shared by the layer's connections
+        self.mem_charged = 0                      # what the layer last charged for this connection
+        self.ofo_bytes = 0                        # octets in the out-of-order queue (an upper bound)
+        self.rcvbuf_cap, self.rcvbuf_max, self.rcvbuf_locked = config.receive_buffer()  # locked: Linux SOCK_RCVBUF_LOCK
+        self.sndbuf_cap, self.sndbuf_max, self.sndbuf_locked = config.send_buffer()
+        # dynamic right-sizing (Linux tcp_rcv_space_adjust): octets the user read per RTT
+        self.rcvq_space = self.rcvbuf_cap // 2    # the largest per-RTT read so far (Linux rcvq_space.space)
+        self.rcvq_copied = 0
+        self.rcvq_time: float | None = None
+
+    def lock_rcvbuf(self, size: int) -> None:
+        """SO_RCVBUF: a fixed receive buffer, no autotuning (Linux SOCK_RCVBUF_LOCK). Before the SYN
+        it also sets the window scale."""
+        self.rcvbuf_cap = self.rcvbuf_max = size
+        self.rcvbuf_locked = True
+
+    def lock_sndbuf(self, size: int) -> None:
+        """SO_SNDBUF: a fixed send buffer, no autotuning (Linux SOCK_SNDBUF_LOCK)."""
+        self.sndbuf_cap = self.sndbuf_max = size
+        self.sndbuf_locked = True
+
+    def mem_usage(self) -> int:
+        """Octets this connection holds: send buffer, receive buffer, out-of-order queue."""
+        return len(self.sndbuf) + len(self.rcvbuf) + self.ofo_bytes
+
+    def _rcv_space_adjust(self, copied: int, now: float) -> None:
+        """Dynamic right-sizing (Linux tcp_rcv_space_adjust): once per RTT, if the user read more than
+        ever before in one RTT, let the buffer hold twice that (the window must cover two RTTs' worth
+        for the sender to grow). Not while the budget is under pressure, nor when fixed."""
+        if self.rcvbuf_locked:
+            return
+        self.rcvq_copied += copied
+        if self.rcvq_time is None:
+            self.rcvq_time = now
+            return
+        rtt = self.rtt.srtt
+        if rtt is None or now - self.rcvq_time < rtt:
+            return
+        copied, self.rcvq_copied, self.rcvq_time = self.rcvq_copied, 0, now
+        if copied <= self.rcvq_space:
+            return
+        self.rcvq_space = copied
+        want = min(2 * copied + 16 * self.eff_mss, self.rcvbuf_max)
+        if want > self.rcvbuf_cap and self.memory.may_grow():
+            self._trace("rcvbuf_grow", now, old=self.rcvbuf_cap, new=want)
+            self.rcvbuf_cap = want
+
+    def _sndbuf_expand(self) -> None:
+        """Linux tcp_sndbuf_expand: room for SNDBUF_CWNDS congestion windows of at least ten segments
+        (Linux: 2 x max(cwnd, TCP_INIT_CWND) segments of truesize, about twice the payload), while
+        not fixed and the budget is not under pressure."""
+        if self.sndbuf_locked or not self.memory.may_grow():
+            return
+        want = min(SNDBUF_CWNDS * max(self.cc.cwnd, 10 * self.eff_mss), self.sndbuf_max)
+        if want > self.sndbuf_cap:
+            self.sndbuf_cap = want
 
     def _init_timers_and_control(self, config: TcpConfig, iss: int, now: float) -> None:
         self.timers = Timers()                    # every deadline (absolute virtual times), one clear-all
@@ -183,6 +245,8 @@ class Connection(ConnectionInput, ConnectionOutput):
     def _set_state(self, new: State, now: float, why: str = "") -> None:
         """The one place a state changes (traced, like smoltcp's set_state)."""
         old, self.state = self.state, new
+        if new is State.ESTABLISHED:
+            self._sndbuf_expand()  # Linux tcp_init_buffer_space: room for two initial windows
         if self.tracer.enabled:
             self.tracer.emit("state", now, conn=self.name, old=old.name, new=new.name, why=why)
         self.notify("state")
@@ -226,7 +290,7 @@ class Connection(ConnectionInput, ConnectionOutput):
             self.snd_mss = max(syn.mss, 64)
         if self.config.window_scaling and syn.wscale is not None:
             self.snd_wscale = min(syn.wscale, 14)  # RFC 7323 2.3: values above 14 are taken as 14
-            self.rcv_wscale = _wscale_for(self.rcvbuf_cap)
+            self.rcv_wscale = _wscale_for(self.rcvbuf_max)  # for the largest the buffer may grow to
         else:
             self.snd_wscale = self.rcv_wscale = 0
         if self.config.timestamps and syn.tsval is not None:
@@ -243,7 +307,7 @@ class Connection(ConnectionInput, ConnectionOutput):
                          SYN | ACK if passive else SYN, min(self._free_space(), 0xFFFF))
         seg.mss = self.mss_limit
         if self.config.window_scaling and (not passive or self.rcv_wscale or self.snd_wscale):
-            seg.wscale = self.rcv_wscale if passive else _wscale_for(self.rcvbuf_cap)
+            seg.wscale = self.rcv_wscale if passive else _wscale_for(self.rcvbuf_max)
         if self.config.sack and (not passive or self.sack_enabled):
             seg.sack_perm = True
         if self.config.timestamps and (not passive or self.ts_enabled):
@@ -258,8 +322,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
             if self.fin_queued:
                 return -errno.EPIPE
-            room = self.sndbuf_cap - len(self.sndbuf)
-            n = min(room, len(data))
+            n = min(self.send_space(), len(data))
             if n > 0:
                 self.sndbuf += data[:n] if n < len(data) else data
                 self._output(now)
@@ -267,7 +330,12 @@ class Connection(ConnectionInput, ConnectionOutput):
         return -(self.error or errno.EPIPE)
 
     def send_space(self) -> int:
-        return self.sndbuf_cap - len(self.sndbuf)
+        """Free send-buffer room; none above the memory limit beyond the guaranteed few KiB (Linux
+        sk_stream_memory_free / sk_wmem_schedule: send() blocks or fails with EAGAIN)."""
+        room = self.sndbuf_cap - len(self.sndbuf)
+        if self.memory.over_limit:
+            room = min(room, GUARANTEED - len(self.sndbuf))
+        return max(0, room)
 
     def recv(self, n: int, now: float) -> bytes:
         """RFC 9293 3.10.3 RECEIVE: take up to n in-order octets; open the window if it grew enough."""
@@ -275,6 +343,7 @@ class Connection(ConnectionInput, ConnectionOutput):
             data = bytes(view[:n])  # one copy (a bytearray slice and bytes() would be two)
         del self.rcvbuf[:n]
         if data:
+            self._rcv_space_adjust(len(data), now)
             self._maybe_window_update(now)
         return data
 
@@ -285,6 +354,7 @@ class Connection(ConnectionInput, ConnectionOutput):
             with memoryview(self.rcvbuf) as view:
                 buffer[:k] = view[:k]
             del self.rcvbuf[:k]
+            self._rcv_space_adjust(k, now)
             self._maybe_window_update(now)
         return k
 
@@ -559,7 +629,8 @@ class Connection(ConnectionInput, ConnectionOutput):
                 "rcv_nxt": self.rcv_nxt, "rcv_wnd": self.rcv_wnd, "mss": self.eff_mss,
                 "srtt": self.rtt.srtt, "rttvar": self.rtt.rttvar, "rto": self.rtt.current_rto(),
                 "cc": self.cc.name, **self.cc.state_dict(), "unacked": self.flight_size,
-                "sndbuf": len(self.sndbuf), "rcvbuf": len(self.rcvbuf), "wscale": (self.snd_wscale, self.rcv_wscale),
+                "sndbuf": len(self.sndbuf), "rcvbuf": len(self.rcvbuf), "sndbuf_cap": self.sndbuf_cap,
+                "rcvbuf_cap": self.rcvbuf_cap, "ofo_bytes": self.ofo_bytes, "wscale": (self.snd_wscale, self.rcv_wscale),
                 "ts": self.ts_enabled, "sack": self.sack_enabled, **self.stats}
 
 

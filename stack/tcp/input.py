@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
+from .memory import GUARANTEED
 from .seq import MASK, acceptable, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED, State
 
@@ -50,7 +51,8 @@ class ConnectionInput:
             return False  # no timestamp or PAWS would look at it
         payload = seg.payload
         if payload:
-            if seg.ack != self.snd_una or len(payload) > self.rcv_wnd or self._closing & ORPHANED:
+            if (seg.ack != self.snd_una or len(payload) > self.rcv_wnd or self._closing & ORPHANED
+                    or self.memory.pressure):  # the budget decides on the general path
                 return False
             if ts and seg.seq == self.last_ack_sent:
                 self.ts_recent = seg.tsval  # RFC 7323 4.3
@@ -322,6 +324,7 @@ class ConnectionInput:
             self.set_congestion(self._pending_cc, now)
         self.timers.rto = self.rtx.deadline  # RFC 6298 5.2 / 5.3: stopped or restarted by the ACK
         if data_acked > 0:
+            self._sndbuf_expand()
             self.notify("writable")
 
     def _take_rtt_sample(self, seg: TcpSegment, now: float) -> float | None:
@@ -383,6 +386,8 @@ class ConnectionInput:
         seq = seg.seq
         if skip_syn and seg.flags & SYN:
             seq = seq_add(seq, 1)
+        if payload and self._refuse_for_memory(seg, seq, now):
+            return
         if seq == self.rcv_nxt:
             self._deliver(payload, fin, now)
             if self.reasm:
@@ -394,6 +399,28 @@ class ConnectionInput:
             self._send_ack(now)  # RFC 5681 4.2: out-of-order -> an immediate duplicate ACK, each one
             return
         self._schedule_ack(len(payload), now)
+
+    def _refuse_for_memory(self, seg: TcpSegment, seq: int, now: float) -> bool:
+        """The memory budget (memory.py) on arriving data: under pressure out-of-order data is pruned and
+        not queued (RFC 2018 8 allows reneging; Linux tcp_prune_ofo_queue); above the limit new data
+        is dropped (Linux tcp_try_rmem_schedule fails: TCPRCVQDROP), unless this connection holds less
+        than the guaranteed minimum. The ACK field was already processed; an ACK tells the window."""
+        mem = self.memory
+        if not mem.pressure:
+            return False
+        if seq != self.rcv_nxt:
+            if self.reasm:
+                self.reasm.clear()
+                self.ofo_bytes = 0
+                self._trace("drop", now, reason="ofo_prune_pressure", seq=seq)
+            self._count_drop(seg, "ofo_mem_pressure", now)
+            self._send_ack(now)  # a duplicate ACK (RFC 5681 4.2), its SACK blocks now gone
+            return True
+        if mem.over_limit and len(self.rcvbuf) + len(seg.payload) > GUARANTEED:
+            self._count_drop(seg, "mem_limit", now)
+            self.ack_now = True
+            return True
+        return False
 
     def _deliver(self, payload, fin: bool, now: float) -> None:
         if payload:
@@ -410,6 +437,8 @@ class ConnectionInput:
         if not self.reasm.store(seq, payload, fin, self.rcv_nxt):
             self._trace("drop", now, reason="ofo_full", seq=seq)
             return
+        # counted as stored (overlaps counted twice), bounded by the window the data must lie in
+        self.ofo_bytes = min(self.ofo_bytes + len(payload), self.rcv_wnd)
         if self.reasm.pruned != pruned:
             self._trace("drop", now, reason="ofo_prune", seq=seq)
         if self.tracer.enabled:
@@ -421,7 +450,10 @@ class ConnectionInput:
             chunk = self.reasm.pop_ready(self.rcv_nxt)
             if chunk is None:
                 break
+            self.ofo_bytes = max(0, self.ofo_bytes - len(chunk[0])) if self.reasm else 0
             self._deliver(chunk[0], chunk[1], now)
+        if not self.reasm:
+            self.ofo_bytes = 0
 
     def sack_blocks(self) -> list[tuple[int, int]]:
         """RFC 2018 4: most recent first; up to 3 with timestamps (option space), else 4."""
@@ -433,6 +465,7 @@ class ConnectionInput:
         self._closing |= FIN_RECEIVED
         self.ack_now = True
         self.reasm.clear()
+        self.ofo_bytes = 0
         st = self.state
         if st in (State.SYN_RECEIVED, State.ESTABLISHED):
             self._set_state(State.CLOSE_WAIT, now, "FIN received")

@@ -37,6 +37,7 @@ from .config import TcpConfig
 from .connection import Connection
 from .isn import IsnGenerator
 from .listener import Listener
+from .memory import TcpMemory
 from .timewait import TimeWaitRecord
 from .syncookies import COOKIE_LIFETIME, SynCookies, check_cookie_ack, cookie_syn_ack, open_from_cookie
 from .seq import seq_add, seq_gt, seq_le, seq_lt
@@ -72,6 +73,7 @@ class TcpLayer:
         limit = self.config.challenge_ack_limit
         self._challenge_bucket = TokenBucket(limit, limit)  # RFC 5961 7: per stack, not per connection
         self._cookies: SynCookies | None = None
+        self.memory = TcpMemory(self.config.mem_limit)  # every connection's buffers (like tcp_mem)
         self.tso = False               # the link splits super-segments (TUN offload): send up to 64 KiB at once
 
     # ------------------------------------------------------------ counters
@@ -152,7 +154,7 @@ class TcpLayer:
         if ts_offset is None:
             ts_offset = self.rng.getrandbits(32)
         conn = Connection(local, remote, iss, now, self.config, self.mss_limit,
-                          self.tracer, ts_offset=ts_offset, challenge_ack=self._challenge_ok)
+                          self.tracer, ts_offset=ts_offset, challenge_ack=self._challenge_ok, memory=self.memory)
         conn.tso = self.tso
         self.conns[(local[0], local[1], remote[0], remote[1])] = conn
         return conn
@@ -305,6 +307,7 @@ class TcpLayer:
         if not self._may_add_connection():
             return
         conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, min_iss)
+        lst.inherit_buffers(conn)  # before the SYN-ACK: its window and window scale follow them
         lst.add_embryo(conn)
         try:
             lst.setup(conn)  # the listening socket's options (TCP_MAXSEG, IP_TTL, IP_TOS) before the SYN-ACK
@@ -355,6 +358,7 @@ class TcpLayer:
             return True
         conn = self._new_connection((dst, seg.dport), (src, seg.sport), now, iss=seq_add(seg.ack, -1),
                                     ts_offset=self.cookies.ts_offset(src, seg.sport, dst, seg.dport))
+        lst.inherit_buffers(conn)
         lst.add_embryo(conn, from_cookie=True)
         try:
             lst.setup(conn)
@@ -389,6 +393,7 @@ class TcpLayer:
 
     def _settle(self, conn: Connection, now: float) -> None:
         """Forget ``conn`` once CLOSED; replace it by a TIME-WAIT record once its last ACK is out; re-arm its timer."""
+        self._charge(conn)
         if conn.state is State.CLOSED:
             self._forget(conn)
             return
@@ -401,6 +406,14 @@ class TcpLayer:
                 return
         self._arm_timer(conn)
 
+    def _charge(self, conn: Connection) -> None:
+        """Bring the memory budget up to date with what ``conn`` holds now (memory.py)."""
+        held = conn.state is not State.CLOSED and self.conns.get(_key(conn)) is conn  # not replaced by a record
+        used = conn.mem_usage() if held else 0
+        if used != conn.mem_charged:
+            self.memory.charge(used - conn.mem_charged)
+            conn.mem_charged = used
+
     def _enter_time_wait(self, conn: Connection, key: tuple, now: float) -> None:
         """The table keeps a compact record instead of the connection (bounded like tcp_max_tw_buckets)."""
         if len(self._time_wait) >= self.config.max_time_wait:
@@ -408,6 +421,8 @@ class TcpLayer:
             conn._delete_tcb(now, "TIME-WAIT table full")
             self._forget(conn)
             return
+        self.memory.charge(-conn.mem_charged)  # the record keeps no buffers
+        conn.mem_charged = 0
         rec = TimeWaitRecord.from_connection(conn, key)
         self.conns[key] = self._time_wait[key] = rec
         if conn.listener is not None:
@@ -425,6 +440,8 @@ class TcpLayer:
             heapq.heappush(self._timers, (deadline, next(self._tick), _key(tcb)))
 
     def _forget(self, conn: Connection) -> None:
+        self.memory.charge(-conn.mem_charged)
+        conn.mem_charged = 0
         key = _key(conn)
         if self.conns.get(key) is conn:
             del self.conns[key]

@@ -35,8 +35,19 @@ class Listener:
         self.setup: Callable = lambda conn: None   # the listening socket's options, onto each new connection
         self.closed = False
         self.last_cookie_at: float | None = None    # when a SYN was last answered with a cookie
+        # SO_RCVBUF / SO_SNDBUF set on the listening socket (payload octets; None: as the config): its
+        # connections get them from the SYN on, as Linux's children inherit sk_rcvbuf and the locks
+        self.rcvbuf: int | None = None
+        self.sndbuf: int | None = None
         self.stats = {"syns": 0, "accept_overflow": 0, "syn_overflow": 0, "ack_overflow": 0,
                       "syncookies_sent": 0, "syncookies_recv": 0, "syncookies_failed": 0, "synack_pruned": 0}
+
+    def inherit_buffers(self, conn) -> None:
+        """A new connection takes the listener's fixed buffer sizes, before its SYN-ACK."""
+        if self.rcvbuf is not None:
+            conn.lock_rcvbuf(self.rcvbuf)
+        if self.sndbuf is not None:
+            conn.lock_sndbuf(self.sndbuf)
 
     # ------------------------------------------------------------ sizes
     @property

@@ -8,6 +8,7 @@ attributes (``connection.py`` creates them).
 from __future__ import annotations
 
 from ..wire.tcp import ACK, FIN, PSH, SYN, TcpSegment
+from .memory import GUARANTEED
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, State
 from .window import usable_window
@@ -52,7 +53,14 @@ class ConnectionOutput:
         return wnd_end
 
     def _free_space(self) -> int:
-        return max(0, self.rcvbuf_cap - len(self.rcvbuf))
+        """Receive-buffer room the window may offer. Under memory pressure the window grows by at most
+        four segments past what is buffered (Linux caps rcv_ssthresh at 4 * advmss), and never beyond
+        what the budget still holds: "advertise no more window than fits" (memory.py)."""
+        free = max(0, self.rcvbuf_cap - len(self.rcvbuf))
+        mem = self.memory
+        if mem.pressure:
+            free = min(free, 4 * self.eff_mss, max(mem.limit - mem.used, GUARANTEED - len(self.rcvbuf)))
+        return free
 
     def _set_rcv_adv_initial(self) -> None:
         self.rcv_adv = seq_add(self.rcv_nxt, self._window_field_for(self._free_space()) << self.rcv_wscale)

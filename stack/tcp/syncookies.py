@@ -127,11 +127,11 @@ def cookie_syn_ack(cookies: SynCookies, config: TcpConfig, mss_limit: int, src: 
     timestamps the cookie carries the MSS only, so no other option is offered (Linux tcp_clear_options)."""
     peer_mss = syn.mss if syn.mss is not None else DEFAULT_MSS  # RFC 9293 3.7.1 default
     isn, _ = cookies.make_isn(src, syn.sport, dst, syn.dport, syn.seq, peer_mss, now)
-    reply = TcpSegment(syn.dport, syn.sport, isn, seq_add(syn.seq, 1), SYN | ACK, min(config.rcvbuf, 0xFFFF))
+    reply = TcpSegment(syn.dport, syn.sport, isn, seq_add(syn.seq, 1), SYN | ACK, min(config.receive_buffer()[0], 0xFFFF))
     reply.mss = mss_limit
     if config.timestamps and syn.tsval is not None:
         wscale = min(syn.wscale, 14) if config.window_scaling and syn.wscale is not None else None
-        ours = _wscale_for(config.rcvbuf)
+        ours = _wscale_for(config.window_scale_buffer())
         if wscale is not None and (ours or wscale):  # as Connection._send_syn offers it
             reply.wscale = ours
         sack = config.sack and syn.sack_perm

@@ -320,6 +320,7 @@ def test_nonblocking_send_fills_then_eagain(net):
 
 def test_send_buffer_full_is_not_writable(net):
     s, p = net.connected()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)  # fixed: it outlasts the peer's window
     s.setblocking(False)
     try:
         for _ in range(4000):

@@ -17,8 +17,11 @@ IN, OUT, ERR, HUP, RDHUP = select.POLLIN, select.POLLOUT, select.POLLERR, select
 
 
 def filled(net):
-    """(socket under test, peer): our send buffer and the peer's receive buffer are full."""
+    """(socket under test, peer): our send buffer and the peer's receive buffer are full. The send
+    buffer is fixed (SO_SNDBUF, capped at 2 x 212992 on both) so that it outlasts the peer's window:
+    an autotuned one starts smaller than that window and would fill first."""
     s, p = net.connected()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     s.setblocking(False)
     try:
         for _ in range(4000):

@@ -15,7 +15,7 @@ import pytest
 
 from labdoc import LANGS, Lab, run_shell
 from stack.pcap import read_pcap
-from stack.sim import Simulation
+from stack.sim import SIM_BUFFER, Simulation
 from stack.tcp.config import TcpConfig
 from stack.tcp.isn import IsnGenerator
 from stack.tcp.states import State
@@ -85,9 +85,9 @@ def test_window_field_is_scaled_by_seven_except_in_syns(hs):
     receive buffer). The SYNs' own window fields (65535) are never scaled.'"""
     (_, _, syn), (_, _, synack), (_, _, ack) = segments(hs["log"])
     assert syn.window == synack.window == 65535
-    assert ack.window == 32768 and 32768 << 7 == 4194304 == 4 << 20 == TcpConfig().rcvbuf
+    assert ack.window == 32768 and 32768 << 7 == 4194304 == 4 << 20 == SIM_BUFFER  # the simulator's fixed buffers
     assert hs["client"].rcv_wscale == hs["client"].snd_wscale == 7
-    assert 0xFFFF << 6 < TcpConfig().rcvbuf <= 0xFFFF << 7  # 7 is the smallest shift that covers it
+    assert 0xFFFF << 6 < SIM_BUFFER <= 0xFFFF << 7  # 7 is the smallest shift that covers it
 
 
 def test_isn_is_a_keyed_hash_plus_a_clock():

@@ -23,6 +23,10 @@ string compared as a set of letters ("SA" == "AS"); ``options`` is a dict of sca
 option names (NOP and EOL ignored) that must be exactly the options present, with
 ``ANY`` as a wildcard value; ``at`` is the virtual time the segment was emitted.
 
+Buffers are pinned (``FIXED_BUFFERS``: 4 MiB each, no autotuning, the budget far away) so the
+windows the tests expect do not depend on autotuning or memory pressure; a test about buffers
+passes its own (``rcvbuf=None`` to autotune, ``mem_limit=...``).
+
 Other engineers: reuse ``TcpHarness`` for any packet-exact test of the TCP layer.
 """
 from __future__ import annotations
@@ -134,11 +138,16 @@ def check_checksums(raw: bytes) -> IP:
     return pkt
 
 
+# the windows most tests expect: fixed 4 MiB buffers (what TcpConfig gave before autotuning)
+FIXED_BUFFERS = dict(rcvbuf=4 << 20, sndbuf=4 << 20, mem_limit=1 << 40)
+
+
 class TcpHarness:
     """One Host under test, a virtual clock, and the segments it emitted (oldest first)."""
 
     def __init__(self, *, iss: int = ISS, peer_isn: int = PEER_ISN, timestamps: bool = False,
                  sack: bool = False, window_scaling: bool = False, seed: int = 1, **config):
+        config = {**FIXED_BUFFERS, **config}
         self.config = TcpConfig(timestamps=timestamps, sack=sack, window_scaling=window_scaling, **config)
         self.iss = s32(iss)
         self.peer_isn = s32(peer_isn)
