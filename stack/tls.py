@@ -26,6 +26,7 @@ non-blocking mode a call that needs the peer raises ``ssl.SSLWantReadError`` (or
 from __future__ import annotations
 
 import errno
+import select
 import socket as _std
 import ssl
 import threading
@@ -68,46 +69,57 @@ class TlsSocket:
             self.do_handshake()
 
     # ------------------------------------------------------------ moving records
-    def _run(self, op, *args):
-        """``op(*args)`` on the SSLObject, feeding it from the socket until it needs nothing more."""
+    def _run(self, op, *args, reading: bool = False):
+        """``op(*args)`` on the SSLObject, feeding it from the socket until it needs nothing more.
+
+        A read does not wait for room in the send buffer: records it finds waiting (another thread's
+        writes, or what the read itself produced) go only as far as the socket takes them now, and the
+        rest waits for the next call. Else a reader could block on a full send buffer while the peer
+        waits for it to read (the peer's writes filling our receive window), as a kernel SSLSocket's
+        reader never does."""
         while True:
             try:
                 with self._ssl_lock:
                     result = op(*args)
             except ssl.SSLWantReadError:
-                self._flush()
+                self._flush(wait=not reading)
                 if not self._fill():
                     raise
                 continue
-            self._flush()
+            self._flush(wait=not reading)
             return result
 
-    def _flush(self) -> None:
+    def _flush(self, wait: bool = True) -> None:
         """Send the records the SSLObject produced, in order. If another thread is sending, it takes ours
-        too (it looks again after letting go); non-blocking, what the socket does not take now waits."""
+        too (it looks again after letting go); non-blocking (or not ``wait``), what the socket does not
+        take now waits."""
         while self._send_lock.acquire(blocking=False):
             try:
                 with self._ssl_lock:
                     data, self._unsent = self._unsent + self._outgoing.read(), b""
                 if data:
-                    self._send(data)
+                    self._send(data, wait)
             finally:
                 self._send_lock.release()
             with self._ssl_lock:
                 if not self._outgoing.pending:
                     return
 
-    def _send(self, data: bytes) -> None:
-        if self._sock.gettimeout() != 0.0:
+    def _send(self, data: bytes, wait: bool = True) -> None:
+        if wait and self._sock.gettimeout() != 0.0:
             self._sock.sendall(data)
             return
-        try:
-            n = self._sock.send(data)
-        except BlockingIOError:
-            n = 0
+        if not wait and not self._sock.poll_events() & select.POLLOUT:
+            n = 0  # a timed send would wait for POLLOUT first, MSG_DONTWAIT or not (as CPython's)
+        else:
+            try:
+                n = self._sock.send(data, 0 if wait else _std.MSG_DONTWAIT)
+            except BlockingIOError:
+                n = 0
         if n < len(data):
             self._unsent = data[n:]
-            raise ssl.SSLWantWriteError(ssl.SSL_ERROR_WANT_WRITE, "the socket's send buffer is full")
+            if wait:
+                raise ssl.SSLWantWriteError(ssl.SSL_ERROR_WANT_WRITE, "the socket's send buffer is full")
 
     def _fill(self) -> bool:
         """Records from the socket into the SSLObject; False when there are none yet (non-blocking)."""
@@ -131,8 +143,8 @@ class TlsSocket:
         self._check_open()
         try:
             if buffer is not None:
-                return self._run(self._sslobj.read, len, buffer)
-            return self._run(self._sslobj.read, len)
+                return self._run(self._sslobj.read, len, buffer, reading=True)
+            return self._run(self._sslobj.read, len, reading=True)
         except ssl.SSLError as exc:
             if exc.args[0] == ssl.SSL_ERROR_EOF and self.suppress_ragged_eofs:
                 return 0 if buffer is not None else b""  # the peer closed TCP without close_notify
