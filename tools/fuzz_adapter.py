@@ -175,6 +175,9 @@ class Core:
         out.update({f"tcp:{k}": v for k, v in self._host.tcp.stats.items()})
         for lst in self._host.tcp.listeners.values():
             out.update({f"listen:{k}": v for k, v in lst.stats.items()})
+        # drops counted by any connection (a mutated segment may reach another one, e.g. a new
+        # SYN-RECEIVED connection made by its first copy), not only the one under test
+        out["conn:drops"] = sum(c.stats["drops"] for c in self._host.tcp.conns.values() if hasattr(c, "stats"))
         return out
 
     def connection_count(self) -> int:

@@ -77,6 +77,8 @@ class ConnectionInput:
             if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
                 if not flags & RST:
                     self._emit(TcpSegment(self.local[1], self.remote[1], seg.ack, 0, RST, 0), now)
+                else:
+                    self._count_drop(seg, "rst_bad_ack", now)  # "if the RST bit is set, drop the segment"
                 return
         if flags & RST:
             # second check: RST with acceptable ACK -> connection refused; without ACK -> drop
@@ -374,7 +376,8 @@ class ConnectionInput:
         st = self.state
         if st not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             if seg.payload:
-                return  # CLOSE-WAIT and later: the peer already sent FIN; ignore text
+                self._count_drop(seg, "data_after_fin", now)  # CLOSE-WAIT and later: the peer sent FIN; ignore text
+                return
         payload, fin = seg.payload, bool(seg.flags & FIN)
         if not payload and not fin:
             return

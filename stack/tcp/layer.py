@@ -219,7 +219,9 @@ class TcpLayer:
 
     def _time_wait_arrives(self, rec: TimeWaitRecord, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.4 in TIME-WAIT, answered by the compact record."""
-        reply, ended = rec.segment_arrives(seg, now, self._challenge_ok, 2 * self.config.msl)
+        reply, ended, dropped = rec.segment_arrives(seg, now, self._challenge_ok, 2 * self.config.msl)
+        if dropped:
+            self.count("time_wait_" + dropped)  # every drop has a name (time_wait_no_ack, ...)
         if reply is not None:
             self._send_order.append((None, (rec.key[0], rec.key[2], reply)))
         if ended:

@@ -13,7 +13,7 @@ ends, through ``Connection._delete_tcb``, which traces and wakes the socket); on
 it is freed and the record answers alone.
 
 Sans-I/O like the rest: ``segment_arrives(seg, now, challenge_ok, msl2)`` returns the reply
-(or None) and whether TIME-WAIT ended; the layer queues, counts and forgets.
+(or None), whether TIME-WAIT ended, and the name of a drop; the layer queues, counts and forgets.
 """
 from __future__ import annotations
 
@@ -95,7 +95,8 @@ class TimeWaitRecord:
         return seg
 
     def segment_arrives(self, seg: TcpSegment, now: float, challenge_ok, msl2: float) -> tuple:
-        """RFC 9293 3.10.7.4 in TIME-WAIT: (the reply or None, True when TIME-WAIT ends here).
+        """RFC 9293 3.10.7.4 in TIME-WAIT: (the reply or None, True when TIME-WAIT ends here, the reason
+        when the segment is dropped unanswered and uncounted elsewhere, else None).
 
         ``challenge_ok(now)`` is the stack's RFC 5961 7 rate limit; ``msl2`` the 2 MSL timeout.
         (A new SYN that may reopen the connection is the layer's: RFC 6191 needs the listener.)"""
@@ -103,7 +104,7 @@ class TimeWaitRecord:
         ts = self.ts_offset is not None
         # RFC 7323 5.3 PAWS: an older timestamp marks an old duplicate: ACK it, drop it
         if ts and seg.tsval is not None and not flags & RST and seq_lt(seg.tsval, self.ts_recent):
-            return self.ack(now), False
+            return self.ack(now), False, None
         # first check: is the segment acceptable?
         seq, seg_len, wnd, nxt = seg.seq, seg.seg_len, self.rcv_wnd, self.rcv_nxt
         if seg_len == 0:
@@ -122,7 +123,9 @@ class TimeWaitRecord:
             else:
                 if flags & FIN:
                     self.deadline = now + msl2  # RFC 9293 3.10.7.4: restart the 2 MSL timeout
-                return (None if flags & RST else self.ack(now)), False  # unacceptable -> <ACK>, drop
+                if flags & RST:
+                    return None, False, "rst_unacceptable"  # RFC 9293 3.10.7.4: an unacceptable RST is dropped
+                return self.ack(now), False, None  # unacceptable -> <ACK>, drop
         elif seq_diff(nxt, seq) > 0 and flags & SYN:
             flags &= ~SYN  # the SYN lies before RCV.NXT: trimmed off with the old octets
         if ok and ts and seg.tsval is not None and seq_le(seq, nxt):
@@ -130,22 +133,25 @@ class TimeWaitRecord:
         # second check: RST (RFC 5961 3.2: only an exact one resets; in-window -> challenge ACK)
         if flags & RST:
             if seq != nxt:
-                return (self.ack(now) if challenge_ok(now) else None), False
-            return None, True  # TIME-WAIT: "enter the CLOSED state, delete the TCB, and return"
+                return (self.ack(now) if challenge_ok(now) else None), False, None
+            return None, True, None  # TIME-WAIT: "enter the CLOSED state, delete the TCB, and return"
         # fourth check: SYN -> challenge ACK (RFC 5961 4.2)
         if flags & SYN:
-            return (self.ack(now) if challenge_ok(now) else None), False
+            return (self.ack(now) if challenge_ok(now) else None), False, None
         if not flags & ACK:
-            return None, False  # fifth check: ACK bit off -> drop
+            return None, False, "no_ack"  # fifth check: ACK bit off -> drop
         ack = seg.ack
         if seq_gt(ack, self.snd_nxt):
-            return self.ack(now), False  # it acknowledges something not yet sent -> ACK, drop
+            return self.ack(now), False, None  # it acknowledges something not yet sent -> ACK, drop
         if seq_lt(ack, seq_add(self.snd_nxt, -max(self.max_snd_wnd, 1))):
-            return (self.ack(now) if challenge_ok(now) else None), False  # RFC 5961 5.2: too old
+            return (self.ack(now) if challenge_ok(now) else None), False, None  # RFC 5961 5.2: too old
         if flags & FIN:  # "the only thing that can arrive in this state is a retransmission of the remote FIN"
             self.deadline = now + msl2  # acknowledge it, and restart the 2 MSL timeout
-            return self.ack(now), False
-        return (self.ack(now) if owe_ack else None), False
+            return self.ack(now), False, None
+        if owe_ack:
+            return self.ack(now), False, None
+        # seventh check: "ignore the segment text" (a FIN was received); a pure ACK is simply taken
+        return None, False, ("data_ignored" if seg.payload else None)
 
     def closed(self, now: float, why: str, tracer) -> None:
         """TIME-WAIT ended: the connection this stands for (if still held) goes CLOSED; traced either way."""

@@ -56,3 +56,35 @@ def test_rst_without_ack_in_syn_sent_is_counted():
 def test_rst_to_a_listener_is_counted():
     assert not _feed("LISTEN", lambda b: Seg(b.sport, b.dport, b.seq, 0, RST, 0))
 
+
+
+# --- the 1,000,000-case run of session 3 (seed 1): the last uncounted kinds
+def test_unacceptable_rst_in_time_wait_is_counted():
+    """RFC 9293 3.10.7.4 first check: an unacceptable RST is dropped (compact TIME-WAIT record)."""
+    assert not _feed("TIME_WAIT", lambda b: Seg(b.sport, b.dport, (b.seq + 0x40000000) & MASK, b.ack, RST | ACK, 0))
+
+
+def test_ack_bit_off_in_time_wait_is_counted():
+    assert not _feed("TIME_WAIT", lambda b: Seg(b.sport, b.dport, b.seq, b.ack, PSH, 65535, b"data"))
+
+
+def test_text_in_time_wait_is_counted():
+    """RFC 9293 3.10.7.4 seventh check, TIME-WAIT: "ignore the segment text"."""
+    assert not _feed("TIME_WAIT", lambda b: Seg(b.sport, b.dport, b.seq, b.ack, ACK | PSH, 65535, b"data"))
+
+
+def test_text_in_close_wait_is_counted():
+    """RFC 9293 3.10.7.4 seventh check, CLOSE-WAIT: the peer sent FIN; its later text is ignored. The
+    second copy is the test: the first also updates the window bookkeeping (SND.WL1), which counts."""
+    scene = fuzz.build_scene("CLOSE_WAIT", 0, seed=11)
+    b = scene.base
+    seg = Seg(b.sport, b.dport, b.seq, b.ack, ACK | PSH, 65535, b"data")
+    pkt = fuzz.ip_packet(seg.tcp_bytes(fuzz.PEER, fuzz.LOCAL), seg.ip)
+    fuzz.feed(scene, pkt)
+    assert not fuzz.feed(scene, pkt)
+    assert scene.conn.state == "CLOSE_WAIT" and scene.conn.violations() == []
+
+
+def test_rst_with_an_unacceptable_ack_in_syn_sent_is_counted():
+    """RFC 9293 3.10.7.3 first check: SEG.ACK outside (ISS, SND.NXT] with RST: drop, no reset."""
+    assert not _feed("SYN_SENT", lambda b: Seg(b.sport, b.dport, b.seq, (b.ack + 0x40000000) & MASK, RST | ACK, 0))
