@@ -81,7 +81,7 @@ class EpollHTTPServer:
         self.listener.setblocking(False)
         self.ep = epoll(stack)
         self.ep.register(self.listener, EPOLLIN)
-        self.conns: dict[int, _Conn] = {}
+        self.conns: dict = {}   # socket -> _Conn: keyed by the socket, so no socket needs an fd (poll_sockets)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
@@ -97,11 +97,13 @@ class EpollHTTPServer:
         try:
             while not self._stop.is_set():
                 timeout = None if self._next_sweep == float("inf") else max(0.0, self._next_sweep - time.monotonic())
-                for fd, events in self.ep.poll(timeout):
-                    if self.listener is not None and fd == self.listener.fileno():
+                for sock, events in self.ep.poll_sockets(timeout):
+                    if sock is self.listener:
                         self._accept_all()
-                    elif fd in self.conns:
-                        self._service(self.conns[fd], events)
+                    else:
+                        conn = self.conns.get(sock)
+                        if conn is not None:
+                            self._service(conn, events)
                 self._housekeeping()
         finally:
             self._done.set()
@@ -118,7 +120,7 @@ class EpollHTTPServer:
             sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)  # the tail of a response never waits for an ACK
             conn = _Conn(sock, peer, 0.0)
             self._arm(conn, time.monotonic() + self.idle_timeout)
-            self.conns[sock.fileno()] = conn
+            self.conns[sock] = conn
             self.ep.register(sock, _READ_EVENTS)
 
     def _service(self, conn: _Conn, events: int) -> None:
@@ -213,8 +215,7 @@ class EpollHTTPServer:
             self._next_sweep = deadline
 
     def _close(self, conn: _Conn) -> None:
-        fd = conn.sock.fileno()
-        self.conns.pop(fd, None)
+        self.conns.pop(conn.sock, None)
         if conn.file is not None:
             conn.file.close()
         conn.sock.close()  # FIN (close(2) also removes it from the epoll)
