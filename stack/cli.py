@@ -215,7 +215,7 @@ def _run_servers(stack, args) -> int:
         what = ", ".join(f"{name} :{port}" for name, port, _ in servers) or "ping only"
         print(f"tunstack: serving on {args.addr} via {args.tun} (host side {args.host_addr}, mtu {args.mtu}): {what}",
               flush=True)
-        while not signals.stop.wait(0.2):
+        while not signals.stop.wait(1.0):  # SIGINT/SIGTERM wake it; SIGUSR1, a failed loop: within 1 s
             if stack.loop_error is not None:
                 raise CliError(f"stack thread failed: {stack.loop_error!r}")
             if signals.show.is_set():

@@ -84,6 +84,7 @@ class epoll:
         self.wq = threading.Condition(stack.lock)  # epoll_wait sleeps here
         self._closed = False
         self._efd = ReadinessFd()  # readable while rdllist is not empty
+        self._interrupted = False  # interrupt() was called: the next poll() returns at once
 
     # ---------------------------------------------------------------- epoll_ctl
     def register(self, sock, eventmask: int = EPOLLIN | EPOLLPRI | EPOLLOUT) -> None:
@@ -145,7 +146,8 @@ class epoll:
             self._check_open()
             while True:
                 events = self._ep_send_events(maxevents)
-                if events or (deadline is not None and time.monotonic() >= deadline):
+                if events or self._interrupted or (deadline is not None and time.monotonic() >= deadline):
+                    self._interrupted = False
                     return events if _items else [(item.fd, revents) for item, revents in events]
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 self.wq.wait(left)
@@ -156,6 +158,15 @@ class epoll:
         the connection, as servers written in C use it. Our extension; no fd is made for a socket
         reported this way (see the module doc)."""
         return [(item.sock, revents) for item, revents in self.poll(timeout, maxevents, _items=True)]
+
+    def interrupt(self) -> None:
+        """Make the thread in ``poll()`` (or the next one to call it) return now, with what is ready
+        (maybe nothing): what an eventfd in the interest set gives a Linux server whose other
+        threads ask its loop to do something. It is sticky, as the eventfd's count is, so a loop
+        that checks its flags and then polls never misses one; with it, the loop needs no timeout."""
+        with self.stack.lock:
+            self._interrupted = True
+            self.wq.notify_all()
 
     def _ep_send_events(self, maxevents: int) -> list[tuple[EpItem, int]]:
         """Report the ready items whose sockets still have wanted events; level-triggered ones stay."""

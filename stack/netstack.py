@@ -25,7 +25,7 @@ from .trace import NULL_TRACER, Tracer
 from .ip.layer import IpLayer, martian_source
 from .ip.udp import UdpLayer
 from .wire import vnet
-from .wire.checksum import IPPROTO_TCP, IPPROTO_UDP
+from .wire.checksum import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 from .wire.errors import MalformedPacket
 from .wire.ipv4 import build_ipv4
 from .wire.tcp import build_tcp_after, parse_tcp, tcp_header_len
@@ -75,15 +75,20 @@ class NetStack:
     def receive(self, packet, now: float) -> None:
         """One packet from the link. Bad input is counted by the layers; a bug is isolated here.
 
-        The fast path: a valid, unfragmented IPv4 TCP datagram of the common shape for us
-        (``stack.wire.tcpip.parse_ipv4_tcp``) goes straight to TCP, with the same counters as
-        the general path (``IpLayer.receive`` -> ``_tcp_arrives``), which takes every other packet."""
+        The fast paths: a valid, unfragmented IPv4 TCP datagram of the common shape for us
+        (``stack.wire.tcpip.parse_ipv4_tcp``) goes straight to TCP, and a ping is answered at once
+        (``IpLayer.answer_echo``), with the same counters as the general path (``IpLayer.receive``
+        -> ``_tcp_arrives`` or ``_icmp_arrives``), which takes every other packet."""
         try:
             if self.fast_path and not self.offload:
-                parsed = parse_ipv4_tcp(packet)
-                if parsed is not None and parsed[1] == self.address and not martian_source(parsed[0]):
-                    self._tcp_fast(parsed, now)
-                    return
+                if len(packet) >= 28 and packet[9] == IPPROTO_ICMP:
+                    if self.ip.answer_echo(packet):
+                        return
+                else:
+                    parsed = parse_ipv4_tcp(packet)
+                    if parsed is not None and parsed[1] == self.address and not martian_source(parsed[0]):
+                        self._tcp_fast(parsed, now)
+                        return
             self.ip.receive(packet, now)
         except Exception as exc:  # the stack thread must not die of one packet
             self._internal_error(packet, now, exc)
@@ -133,6 +138,16 @@ class NetStack:
             self.stats["ip_loopback"] += len(looped)
             for packet in looped:
                 ip.input(packet, now, trusted=True)
+        out, ip.outq = ip.outq, []
+        self.stats["ip_out"] += len(out)
+        return out
+
+    def take_ip_output(self) -> list:
+        """What the IP layer itself answered so far (a ping's reply, an ICMP error), without pulling
+        TCP's output: the driver writes a ping's reply as soon as the ping is processed, while the
+        ACKs of a batch are still coalesced by ``take_output`` after it. Production order holds:
+        ``take_output`` puts TCP's datagrams after whatever the IP layer queued before them."""
+        ip = self.ip
         out, ip.outq = ip.outq, []
         self.stats["ip_out"] += len(out)
         return out

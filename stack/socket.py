@@ -118,7 +118,13 @@ class socket(SocketCommon):
     def _wakeup(self, what: str = "") -> None:
         """Wake sleepers and watchers (stack lock held): queued by the protocol objects through
         ``Stack.deferred`` and delivered by the runtime after processing; called directly by this module."""
-        self._cond.notify_all()
+        lst = self._listener
+        if what == "readable" and lst is not None:
+            # inet_csk_wait_for_connect(): accept() sleeps exclusively; one sleeper per queued
+            # connection is woken, not every acceptor of a pool (a thundering herd on the GIL)
+            self._cond.notify(len(lst.accept_queue))
+        else:
+            self._cond.notify_all()
         if self._efd is not None:
             if what == "readable" and not self._err_reported:
                 self._efd.wake_readable()  # sk_data_ready: a new event for edge-triggered epoll

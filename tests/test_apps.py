@@ -158,10 +158,69 @@ def test_worker_pool_grows_with_load_and_shrinks_when_idle(stacks, root, monkeyp
         server.stop_accepting()
 
 
-def test_idle_keepalive_connection_is_closed_after_idle_timeout(stacks, root, monkeypatch):
+def test_worker_pool_keeps_a_free_acceptor_past_its_idle_timeout(stacks, root, monkeypatch):
+    """The one idle acceptor of a busy pool never retires: a new client is served while every
+    other worker holds a kept-alive connection."""
     a, b = stacks
-    monkeypatch.setattr(servers.FileHandler, "idle_timeout", 0.3)
+    monkeypatch.setattr(servers.HTTPServer, "min_workers", 1)
+    monkeypatch.setattr(servers.HTTPServer, "worker_idle_timeout", 0.1)
     server = _serve(servers.http_server(b, 8080, str(root), quiet=True))
+    try:
+        clients = [_client(a, 8080) for _ in range(3)]
+        for c in clients:
+            assert _request(c) == b"<h1>tunstack</h1>\n"   # kept alive: each holds a worker
+        time.sleep(0.5)                                     # several idle timeouts of the free acceptor
+        assert _request(_client(a, 8080)) == b"<h1>tunstack</h1>\n"
+    finally:
+        server.stop_accepting()
+
+
+@pytest.mark.parametrize("mode", ["threads", "epoll-http", "epoll-echo"])
+def test_idle_servers_sleep_until_an_event(stacks, root, mode, monkeypatch):
+    """An idle server makes no wake-up: its threads wait without a timeout (or, for the pool's
+    acceptors, with their long idle timeout), whatever poll_interval serve_forever is given;
+    shutdown() still returns at once."""
+    a, b = stacks
+    waits = []
+    real_wait = threading.Condition.wait
+
+    def counting_wait(self, timeout=None):
+        waits.append(timeout)
+        return real_wait(self, timeout)
+    if mode == "threads":
+        server = servers.http_server(b, 8080, str(root), quiet=True)
+    elif mode == "epoll-http":
+        from stack.apps.epoll_http import EpollHTTPServer
+        server = EpollHTTPServer(b, 8080, str(root), quiet=True)
+    else:
+        from stack.apps.epoll_echo import EpollEchoServer
+        server = EpollEchoServer(b, 8080)
+    monkeypatch.setattr(threading.Condition, "wait", counting_wait)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    t.start()
+    time.sleep(0.3)                          # started: every thread is asleep
+    assert all(w is None or w > 10 for w in waits), waits   # the acceptors' 30 s idle timeout
+    settled = len(waits)
+    time.sleep(0.5)
+    assert waits[settled:] == []             # no thread woke up to sleep again: no polling loop
+    start = time.monotonic()
+    server.shutdown()
+    t.join(2)
+    assert not t.is_alive() and time.monotonic() - start < 1
+    server.server_close()
+
+
+@pytest.mark.parametrize("mode", ["threads", "epoll"])
+def test_idle_keepalive_connection_is_closed_after_idle_timeout(stacks, root, monkeypatch, mode):
+    """The epoll server's loop sleeps until its earliest connection deadline: it wakes for it."""
+    a, b = stacks
+    if mode == "epoll":
+        from stack.apps.epoll_http import EpollHTTPServer
+        monkeypatch.setattr(EpollHTTPServer, "idle_timeout", 0.3)
+        server = _serve(EpollHTTPServer(b, 8080, str(root), quiet=True))
+    else:
+        monkeypatch.setattr(servers.FileHandler, "idle_timeout", 0.3)
+        server = _serve(servers.http_server(b, 8080, str(root), quiet=True))
     try:
         c = _client(a, 8080)
         assert _request(c) == b"<h1>tunstack</h1>\n"
@@ -170,6 +229,8 @@ def test_idle_keepalive_connection_is_closed_after_idle_timeout(stacks, root, mo
         assert 0.2 < time.monotonic() - start < 3
     finally:
         server.stop_accepting()
+        if mode == "epoll":
+            server.stop()
 
 
 @pytest.mark.parametrize("mode", ["threads", "epoll"])

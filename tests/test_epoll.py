@@ -170,6 +170,26 @@ def test_poll_timeout_and_maxevents(stacks):
             ep.poll(0, maxevents=0)
 
 
+def test_interrupt_wakes_a_sleeping_poll_and_is_sticky(stacks):
+    """interrupt() is an eventfd in the interest set: a poll() asleep with no timeout returns at
+    once (nothing ready), and one made after it returns at once too, but only once."""
+    a, b = stacks
+    with epoll(b) as ep:
+        got = []
+        t = threading.Thread(target=lambda: got.append(ep.poll(None)), daemon=True)
+        t.start()
+        time.sleep(0.1)
+        assert t.is_alive()                  # asleep: nothing is registered, no timeout
+        ep.interrupt()
+        t.join(2)
+        assert got == [[]]
+        ep.interrupt()                       # before anyone polls: not lost
+        assert ep.poll(None) == []
+        start = time.monotonic()
+        assert ep.poll(0.2) == []            # consumed: this one sleeps its whole timeout
+        assert time.monotonic() - start >= 0.15
+
+
 def test_unregister_and_close_remove_items(stacks):
     a, b = stacks
     c, s = _pair(a, b)

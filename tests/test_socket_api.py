@@ -411,6 +411,53 @@ def test_accept_with_timeout(pair):
     assert peer == c.getsockname()
 
 
+def test_a_new_connection_wakes_one_blocked_acceptor_each(pair):
+    """inet_csk_wait_for_connect(): accept() sleeps exclusively. Of four threads blocked in
+    accept(), one connection wakes one; two connections established in one batch wake two."""
+    ls = pair.listener()
+    ls.settimeout(IO_TIMEOUT)
+    wakes, accepted = [], []
+    real_wait = ls._cond.wait
+
+    def counting_wait(timeout=None):
+        got = real_wait(timeout)
+        wakes.append(threading.get_ident())
+        return got
+    ls._cond.wait = counting_wait
+
+    def acceptor():
+        try:
+            s, _ = ls.accept()
+        except OSError:
+            return
+        accepted.append(pair.track(s))
+    threads = [threading.Thread(target=acceptor, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)                               # all four asleep in accept()
+    c = pair.client()
+    c.connect((B_ADDR, ls.getsockname()[1]))
+    deadline = time.monotonic() + 2
+    while not accepted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert len(accepted) == 1 and len(wakes) == 1, wakes   # the other three slept on
+    c2, c3 = pair.client(), pair.client()
+    c2.setblocking(False)
+    c3.setblocking(False)
+    with pair.b.lock:  # B's stack thread waits meanwhile: both handshakes complete in the same batch
+        for cl in (c2, c3):
+            assert cl.connect_ex((B_ADDR, ls.getsockname()[1])) == errno.EINPROGRESS
+        time.sleep(0.1)
+    deadline = time.monotonic() + 2
+    while len(accepted) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(accepted) == 3                     # no connection was left without a woken acceptor
+    ls.close()                                    # the last one: woken by the close
+    for t in threads:
+        t.join(2)
+
+
 def test_nonblocking_accept_eagain(pair):
     ls = pair.listener()
     ls.setblocking(False)

@@ -29,10 +29,13 @@ class EpollEchoServer:
         self._shut: set[int] = set()                        # fds whose read side drain() shut
 
     def serve_forever(self, poll_interval: float = 0.2) -> None:
+        """Serve until ``shutdown()``. The loop sleeps until an event: requests from other threads
+        (stop, drain) interrupt its poll, so it never polls; ``poll_interval`` is accepted for
+        socketserver's signature and not used (an idle server costs no wake-up)."""
         self._done.clear()
         try:
             while not self._stop.is_set():
-                for key, events in self.ep.poll_sockets(poll_interval):
+                for key, events in self.ep.poll_sockets(None):
                     if key is self.listener:
                         self._accept_all()
                     elif key in self.conns:
@@ -45,10 +48,12 @@ class EpollEchoServer:
     def stop_accepting(self) -> None:
         """Close the listener (done by the serving thread at its next turn)."""
         self._closing_listener = True
+        self.ep.interrupt()
 
     def drain(self) -> None:
         """Shut the read side of every connection: each gets EOF, its echo is flushed, then FIN."""
         self._draining = True
+        self.ep.interrupt()
 
     def active(self) -> int:
         return len(self.conns)
@@ -121,6 +126,8 @@ class EpollEchoServer:
     def shutdown(self) -> None:
         """Stop serve_forever and wait for it to return (as socketserver's shutdown does)."""
         self._stop.set()
+        if not self.ep.closed:
+            self.ep.interrupt()
         self._done.wait(5)
 
     def server_close(self) -> None:

@@ -81,23 +81,29 @@ class EpollHTTPServer:
         self.listener.setblocking(False)
         self.ep = epoll(stack)
         self.ep.register(self.listener, EPOLLIN)
-        self.conns: dict[int, _Conn] = {}
+        self.conns: dict = {}   # socket -> _Conn: keyed by the socket, so no socket needs an fd (poll_sockets)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
         self._closing_listener = self._draining = False   # graceful stop, asked from another thread
-        self._next_sweep = 0.0
+        self._next_sweep = float("inf")   # the earliest connection deadline (or later: see _arm)
 
     # ---------------------------------------------------------------- the loop
     def serve_forever(self, poll_interval: float = 0.2) -> None:
+        """Serve until ``shutdown()``. The loop sleeps until an event or the earliest connection
+        deadline; requests from other threads (stop, drain) interrupt its poll. ``poll_interval``
+        is accepted for socketserver's signature and not used: an idle server costs no wake-up."""
         self._done.clear()
         try:
             while not self._stop.is_set():
-                for fd, events in self.ep.poll(poll_interval):
-                    if self.listener is not None and fd == self.listener.fileno():
+                timeout = None if self._next_sweep == float("inf") else max(0.0, self._next_sweep - time.monotonic())
+                for sock, events in self.ep.poll_sockets(timeout):
+                    if sock is self.listener:
                         self._accept_all()
-                    elif fd in self.conns:
-                        self._service(self.conns[fd], events)
+                    else:
+                        conn = self.conns.get(sock)
+                        if conn is not None:
+                            self._service(conn, events)
                 self._housekeeping()
         finally:
             self._done.set()
@@ -112,8 +118,9 @@ class EpollHTTPServer:
                 return
             sock.setblocking(False)
             sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)  # the tail of a response never waits for an ACK
-            conn = _Conn(sock, peer, time.monotonic() + self.idle_timeout)
-            self.conns[sock.fileno()] = conn
+            conn = _Conn(sock, peer, 0.0)
+            self._arm(conn, time.monotonic() + self.idle_timeout)
+            self.conns[sock] = conn
             self.ep.register(sock, _READ_EVENTS)
 
     def _service(self, conn: _Conn, events: int) -> None:
@@ -181,7 +188,7 @@ class EpollHTTPServer:
                 self._finish_response(conn)
                 return True
             conn.off += n
-            conn.deadline = time.monotonic() + self.request_timeout   # progress
+            self._arm(conn, time.monotonic() + self.request_timeout)   # progress
 
     def _finish_response(self, conn: _Conn) -> None:
         if conn.file is not None:
@@ -199,11 +206,16 @@ class EpollHTTPServer:
     def _set_deadline(self, conn: _Conn) -> None:
         if not conn.busy:
             timeout = self.request_timeout if conn.inbuf else self.idle_timeout
-            conn.deadline = time.monotonic() + timeout
+            self._arm(conn, time.monotonic() + timeout)
+
+    def _arm(self, conn: _Conn, deadline: float) -> None:
+        """Set a connection's deadline; the loop's next sweep is never later than any deadline."""
+        conn.deadline = deadline
+        if deadline < self._next_sweep:
+            self._next_sweep = deadline
 
     def _close(self, conn: _Conn) -> None:
-        fd = conn.sock.fileno()
-        self.conns.pop(fd, None)
+        self.conns.pop(conn.sock, None)
         if conn.file is not None:
             conn.file.close()
         conn.sock.close()  # FIN (close(2) also removes it from the epoll)
@@ -344,18 +356,21 @@ class EpollHTTPServer:
             for conn in list(self.conns.values()):
                 if not conn.busy and not conn.inbuf:
                     self._close(conn)   # idle: FIN now; the others close after their response
-        if now >= self._next_sweep:
-            self._next_sweep = now + 1.0
+        if now >= self._next_sweep:   # at most one sweep a second: a deadline may pass by up to 1 s
             for conn in [c for c in self.conns.values() if c.deadline <= now]:
                 self._close(conn)
+            earliest = min((c.deadline for c in self.conns.values()), default=float("inf"))
+            self._next_sweep = max(earliest, now + 1.0)
 
     def stop_accepting(self) -> None:
         """Close the listener (done by the serving thread at its next turn)."""
         self._closing_listener = True
+        self.ep.interrupt()
 
     def drain(self) -> None:
         """Close idle connections with FIN; the others after their current response."""
         self._draining = True
+        self.ep.interrupt()
 
     def active(self) -> int:
         return len(self.conns)
@@ -363,6 +378,8 @@ class EpollHTTPServer:
     def shutdown(self) -> None:
         """Stop serve_forever and wait for it to return (as socketserver's shutdown does)."""
         self._stop.set()
+        if not self.ep.closed:
+            self.ep.interrupt()
         self._done.wait(5)
 
     def server_close(self) -> None:

@@ -42,6 +42,7 @@ class StackServerMixin:
         self._held: set = set()            # connections handlers hold now (drain() shuts their read side)
         self._held_lock = threading.Lock()
         self._draining = False
+        self._pool_event = threading.Event()  # shutdown() asked, or a worker left: serve_forever looks
         if bind_and_activate:
             try:
                 self.server_bind()
@@ -64,25 +65,38 @@ class StackServerMixin:
         waiting acceptor, which serves it (keep-alive included) and then accepts again, as
         pre-forked servers do. A busy pool grows up to ``max_workers``; a worker beyond
         ``min_workers`` that waits ``worker_idle_timeout`` without a connection exits.
+
+        Nothing polls: this thread sleeps until ``shutdown()`` or a worker's exit wakes it, and
+        the acceptors until a connection, ``server_close()`` (EBADF) or their idle timeout, so
+        an idle server costs no wake-up. ``poll_interval`` is accepted for socketserver's
+        signature and not used.
         """
         self._BaseServer__is_shut_down.clear()
-        self.socket.settimeout(poll_interval)
+        self.socket.settimeout(self.worker_idle_timeout)
         self._pool_lock = threading.Lock()
         self._idle = 0
         self._workers: list[threading.Thread] = []
         try:
             for _ in range(self.min_workers):
                 self._spawn_worker()
-            while not self._BaseServer__shutdown_request:
+            while True:
+                self._pool_event.clear()  # before the checks: a set() after them is never lost
+                if self._BaseServer__shutdown_request:
+                    break
                 with self._pool_lock:
                     self._workers = [t for t in self._workers if t.is_alive()]
                     if not self._workers:
                         break
-                    first = self._workers[0]
-                first.join(poll_interval)
+                self._pool_event.wait()
         finally:
             self._BaseServer__shutdown_request = False
             self._BaseServer__is_shut_down.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever and wait for it to return (socketserver's, with a wake-up instead of a poll)."""
+        self._BaseServer__shutdown_request = True
+        self._pool_event.set()
+        self._BaseServer__is_shut_down.wait()
 
     def _spawn_worker(self) -> None:
         with self._pool_lock:
@@ -93,9 +107,10 @@ class StackServerMixin:
         t.start()
 
     def _retire(self) -> bool:
-        """An idle worker leaves the pool if the pool is above its minimum."""
+        """An idle worker leaves the pool if the pool is above its minimum and another acceptor is
+        free (the caller still counts in ``_idle``): busy workers never leave a listener unwatched."""
         with self._pool_lock:
-            if len(self._workers) <= self.min_workers:
+            if len(self._workers) <= self.min_workers or self._idle < 2:
                 return False
             me = threading.current_thread()
             if me in self._workers:
@@ -103,6 +118,12 @@ class StackServerMixin:
             return True
 
     def _worker(self) -> None:
+        try:
+            self._accept_and_serve()
+        finally:
+            self._pool_event.set()  # serve_forever notices the pool changed (all gone: it returns)
+
+    def _accept_and_serve(self) -> None:
         idle_since = time.monotonic()
         while not self._BaseServer__shutdown_request:
             with self._pool_lock:
@@ -110,7 +131,7 @@ class StackServerMixin:
             try:
                 request, client_address = self.get_request()
             except TimeoutError:
-                if time.monotonic() - idle_since > self.worker_idle_timeout and self._retire():
+                if time.monotonic() - idle_since >= self.worker_idle_timeout and self._retire():
                     return
                 continue
             except OSError:

@@ -296,23 +296,43 @@ class Stack:
 
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host or impairment), -1 for none."""
-        candidates = [self.host.next_deadline()]
+        deadline = self.host.next_deadline()
         for imp in (self.impair_in, self.impair_out):
             if imp is not None:
-                candidates.append(imp.next_deadline())
-        deadlines = [d for d in candidates if d is not None]
-        if not deadlines:
+                other = imp.next_deadline()
+                if other is not None and (deadline is None or other < deadline):
+                    deadline = other
+        if deadline is None:
             self._sleep_until = float("inf")
             return -1
-        self._sleep_until = min(deadlines)
-        return max(0, int((self._sleep_until - self.clock()) * 1000) + 1)
+        self._sleep_until = deadline
+        return max(0, int((deadline - self.clock()) * 1000) + 1)
 
     def _read_packets(self, now: float) -> None:
         """The softirq's read: packets until EAGAIN, at most MAX_BATCH of them (the output and the
-        ACKs they owe are pulled once, after the batch: ``_transmit``)."""
-        batch = self.link.read_batch(MAX_BATCH)
-        if not batch:
+        ACKs they owe are pulled once, after the batch: ``_transmit``).
+
+        The first packet is read and processed alone, and what the IP layer answered to it (a
+        ping's reply) is written at once: a lone ping does not wait for the read that finds the
+        queue empty, nor for the output pull. TCP's output still waits for the whole batch."""
+        link, host = self.link, self.host
+        first = link.read_batch(1)
+        if not first:
             return
+        plain = self.pcap is None and self.impair_in is None and self.impair_out is None
+        if plain:  # the plain path (nothing to record or to impair), in as few calls as can be
+            host.receive(first[0], now)
+            if host.ip.outq:
+                link.write_batch(host.take_ip_output())
+        else:
+            self._receive(first, now)
+            if host.ip.outq:
+                self._write(host.take_ip_output(), now)
+        rest = link.read_batch(MAX_BATCH - 1)
+        if rest:
+            self._receive(rest, now)
+
+    def _receive(self, batch: list, now: float) -> None:
         host, pcap, imp = self.host, self.pcap, self.impair_in
         if pcap is None and imp is None:  # the plain path: nothing to record or to impair
             receive = host.receive

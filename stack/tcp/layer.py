@@ -180,7 +180,8 @@ class TcpLayer:
                     return
                 self._acks_due[conn] = None
                 self._note_output(conn)
-                self._settle(conn, now)
+                if conn.state is not State.ESTABLISHED:  # settled after the batch by segments_to_send
+                    self._settle(conn, now)           # (its timer: a new deadline is never already due)
                 return
         lst = self.listeners.get((dst, seg.dport)) or self.listeners.get((bytes(4), seg.dport))
         if lst is not None:

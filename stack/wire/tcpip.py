@@ -32,7 +32,6 @@ _IP_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")        # IPv4 (20) + TCP (20),
 _IP_TCP_TS = struct.Struct("!BBHHHBBH4s4sHHIIBBHHHIII")  # + NOP NOP TS 10 (4) + TSval + TSecr: 52
 _TS_LEAD = 0x0101080A  # NOP, NOP, kind 8, length 10 (RFC 7323 Appendix A layout, as Linux sends it)
 _TS_LEAD_SUM = 0x0101 + 0x080A
-_II = struct.Struct("!II")
 TTL = 64
 _TTL_PROTO = TTL << 8 | IPPROTO_TCP
 _HLEN_WORD = {20: 5 << 12, 32: 8 << 12}  # data offset nibble in the TCP header's 7th word
@@ -107,29 +106,37 @@ def parse_ipv4_tcp(packet):
     reserved flag clear, total length equal to the packet's length, a TCP header of 20
     bytes or of 32 with exactly NOP NOP TS. Both checksums are verified (RFC 791, RFC 9293
     3.1). The segment equals what ``parse_tcp`` makes of the TCP part. None says nothing
-    about validity: parse the packet with ``parse_ipv4`` / ``parse_tcp`` then."""
+    about validity: parse the packet with ``parse_ipv4`` / ``parse_tcp`` then.
+
+    It runs once per received segment: one unpack (of the timestamp option too when the
+    packet is long enough), the addresses' checksum residue from one integer (a 64-bit
+    number is congruent to the sum of its four 16-bit words modulo 0xffff), the sums inline."""
     n = len(packet)
-    if n < 40:
-        return None
-    (vihl, tos, total, ident, frag, ttl_proto, ipcsum, src, dst,
-     sport, dport, seq, ack, off, flags, window, csum, urg) = _IN.unpack_from(packet)
-    if vihl != 0x45 or ttl_proto & 0xFF != IPPROTO_TCP or frag & ~FLAG_DF or total != n:
-        return None
-    addrs = addr_sum(src) + addr_sum(dst)
-    if ((vihl << 8 | tos) + total + ident + frag + ttl_proto + ipcsum + addrs) % 0xFFFF:
-        return None  # RFC 791 header checksum
-    # RFC 9293 3.1: the IP header sums to 0 now, so the packet's sum is the segment's
-    if (ones_sum_unreduced(packet) + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
-        return None
-    if off == 0x50:
-        start = 40
-        tsval = None
-    elif off == 0x80 and n >= 52 and _TS_HEAD.unpack_from(packet, 40)[0] == _TS_LEAD:
-        start = 52
-        tsval, tsecr = _II.unpack_from(packet, 44)
+    if n >= 52:
+        (vihl, tos, total, ident, frag, ttl_proto, ipcsum, src, dst, sport, dport, seq, ack, off, flags,
+         window, csum, urg, ts_lead, tsval, tsecr) = _IN_TS.unpack_from(packet)
+    elif n >= 40:
+        (vihl, tos, total, ident, frag, ttl_proto, ipcsum, src, dst,
+         sport, dport, seq, ack, off, flags, window, csum, urg) = _IN.unpack_from(packet)
+        ts_lead = 0
     else:
         return None
-    payload = packet[start:]
+    if vihl != 0x45 or ttl_proto & 0xFF != IPPROTO_TCP or frag & ~FLAG_DF or total != n:
+        return None
+    addrs = int.from_bytes(packet[12:20], "big")
+    if ((vihl << 8 | tos) + total + ident + frag + ttl_proto + ipcsum + addrs) % 0xFFFF:
+        return None  # RFC 791 header checksum
+    # RFC 9293 3.1: the IP header sums to 0 now, so the packet's sum is the segment's (byte order:
+    # see stack.wire.checksum, ones_sum_unreduced)
+    if (int.from_bytes(packet, "little") % 0xFFFF * 256 + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
+        return None
+    if off == 0x50:
+        payload = packet[40:]
+        tsval = None
+    elif off == 0x80 and ts_lead == _TS_LEAD:
+        payload = packet[52:]
+    else:
+        return None
     if type(payload) is not bytes:
         payload = bytes(payload)
     seg = TcpSegment(sport, dport, seq, ack, flags, window, payload, urg, checksum=csum)
@@ -139,4 +146,4 @@ def parse_ipv4_tcp(packet):
 
 
 _IN = struct.Struct("!BBHHHHH4s4sHHIIBBHHH")  # as _IP_TCP, TTL and protocol in one word
-_TS_HEAD = struct.Struct("!I")
+_IN_TS = struct.Struct("!BBHHHHH4s4sHHIIBBHHHIII")  # _IN + the 12 bytes a timestamp option takes

@@ -6,7 +6,8 @@ import random
 import sys
 from pathlib import Path
 
-from scapy.all import ICMP, IP, TCP, Raw, raw
+import pytest
+from scapy.all import ICMP, IP, TCP, IPOption_NOP, Raw, raw
 
 from stack.ip.layer import IpLayer
 from stack.netstack import NetStack
@@ -100,15 +101,17 @@ def test_the_ip_layer_alone_answers_tcp_with_protocol_unreachable():
     assert ip.drops == {"ip_unknown_protocol": 1}
 
 
-def test_a_fault_while_processing_a_packet_is_counted_not_raised(monkeypatch, caplog):
+@pytest.mark.parametrize("where, options", [("_icmp_arrives", [IPOption_NOP()] * 4),  # the general path
+                                             ("answer_echo", [])])                     # the fast path
+def test_a_fault_while_processing_a_packet_is_counted_not_raised(monkeypatch, caplog, where, options):
     host = NetStack(aton(LOCAL), rng=random.Random(1))
 
-    def broken(self, hdr, payload, now):
+    def broken(self, *args):
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(IpLayer, "_icmp_arrives", broken)
+    monkeypatch.setattr(IpLayer, where, broken)
     with caplog.at_level("ERROR", logger="stack.netstack"):
-        host.receive(raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8) / Raw(b"x")), 0.0)
+        host.receive(raw(IP(src=PEER, dst=LOCAL, options=options) / ICMP(type=8) / Raw(b"x")), 0.0)
     assert host.stats["ip_internal_error"] == 1
     assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
     monkeypatch.undo()
@@ -173,6 +176,15 @@ def _fast_and_layered_run(fast: bool) -> tuple[list[bytes], dict, dict]:
     h.send_raw(raw(frag))
     h.app_send(bytes(range(256)) * 20)  # data out: full-sized segments, timestamps
     h.send(h.seg("A", ack=h.l_nxt + 5120, options=ts))
+    pings = [IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=1) / b"ping",            # the fast path
+             IP(src=PEER, dst=LOCAL, flags=1) / ICMP(type=8, id=7, seq=2) / b"frag",   # MF: reassembly
+             IP(src=PEER, dst=LOCAL, options=[IPOption_NOP()] * 4) / ICMP(type=8, id=7, seq=3),
+             IP(src=PEER, dst=LOCAL) / ICMP(type=8, code=3, id=0, seq=0)]              # all-zero reply
+    for ping in pings:
+        h.send_raw(raw(ping))
+    bad = bytearray(raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=4)))
+    bad[-1] ^= 0xFF  # an ICMP checksum error: counted, dropped
+    h.send_raw(bytes(bad))
     return written, dict(h.host.stats), dict(h.host.tcp.stats)
 
 
@@ -182,4 +194,5 @@ def test_the_fast_paths_write_and_count_exactly_what_the_layered_code_does():
     assert len(fast[0]) >= 8
     assert fast[0] == layered[0]
     assert fast[1] == layered[1] and fast[2] == layered[2]
-    assert fast[1]["drop:tcp_checksum"] == 1 and fast[1]["ip_fragments"] == 1
+    assert fast[1]["drop:tcp_checksum"] == 1 and fast[1]["ip_fragments"] == 2
+    assert fast[1]["icmp_echo_replies"] == 3 and fast[1]["drop:icmp_checksum"] == 1

@@ -32,7 +32,7 @@ PHASE_FIELDS = {
     "ping": ("sent", "received", "p50_ms", "p99_ms"),
 }
 IDLE_FIELDS = ("attempted", "held", "rss_empty_kib", "rss_held_kib", "rss_per_conn_kib",
-               "idle_cpu_empty", "idle_cpu_held")
+               "idle_cpu_empty", "idle_cpu_held", "idle_wakeups_per_s_empty", "idle_wakeups_per_s_held")
 BENCH = os.path.join(REPO, "tools", "bench")
 
 can_run = (os.geteuid() == 0 and os.path.exists("/dev/net/tun") and shutil.which("unshare")
@@ -97,6 +97,7 @@ def test_quick_run_writes_sane_json(tmp_path):
                 assert f in ph["idle"], f
             assert ph["idle"]["held"] == 30 and ph["idle"]["status"] == "ok", ph["idle"]
             assert ph["idle"]["rss_held_kib"] > 0 and 0 <= ph["idle"]["idle_cpu_held"] <= 4
+            assert ph["idle"]["idle_wakeups_per_s_held"] >= 0
             # SYN, ACK, byte, echo and ACKs for each of the 30: the held part alone crossed the link
             assert ph["idle"]["link_until_close"]["packets_to_server"] >= 3 * 30
 

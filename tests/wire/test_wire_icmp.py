@@ -9,7 +9,7 @@ from scapy.utils import checksum as scapy_checksum
 from stack.wire import icmp, ipv4
 from stack.wire.checksum import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 
-from wire_helpers import WIRE, payloads, scapy_ip_layers, u16, u32, with_payload
+from wire_helpers import WIRE, payloads, scapy_ip_layers, u8, u16, u32, with_payload
 
 
 @WIRE
@@ -29,6 +29,50 @@ def test_echo_reply_mirrors_id_seq_and_data(layer, ident, seq, data):
     del recomputed.chksum
     assert bytes(with_payload(recomputed, data)) == reply
     assert icmp.parse_icmp(reply).payload == data
+
+
+@WIRE
+@given(scapy_ip_layers(proto=IPPROTO_ICMP), st.booleans(), u16, u16, u8, payloads, u16,
+       st.sampled_from([0, 0, 1, 2, 5]))
+def test_echo_fast_path_writes_what_the_general_path_writes(layer, plain, ident, seq, code, data, our_ident,
+                                                            corrupt):
+    """echo_reply_datagram: for a request of the common shape, the exact bytes of build_ipv4 +
+    echo_reply (our header, type 0, code 0, the checksum from the request's, RFC 1624); None for
+    any other shape or a bad checksum (corrupt: 1 the IP header, 2 the ICMP message, 5 trailing
+    bytes beyond the total length). ``plain``: no IP options, DF or no flag (the common shape)."""
+    if plain:
+        layer.options, layer.flags = [], int(layer.flags) & 2
+    request = bytearray(bytes(with_payload(layer / ICMP(type=icmp.ECHO_REQUEST, code=code, id=ident, seq=seq), data)))
+    if corrupt == 1:
+        request[10] ^= 0x40
+    elif corrupt == 2:
+        request[-1] ^= 0x01
+    elif corrupt == 5:
+        request += b"\0" * 5
+    me = request[16:20]
+    got = icmp.echo_reply_datagram(bytes(request), bytes(me), our_ident)
+    common = (request[0] == 0x45 and not (request[6] & 0xBF or request[7]) and not corrupt
+              and (ident or seq or any(data)))   # an all-zero reply: the general builder's case
+    if not common:
+        assert got is None
+        return
+    src = bytes(request[12:16])
+    hdr, body = ipv4.parse_ipv4(bytes(request))
+    reply = icmp.echo_reply(icmp.parse_icmp(body))
+    assert got == ipv4.build_ipv4(bytes(me), src, IPPROTO_ICMP, len(reply), our_ident) + reply
+    theirs = IP(bytes(got))
+    assert scapy_checksum(bytes(got[:20])) == 0 and scapy_checksum(bytes(got[20:])) == 0
+    assert (theirs[ICMP].type, theirs[ICMP].code, theirs[ICMP].id, theirs[ICMP].seq) == (0, 0, ident, seq)
+
+
+def test_echo_fast_path_leaves_other_icmp_and_other_hosts_to_the_general_path():
+    me, peer = bytes([192, 0, 2, 2]), bytes([192, 0, 2, 1])
+    ping = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / ICMP(type=icmp.ECHO_REQUEST, id=1, seq=2) / b"abc")
+    assert icmp.echo_reply_datagram(ping, me, 7) is not None
+    assert icmp.echo_reply_datagram(ping, peer, 7) is None                       # not for us
+    pong = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / ICMP(type=icmp.ECHO_REPLY, id=1, seq=2) / b"abc")
+    assert icmp.echo_reply_datagram(pong, me, 7) is None                         # not a request
+    assert icmp.echo_reply_datagram(ping[:27], me, 7) is None                    # too short
 
 
 @st.composite

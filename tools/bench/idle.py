@@ -13,7 +13,7 @@ import socket
 import time
 
 from .config import ADDR, ECHO_PORT
-from .measure import CpuMeter, link_counters, link_delta, r3, rss_kib
+from .measure import CpuMeter, context_switches, link_counters, link_delta, r3, rss_kib
 
 IN_FLIGHT = 128  # connects outstanding at once: a burst the listen backlog can hold
 
@@ -80,15 +80,19 @@ def _echo_check(socks, t_end: float) -> int:
     return ok
 
 
-def _cpu_over(pid: int, seconds: float) -> float | None:
+def _cpu_over(pid: int, seconds: float) -> tuple[float | None, float | None]:
+    """The server's cores and its threads' wake-ups (context switches) per second over ``seconds``."""
     meter = CpuMeter(pid)
+    t0, switches0 = time.monotonic(), context_switches(pid)
     time.sleep(seconds)
-    return meter.done().get("server_cpu")
+    switches1, dt = context_switches(pid), time.monotonic() - t0
+    rate = r3((switches1 - switches0) / dt) if switches0 is not None and switches1 is not None else None
+    return meter.done().get("server_cpu"), rate
 
 
 def phase_idle(a, pid: int, link: str | None = None, port: int = ECHO_PORT) -> dict:
     t_end = time.monotonic() + 2 * a.time_limit  # connecting thousands takes a while: twice the limit
-    cpu_empty = _cpu_over(pid, min(2.0, a.idle_time))
+    cpu_empty, wakeups_empty = _cpu_over(pid, min(2.0, a.idle_time))
     rss_empty = rss_kib(pid)
     link0 = link_counters(link) if link else None
     t0 = time.perf_counter()
@@ -98,7 +102,7 @@ def phase_idle(a, pid: int, link: str | None = None, port: int = ECHO_PORT) -> d
         held = _echo_check(socks, t_end + 5)
         time.sleep(0.5)  # let delayed ACKs and the echo server's last wake-ups pass
         rss_held = rss_kib(pid)
-        cpu_held = _cpu_over(pid, a.idle_time)
+        cpu_held, wakeups_held = _cpu_over(pid, a.idle_time)
         link_held = link_delta(link0, link_counters(link)) if link else {}
     finally:
         for s in socks:
@@ -109,6 +113,7 @@ def phase_idle(a, pid: int, link: str | None = None, port: int = ECHO_PORT) -> d
            "rss_empty_kib": rss_empty, "rss_held_kib": rss_held,
            "rss_per_conn_kib": r3((rss_held - rss_empty) / held) if held and rss_empty and rss_held else None,
            "idle_cpu_empty": cpu_empty, "idle_cpu_held": cpu_held, "idle_seconds": a.idle_time,
+           "idle_wakeups_per_s_empty": wakeups_empty, "idle_wakeups_per_s_held": wakeups_held,
            "link_until_close": link_held}  # `link` (the whole phase) also counts the burst of FINs at close
     if first:
         out["first_error"] = first

@@ -16,6 +16,24 @@ def cpu_ticks(pid: int):
         return None
 
 
+def context_switches(pid: int):
+    """Voluntary + involuntary context switches of every thread of ``pid`` (its wake-ups), or None."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def rss_kib(pid: int):
     """Resident set size of ``pid`` in KiB (VmRSS), or None."""
     try:

@@ -21,6 +21,7 @@ METRICS = [  # (key, phase, field, label, higher_is_better, ratios make sense)
     ("idle_held", "idle", "held", "idle conns held", True, False),
     ("idle_rss_kib", "idle", "rss_per_conn_kib", "  RSS KiB per conn", False, False),
     ("idle_cpu", "idle", "idle_cpu_held", "  idle CPU, cores", False, False),
+    ("idle_wakeups", "idle", "idle_wakeups_per_s_held", "  idle wake-ups /s", False, False),
 ]
 COLUMNS = ("ceiling", "kernel", "stack")
 
@@ -97,7 +98,8 @@ def brief(ph, out) -> str:
          "concurrency": lambda o: f"{o['req_per_s']} req/s errors {o['errors']}",
          "ping": lambda o: f"p50 {o['p50_ms']} ms p99 {o['p99_ms']} ms",
          "idle": lambda o: f"{o['held']} held, {o['rss_per_conn_kib']} KiB each, "
-                           f"CPU {o['idle_cpu_held']} (empty {o['idle_cpu_empty']})"}[ph](out)
+                           f"CPU {o['idle_cpu_held']} (empty {o['idle_cpu_empty']}), "
+                           f"{o.get('idle_wakeups_per_s_held')} wake-ups/s"}[ph](out)
     return v + ("" if out.get("status") == "ok" else f" ({out.get('status')})")
 
 
