@@ -58,6 +58,7 @@ class _Conn:
         self.local, self.remote = (aton("192.0.2.2"), 80), (aton("192.0.2.1"), hash(name) & 0xFFFF)
         self.outq, self.state, self.listener, self._scheduled = [], State.ESTABLISHED, None, None
         self.ip_fields = None
+        self.mem_charged = 0  # the memory budget charges nothing for a connection outside the table
         self.name = name
 
     def flush(self, now):
