@@ -104,7 +104,10 @@ class StackServerMixin:
                 return
             t = threading.Thread(target=self._worker, name=f"{type(self).__name__}-worker", daemon=True)
             self._workers.append(t)
-        t.start()
+            # started under the lock: serve_forever prunes threads that are not alive, and one appended
+            # but not yet started would be pruned while it goes on serving (start() only waits for the
+            # thread to exist; its first step waits for this lock)
+            t.start()
 
     def _retire(self) -> bool:
         """An idle worker leaves the pool if the pool is above its minimum and another acceptor is
