@@ -105,26 +105,35 @@ class StackServerMixin:
     def _worker(self) -> None:
         idle_since = time.monotonic()
         while not self._BaseServer__shutdown_request:
+            served = self._accept_and_serve()
+            if served is None:
+                return
+            if served:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.worker_idle_timeout and self._retire():
+                return
+
+    def _accept_and_serve(self) -> bool | None:
+        """Accept one connection and serve it: True; False on a timeout; None when the worker should exit.
+        Its own frame: the served socket (and its Connection) is freed on return, not kept by an idle
+        worker until its next connection (one long-lived object in each of the allocator's arenas
+        would keep them all)."""
+        with self._pool_lock:
+            self._idle += 1
+        try:
+            request, client_address = self.get_request()
+        except TimeoutError:
+            return False
+        except OSError:
+            return None if self._BaseServer__shutdown_request or self.socket.closed else False
+        finally:
             with self._pool_lock:
-                self._idle += 1
-            try:
-                request, client_address = self.get_request()
-            except TimeoutError:
-                if time.monotonic() - idle_since > self.worker_idle_timeout and self._retire():
-                    return
-                continue
-            except OSError:
-                if self._BaseServer__shutdown_request or self.socket.closed:
-                    return
-                continue
-            finally:
-                with self._pool_lock:
-                    self._idle -= 1
-                    starved = self._idle == 0
-            if starved:
-                self._spawn_worker()  # keep one acceptor free while this one serves
-            self._serve_one(request, client_address)
-            idle_since = time.monotonic()
+                self._idle -= 1
+                starved = self._idle == 0
+        if starved:
+            self._spawn_worker()  # keep one acceptor free while this one serves
+        self._serve_one(request, client_address)
+        return True
 
     def _serve_one(self, request, client_address) -> None:
         with self._held_lock:
