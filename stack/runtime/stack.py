@@ -32,6 +32,7 @@ from ..tcp.isn import IsnGenerator
 from ..tcp.states import State
 from ..trace import NULL_TRACER, Tracer
 from ..wire.ipv4 import aton
+from .memtrim import MemoryTrimmer
 
 MAX_BATCH = 256        # packets read (until EAGAIN) and processed before the output is pulled
 # a connection in these states owes the peer nothing more: all our data and our FIN are acknowledged
@@ -75,6 +76,7 @@ class Stack:
         self.loop_error: BaseException | None = None
         self._wakeups: dict = {}  # (callback, what) -> None: queued wake-ups, in order, no duplicates
         self.closing = False  # set by abort_all: errors sleepers see from now on are the stack's own resets
+        self.memtrim = MemoryTrimmer()  # gives memory back once the connection table drained (memtrim.py)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Stack":
@@ -292,6 +294,7 @@ class Stack:
                 if deadline is not None and deadline <= now:
                     host.on_timers(now)
                 self._transmit(now)
+                self.memtrim.observe(len(host.tcp.conns), now)  # housekeeping: trim once the table drained
                 timeout = self._poll_timeout()
 
     def _poll_timeout(self) -> int:

@@ -1,0 +1,69 @@
+"""Give memory back to the operating system once the connection table has drained.
+
+After a burst of connections (100,000 sequential ones leave up to ``max_time_wait`` TIME-WAIT
+records for 2 MSL), the objects are freed but the process keeps the memory: CPython's small-object
+allocator (pymalloc) returns an arena (1 MiB in 3.11) only when every block in it is free, and glibc's
+``free`` keeps freed chunks in its heaps. So the runtime's housekeeping calls ``observe(live, now)``
+with the table's size (connections + TIME-WAIT records); when the table has shrunk a lot since the
+last trim, ``trim()``:
+
+1. ``sys._clear_type_cache()``: CPython 3.11's method cache holds a reference to each attribute
+   name it cached; names built at run time (``'do_' + command`` in ``http.server``) would stay
+   alive, scattered over the arenas the connections used;
+2. ``gc.collect()``: connections and sockets freed inside reference cycles go now, not at the next
+   full collection, which an idle server may never reach;
+3. ``malloc_trim(0)`` (glibc, through ctypes): returns the free pages of every malloc heap
+   (a no-op where glibc is absent).
+
+Rate-limited and cheap to ask: ``observe`` is a few comparisons; a trim runs at most once per
+``min_interval`` seconds, and only after at least ``min_drop`` entries (and ``1 - ratio`` of the
+peak) went away. Never called from the sans-I/O core: the runtime owns the process's memory.
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import sys
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim`` (int malloc_trim(size_t pad)), or None where the C library lacks it."""
+    try:
+        fn = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+class MemoryTrimmer:
+    """Decides when the table has drained enough to trim, and trims (``trim`` may be replaced in tests)."""
+
+    def __init__(self, min_drop: int = 256, ratio: float = 0.25, min_interval: float = 10.0):
+        self.min_drop = min_drop          # entries that must have gone since the peak
+        self.ratio = ratio                # ... leaving at most this fraction of the peak
+        self.min_interval = min_interval  # seconds between two trims
+        self.peak = 0                     # the table's largest size since the last trim
+        self.last: float | None = None    # when the last trim ran
+        self.trims = 0
+        self._libc_trim = _malloc_trim()
+
+    def observe(self, live: int, now: float) -> bool:
+        """The table holds ``live`` entries at ``now``: trim if it drained enough. True if it trimmed."""
+        if live >= self.peak:
+            self.peak = live
+            return False
+        if self.peak - live < self.min_drop or live > self.peak * self.ratio:
+            return False
+        if self.last is not None and now - self.last < self.min_interval:
+            return False
+        self.peak, self.last = live, now
+        self.trims += 1
+        self.trim()
+        return True
+
+    def trim(self) -> None:
+        sys._clear_type_cache()
+        gc.collect()
+        if self._libc_trim is not None:
+            self._libc_trim(0)
