@@ -1,0 +1,62 @@
+"""After a run of sequential connections and 2 MSL, nothing of them is left alive (issue 12: memory comes back).
+
+Two hosts in virtual time: the server (B) answers each request and closes first, so every connection
+passes through TIME-WAIT on B. Once 2 MSL has passed, the layer's tables, timer heap and listener
+queues are empty, and no object a connection was made of (Connection, its parts, TIME-WAIT records)
+is reachable any more: counted with the garbage collector's view of every live container object."""
+import gc
+from collections import Counter
+
+from stack.sim import Simulation
+from stack.tcp.config import TcpConfig
+from stack.tcp.states import State
+
+# the objects a connection is made of (one of each or more per connection while it lives)
+PER_CONNECTION = {"Connection", "TimeWaitRecord", "Reassembler", "RttEstimator", "RttSampler", "LossRecovery",
+                  "Timers", "Cubic", "NewReno", "Reno"}
+N = 40
+MSL = 5.0
+
+
+def live_counts() -> Counter:
+    gc.collect()
+    return Counter(name for o in gc.get_objects() if (name := type(o).__name__) in PER_CONNECTION)
+
+
+def one_exchange(sim: Simulation, lst) -> None:
+    """A connects, sends a request; B accepts, answers and closes first; A reads to EOF and closes."""
+    client = sim.connect(sim.a, 80)
+    assert sim.run(until=sim.now + 5, condition=lambda: client.state is State.ESTABLISHED)
+    sim.send(sim.a, client, b"GET / HTTP/1.0\r\n\r\n")
+    assert sim.run(until=sim.now + 5, condition=lambda: lst.readable)
+    server = lst.accept()
+    assert sim.run(until=sim.now + 5, condition=lambda: bool(server.rcvbuf))
+    sim.recv(sim.b, server)
+    sim.send(sim.b, server, b"HTTP/1.0 200 OK\r\n\r\nhello")
+    sim.close(sim.b, server)
+    assert sim.run(until=sim.now + 5, condition=lambda: client.state is State.CLOSE_WAIT)
+    assert sim.recv(sim.a, client).endswith(b"hello")
+    sim.close(sim.a, client)
+    assert sim.run(until=sim.now + 5, condition=lambda: client.state is State.CLOSED)
+
+
+def test_a_drained_table_leaves_no_per_connection_object_alive():
+    config = TcpConfig(msl=MSL)
+    sim = Simulation(seed=3, config_a=config, config_b=config)
+    lst = sim.listen(sim.b, 80)
+    before = live_counts()
+    for _ in range(N):
+        one_exchange(sim, lst)
+    tcp = sim.b.tcp
+    in_time_wait = sum(1 for c in tcp.conns.values() if c.state is State.TIME_WAIT)
+    assert in_time_wait == N                    # the server closed first: all of them wait 2 MSL
+    assert live_counts()["TimeWaitRecord"] == N  # as compact records
+
+    sim.run(until=sim.now + 2 * MSL + 1)
+
+    for host in (sim.a, sim.b):
+        t = host.tcp
+        assert t.conns == {} and t._time_wait == {} and t._timers == [] and t._send_order == []
+        assert t._acks_due == {}
+    assert lst.syn_queue == {} and not lst.accept_queue and not lst.young
+    assert live_counts() == before              # nothing of the 40 connections is reachable

@@ -1,0 +1,46 @@
+"""stack/runtime/memtrim.py: when the runtime gives memory back (the decision, in given times; no clock read)."""
+from stack.runtime.memtrim import MemoryTrimmer
+
+
+def trimmer(**kw) -> tuple[MemoryTrimmer, list]:
+    t = MemoryTrimmer(**kw)
+    calls: list = []
+    t.trim = lambda: calls.append(t.peak)
+    return t, calls
+
+
+def test_trims_once_the_table_drained_to_a_quarter_of_its_peak():
+    t, calls = trimmer(min_drop=256, ratio=0.25, min_interval=10.0)
+    for n in range(0, 16001, 1000):
+        assert not t.observe(n, 1.0)          # growing: never
+    assert t.peak == 16000
+    assert not t.observe(4001, 2.0)           # just above a quarter
+    assert t.observe(4000, 3.0)               # a quarter: trim
+    assert calls == [4000] and t.trims == 1 and t.last == 3.0
+    assert not t.observe(3000, 3.5)           # the peak is now 4000: 3000 is three quarters of it
+
+
+def test_at_most_one_trim_per_min_interval():
+    t, calls = trimmer(min_drop=256, ratio=0.25, min_interval=10.0)
+    t.observe(8000, 0.0)
+    assert t.observe(1000, 1.0)
+    assert not t.observe(0, 5.0)              # drained again, but 4 s after the last trim
+    assert not t.observe(0, 10.9)
+    assert t.observe(0, 11.0)                 # 10 s after: the rest goes
+    assert len(calls) == 2
+
+
+def test_small_drops_never_trim():
+    t, calls = trimmer(min_drop=256, ratio=0.25, min_interval=10.0)
+    for i in range(100):                      # a quiet server: 0..200 connections, over and over
+        t.observe(200, i * 20.0)
+        assert not t.observe(0, i * 20.0 + 10)
+    assert calls == []
+
+
+def test_trim_runs_where_glibc_is_absent():
+    t = MemoryTrimmer()
+    t._libc_trim = None                       # musl, macOS: nothing to call, the rest still runs
+    t.trim()
+    t2 = MemoryTrimmer()
+    t2.trim()                                 # glibc here (or not): never raises
