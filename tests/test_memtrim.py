@@ -24,9 +24,12 @@ def test_at_most_one_trim_per_min_interval():
     t, calls = trimmer(min_drop=256, ratio=0.25, min_interval=10.0)
     t.observe(8000, 0.0)
     assert t.observe(1000, 1.0)
+    assert t.next_deadline() is None
     assert not t.observe(0, 5.0)              # drained again, but 4 s after the last trim
+    assert t.next_deadline() == 11.0          # owed: the runtime wakes up for it
     assert not t.observe(0, 10.9)
     assert t.observe(0, 11.0)                 # 10 s after: the rest goes
+    assert t.next_deadline() is None
     assert len(calls) == 2
 
 

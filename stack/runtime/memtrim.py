@@ -17,7 +17,8 @@ last trim, ``trim()``:
 
 Rate-limited and cheap to ask: ``observe`` is a few comparisons; a trim runs at most once per
 ``min_interval`` seconds, and only after at least ``min_drop`` entries (and ``1 - ratio`` of the
-peak) went away. Never called from the sans-I/O core: the runtime owns the process's memory.
+peak) went away. A trim held back by the interval is owed: ``next_deadline()`` tells the runtime
+when to wake up for it (an idle server has no other reason to). Never called from the sans-I/O core: the runtime owns the process's memory.
 """
 from __future__ import annotations
 
@@ -46,21 +47,28 @@ class MemoryTrimmer:
         self.peak = 0                     # the table's largest size since the last trim
         self.last: float | None = None    # when the last trim ran
         self.trims = 0
+        self.due: float | None = None     # a trim waits for min_interval to pass
         self._libc_trim = _malloc_trim()
 
     def observe(self, live: int, now: float) -> bool:
         """The table holds ``live`` entries at ``now``: trim if it drained enough. True if it trimmed."""
+        self.due = None
         if live >= self.peak:
             self.peak = live
             return False
         if self.peak - live < self.min_drop or live > self.peak * self.ratio:
             return False
         if self.last is not None and now - self.last < self.min_interval:
+            self.due = self.last + self.min_interval  # drained, but trimmed lately: wake up then
             return False
         self.peak, self.last = live, now
         self.trims += 1
         self.trim()
         return True
+
+    def next_deadline(self) -> float | None:
+        """When a trim held back by ``min_interval`` may run (the runtime wakes up for it), or None."""
+        return self.due
 
     def trim(self) -> None:
         sys._clear_type_cache()

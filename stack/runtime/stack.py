@@ -299,7 +299,7 @@ class Stack:
 
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host or impairment), -1 for none."""
-        candidates = [self.host.next_deadline()]
+        candidates = [self.host.next_deadline(), self.memtrim.next_deadline()]
         for imp in (self.impair_in, self.impair_out):
             if imp is not None:
                 candidates.append(imp.next_deadline())
