@@ -7,6 +7,8 @@ allocator (pymalloc) returns an arena (1 MiB in 3.11) only when every block in i
 with the table's size (connections + TIME-WAIT records); when the table has shrunk a lot since the
 last trim, ``trim()``:
 
+0. ``compact()`` (the caller's: ``TcpLayer.compact``): tables sized to what they hold, since a dict
+   keeps room for its largest size;
 1. ``sys._clear_type_cache()``: CPython 3.11's method cache holds a reference to each attribute
    name it cached; names built at run time (``'do_' + command`` in ``http.server``) would stay
    alive, scattered over the arenas the connections used;
@@ -40,7 +42,8 @@ def _malloc_trim():
 class MemoryTrimmer:
     """Decides when the table has drained enough to trim, and trims (``trim`` may be replaced in tests)."""
 
-    def __init__(self, min_drop: int = 256, ratio: float = 0.25, min_interval: float = 10.0):
+    def __init__(self, compact=None, min_drop: int = 256, ratio: float = 0.25, min_interval: float = 10.0):
+        self.compact = compact            # called first: the tables give up their room (TcpLayer.compact)
         self.min_drop = min_drop          # entries that must have gone since the peak
         self.ratio = ratio                # ... leaving at most this fraction of the peak
         self.min_interval = min_interval  # seconds between two trims
@@ -71,6 +74,8 @@ class MemoryTrimmer:
         return self.due
 
     def trim(self) -> None:
+        if self.compact is not None:
+            self.compact()
         sys._clear_type_cache()
         gc.collect()
         if self._libc_trim is not None:

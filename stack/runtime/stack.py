@@ -76,7 +76,7 @@ class Stack:
         self.loop_error: BaseException | None = None
         self._wakeups: dict = {}  # (callback, what) -> None: queued wake-ups, in order, no duplicates
         self.closing = False  # set by abort_all: errors sleepers see from now on are the stack's own resets
-        self.memtrim = MemoryTrimmer()  # gives memory back once the connection table drained (memtrim.py)
+        self.memtrim = MemoryTrimmer(self.host.tcp.compact)  # memory back once the table drained (memtrim.py)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Stack":

@@ -513,6 +513,17 @@ class TcpLayer:
         self.after_user_call(conn, now)
         return True
 
+    # ------------------------------------------------------------ housekeeping
+    def compact(self) -> None:
+        """Size the tables to what they hold now (the runtime calls this once they drained: memtrim.py).
+
+        A dict never shrinks as entries go: after 16,384 TIME-WAIT records, ``conns`` and ``_time_wait``
+        would keep room for them (about 1 MiB) for good. A copy is sized to its contents."""
+        self.conns = dict(self.conns)
+        self._time_wait = dict(self._time_wait)
+        for lst in self.listeners.values():
+            lst.compact()
+
     # ------------------------------------------------------------ isolation and limits
     def _internal_error(self, conn: Connection, now: float, exc: Exception, what: str) -> None:
         """An unexpected exception in ``conn``'s code: log it once, count it, reset that connection."""

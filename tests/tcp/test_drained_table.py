@@ -5,6 +5,7 @@ passes through TIME-WAIT on B. Once 2 MSL has passed, the layer's tables, timer 
 queues are empty, and no object a connection was made of (Connection, its parts, TIME-WAIT records)
 is reachable any more: counted with the garbage collector's view of every live container object."""
 import gc
+import sys
 from collections import Counter
 
 from stack.sim import Simulation
@@ -60,3 +61,20 @@ def test_a_drained_table_leaves_no_per_connection_object_alive():
         assert t._acks_due == {}
     assert lst.syn_queue == {} and not lst.accept_queue and not lst.young
     assert live_counts() == before              # nothing of the 40 connections is reachable
+
+
+def test_compact_gives_back_the_room_a_drained_table_kept():
+    """A dict keeps room for its largest size; ``TcpLayer.compact`` (run by the runtime's trim) sizes it anew."""
+    config = TcpConfig(msl=MSL)
+    sim = Simulation(seed=4, config_a=config, config_b=config)
+    lst = sim.listen(sim.b, 80)
+    for _ in range(N):
+        one_exchange(sim, lst)
+    sim.run(until=sim.now + 2 * MSL + 1)
+    tcp = sim.b.tcp
+    assert tcp.conns == {} and sys.getsizeof(tcp.conns) > sys.getsizeof({})  # empty, still sized for 40
+    tcp.compact()
+    assert tcp.conns == {} and sys.getsizeof(tcp.conns) == sys.getsizeof({})
+    assert sys.getsizeof(tcp._time_wait) == sys.getsizeof({})
+    one_exchange(sim, lst)                      # and the layer works on with its new tables
+    assert len(tcp.conns) == len(tcp._time_wait) == 1
