@@ -47,3 +47,31 @@ def test_trim_runs_where_glibc_is_absent():
     t.trim()
     t2 = MemoryTrimmer()
     t2.trim()                                 # glibc here (or not): never raises
+
+
+CHILD = ("import os, sys; print('started', flush=True); from stack.runtime.memtrim import use_libc_malloc; "
+         "use_libc_malloc(); print(os.environ.get('PYTHONMALLOC'), sys.argv[1:])")
+
+
+def _run_child(**env):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    full = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"}
+    full.update(env, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.run([sys.executable, "-c", CHILD, "x", "--y"], env=full, capture_output=True, text=True,
+                          timeout=60).stdout.splitlines()
+
+
+def test_a_server_re_executes_itself_once_with_libc_malloc():
+    from stack.runtime.memtrim import _malloc_trim
+    out = _run_child()
+    if _malloc_trim() is None:   # no glibc: nothing to gain, the process goes on as it is
+        assert out == ["started", "None ['x', '--y']"]
+    else:                        # the same command line again, once, with the allocator set
+        assert out == ["started", "started", "malloc ['x', '--y']"]
+
+
+def test_an_allocator_the_user_chose_is_kept():
+    assert _run_child(PYTHONMALLOC="pymalloc") == ["started", "pymalloc ['x', '--y']"]
