@@ -63,7 +63,7 @@ def use_libc_malloc() -> None:
 class MemoryTrimmer:
     """Decides when the table has drained enough to trim, and trims (``trim`` may be replaced in tests)."""
 
-    def __init__(self, compact=None, min_drop: int = 256, ratio: float = 0.25, min_interval: float = 10.0):
+    def __init__(self, compact=None, min_drop: int = 256, ratio: float = 0.25, min_interval: float = 2.0):
         self.compact = compact            # called first: the tables give up their room (TcpLayer.compact)
         self.min_drop = min_drop          # entries that must have gone since the peak
         self.ratio = ratio                # ... leaving at most this fraction of the peak
