@@ -27,7 +27,8 @@ connections with pymalloc and the trim; 39.2 -> 42.3 MiB with ``PYTHONMALLOC=mal
 Rate-limited and cheap to ask: ``observe`` is a few comparisons; a trim runs at most once per
 ``min_interval`` seconds, and only after at least ``min_drop`` entries (and ``1 - ratio`` of the
 peak) went away. A trim held back by the interval is owed: ``next_deadline()`` tells the runtime
-when to wake up for it (an idle server has no other reason to). Never called from the sans-I/O core: the runtime owns the process's memory.
+when to wake up for it (an idle server has no other reason to). Never called from the sans-I/O
+core: the runtime owns the process's memory.
 """
 from __future__ import annotations
 

@@ -411,6 +411,7 @@ class TcpLayer:
         if conn.listener is not None:
             conn.listener.embryo_closed(conn)
         conn._scheduled = None
+        _unhook(conn)
         self._arm_timer(rec)
 
     def _arm_timer(self, tcb) -> None:
@@ -429,6 +430,7 @@ class TcpLayer:
         if conn.listener is not None:
             conn.listener.embryo_closed(conn)  # one in the accept queue stays: accept() reports its error
         conn._scheduled = None
+        _unhook(conn)
 
     # ------------------------------------------------------------ output (pulled)
     def segments_to_send(self, now: float) -> list[tuple[bytes, bytes, TcpSegment]]:
@@ -556,6 +558,18 @@ class TcpLayer:
             return True
         self.count("challenge_ack_limited")
         return False
+
+
+def _untraced(*args, **fields) -> None:
+    """What a forgotten connection's loss recovery traces with: nothing."""
+
+
+def _unhook(conn: Connection) -> None:
+    """The table forgets ``conn`` (CLOSED, or replaced by its TIME-WAIT record): its loss recovery, which
+    no segment reaches any more, lets go of the connection's bound trace methods. That was a reference
+    cycle: every connection waited for the garbage collector's next full pass (rare while thousands of
+    TIME-WAIT records live), instead of going when its socket lets go of it."""
+    conn.recovery.trace = conn.recovery.trace_cc = _untraced
 
 
 def _key(tcb) -> tuple:
