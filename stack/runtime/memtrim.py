@@ -12,15 +12,17 @@ last trim, ``trim()``:
 1. ``sys._clear_type_cache()``: CPython 3.11's method cache holds a reference to each attribute
    name it cached; names built at run time (``'do_' + command`` in ``http.server``) would stay
    alive, scattered over the arenas the connections used;
-2. ``gc.collect()``: connections and sockets freed inside reference cycles go now, not at the next
-   full collection, which an idle server may never reach;
+2. ``gc.collect()``: what the applications freed inside reference cycles goes now, not at the next
+   full collection, which an idle server may never reach (the stack's own connections hold no cycle:
+   ``tests/tcp/test_drained_table.py``);
 3. ``malloc_trim(0)`` (glibc, through ctypes): returns the free pages of every malloc heap
    (a no-op where glibc is absent).
 
 Only glibc's heaps can give back what lies between live objects: pymalloc frees an arena only when it
 is entirely empty, and after a burst a few long-lived objects (a counter, a float, a closure made at
-the end of the burst) sit in most arenas the burst used (measured: 38.7 -> 46.8 MiB after 20,000
-connections with pymalloc and the trim; 39.2 -> 42.3 MiB with ``PYTHONMALLOC=malloc``). So a server
+the end of the burst) sit in most arenas the burst used (measured 65 s after 100,000 sequential
+connections, with the trim: 38.6 -> 50.5 MiB with pymalloc, 39.1 -> 42.6 MiB with
+``PYTHONMALLOC=malloc``; docs/robustness.md, *sequential*). So a server
 (``tunstack serve``) runs with ``PYTHONMALLOC=malloc`` unless the user chose an allocator:
 ``use_libc_malloc()`` re-executes the interpreter once with it set.
 
