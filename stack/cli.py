@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------------------------------- serve
 def cmd_serve(args) -> int:
+    from .runtime.memtrim import use_libc_malloc
+    use_libc_malloc()  # memory freed after a burst of connections goes back to the OS (memtrim.py)
     check_stack_args(args)
     if args.wsgi and args.http_mode == "epoll":
         raise CliError("--wsgi runs in the thread pool: it cannot be combined with --http-mode epoll")

@@ -110,10 +110,10 @@ class StackServerMixin:
             t.start()
 
     def _retire(self) -> bool:
-        """An idle worker leaves the pool if the pool is above its minimum and another acceptor is
-        free (the caller still counts in ``_idle``): busy workers never leave a listener unwatched."""
+        """An idle worker (no longer counted in ``_idle``) leaves the pool if the pool is above its
+        minimum and another acceptor is free: busy workers never leave a listener unwatched."""
         with self._pool_lock:
-            if len(self._workers) <= self.min_workers or self._idle < 2:
+            if len(self._workers) <= self.min_workers or self._idle < 1:
                 return False
             me = threading.current_thread()
             if me in self._workers:
@@ -122,33 +122,42 @@ class StackServerMixin:
 
     def _worker(self) -> None:
         try:
-            self._accept_and_serve()
+            self._serve_until_retired()
         finally:
             self._pool_event.set()  # serve_forever notices the pool changed (all gone: it returns)
 
-    def _accept_and_serve(self) -> None:
+    def _serve_until_retired(self) -> None:
         idle_since = time.monotonic()
         while not self._BaseServer__shutdown_request:
+            served = self._accept_and_serve()
+            if served is None:
+                return
+            if served:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= self.worker_idle_timeout and self._retire():
+                return
+
+    def _accept_and_serve(self) -> bool | None:
+        """Accept one connection and serve it: True; False on a timeout; None when the worker should exit.
+        Its own frame: the served socket (and its Connection) is freed on return, not kept by an idle
+        worker until its next connection (one long-lived object in each of the allocator's arenas
+        would keep them all)."""
+        with self._pool_lock:
+            self._idle += 1
+        try:
+            request, client_address = self.get_request()
+        except TimeoutError:
+            return False
+        except OSError:
+            return None if self._BaseServer__shutdown_request or self.socket.closed else False
+        finally:
             with self._pool_lock:
-                self._idle += 1
-            try:
-                request, client_address = self.get_request()
-            except TimeoutError:
-                if time.monotonic() - idle_since >= self.worker_idle_timeout and self._retire():
-                    return
-                continue
-            except OSError:
-                if self._BaseServer__shutdown_request or self.socket.closed:
-                    return
-                continue
-            finally:
-                with self._pool_lock:
-                    self._idle -= 1
-                    starved = self._idle == 0
-            if starved:
-                self._spawn_worker()  # keep one acceptor free while this one serves
-            self._serve_one(request, client_address)
-            idle_since = time.monotonic()
+                self._idle -= 1
+                starved = self._idle == 0
+        if starved:
+            self._spawn_worker()  # keep one acceptor free while this one serves
+        self._serve_one(request, client_address)
+        return True
 
     def _serve_one(self, request, client_address) -> None:
         with self._held_lock:

@@ -32,6 +32,7 @@ from ..tcp.isn import IsnGenerator
 from ..tcp.states import State
 from ..trace import NULL_TRACER, Tracer
 from ..wire.ipv4 import aton
+from .memtrim import MemoryTrimmer
 
 MAX_BATCH = 256        # packets read (until EAGAIN) and processed before the output is pulled
 # a connection in these states owes the peer nothing more: all our data and our FIN are acknowledged
@@ -75,6 +76,7 @@ class Stack:
         self.loop_error: BaseException | None = None
         self._wakeups: dict = {}  # (callback, what) -> None: queued wake-ups, in order, no duplicates
         self.closing = False  # set by abort_all: errors sleepers see from now on are the stack's own resets
+        self.memtrim = MemoryTrimmer(self.host.tcp.compact)  # memory back once the table drained (memtrim.py)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Stack":
@@ -292,16 +294,17 @@ class Stack:
                 if deadline is not None and deadline <= now:
                     host.on_timers(now)
                 self._transmit(now)
+                self.memtrim.observe(len(host.tcp.conns), now)  # housekeeping: trim once the table drained
                 timeout = self._poll_timeout()
 
     def _poll_timeout(self) -> int:
-        """Milliseconds until the next timer (host or impairment), -1 for none."""
+        """Milliseconds until the next timer (host, impairment, or an owed memory trim), -1 for none."""
         deadline = self.host.next_deadline()
-        for imp in (self.impair_in, self.impair_out):
-            if imp is not None:
-                other = imp.next_deadline()
-                if other is not None and (deadline is None or other < deadline):
-                    deadline = other
+        others = [self.memtrim.next_deadline()]
+        others += [imp.next_deadline() for imp in (self.impair_in, self.impair_out) if imp is not None]
+        for other in others:
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
         if deadline is None:
             self._sleep_until = float("inf")
             return -1

@@ -431,6 +431,7 @@ class TcpLayer:
         if conn.listener is not None:
             conn.listener.embryo_closed(conn)
         conn._scheduled = None
+        _unhook(conn)
         self._arm_timer(rec)
 
     def _arm_timer(self, tcb) -> None:
@@ -451,6 +452,7 @@ class TcpLayer:
         if conn.listener is not None:
             conn.listener.embryo_closed(conn)  # one in the accept queue stays: accept() reports its error
         conn._scheduled = None
+        _unhook(conn)
 
     # ------------------------------------------------------------ output (pulled)
     def segments_to_send(self, now: float) -> list[tuple[bytes, bytes, TcpSegment]]:
@@ -538,6 +540,17 @@ class TcpLayer:
         self.after_user_call(conn, now)
         return True
 
+    # ------------------------------------------------------------ housekeeping
+    def compact(self) -> None:
+        """Size the tables to what they hold now (the runtime calls this once they drained: memtrim.py).
+
+        A dict never shrinks as entries go: after 16,384 TIME-WAIT records, ``conns`` and ``_time_wait``
+        would keep room for them (about 1 MiB) for good. A copy is sized to its contents."""
+        self.conns = dict(self.conns)
+        self._time_wait = dict(self._time_wait)
+        for lst in self.listeners.values():
+            lst.compact()
+
     # ------------------------------------------------------------ isolation and limits
     def _internal_error(self, conn: Connection, now: float, exc: Exception, what: str) -> None:
         """An unexpected exception in ``conn``'s code: log it once, count it, reset that connection."""
@@ -570,6 +583,18 @@ class TcpLayer:
             return True
         self.count("challenge_ack_limited")
         return False
+
+
+def _untraced(*args, **fields) -> None:
+    """What a forgotten connection's loss recovery traces with: nothing."""
+
+
+def _unhook(conn: Connection) -> None:
+    """The table forgets ``conn`` (CLOSED, or replaced by its TIME-WAIT record): its loss recovery, which
+    no segment reaches any more, lets go of the connection's bound trace methods. That was a reference
+    cycle: every connection waited for the garbage collector's next full pass (rare while thousands of
+    TIME-WAIT records live), instead of going when its socket lets go of it."""
+    conn.recovery.trace = conn.recovery.trace_cc = _untraced
 
 
 def _key(tcb) -> tuple:
