@@ -75,3 +75,14 @@ def test_a_server_re_executes_itself_once_with_libc_malloc():
 
 def test_an_allocator_the_user_chose_is_kept():
     assert _run_child(PYTHONMALLOC="pymalloc") == ["started", "pymalloc ['x', '--y']"]
+
+
+def test_a_drain_trimmed_on_its_way_ends_with_a_trim_at_empty():
+    """The last quarter of a drain frees fewer than min_drop entries; their pages are given back once
+    the table is empty (one more trim), and a quiet table at 0 does not trim again."""
+    t, calls = trimmer(min_drop=256, ratio=0.25, min_interval=2.0)
+    t.observe(16384, 0.0)
+    assert t.observe(4000, 10.0) and t.observe(900, 20.0) and t.observe(200, 30.0)
+    assert t.observe(0, 40.0)          # 200 gone (< min_drop): the final trim
+    assert not t.observe(0, 50.0)      # and only one
+    assert len(calls) == 4

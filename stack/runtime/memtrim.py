@@ -75,6 +75,7 @@ class MemoryTrimmer:
         self.last: float | None = None    # when the last trim ran
         self.trims = 0
         self.due: float | None = None     # a trim waits for min_interval to pass
+        self.owed_final = False           # trimmed part way down a drain: trim again once the table is empty
         self._libc_trim = _malloc_trim()
 
     def observe(self, live: int, now: float) -> bool:
@@ -83,12 +84,14 @@ class MemoryTrimmer:
         if live >= self.peak:
             self.peak = live
             return False
-        if self.peak - live < self.min_drop or live > self.peak * self.ratio:
+        final = live == 0 and self.owed_final  # a drain that was trimmed on its way ends with one more
+        if not final and (self.peak - live < self.min_drop or live > self.peak * self.ratio):
             return False
         if self.last is not None and now - self.last < self.min_interval:
             self.due = self.last + self.min_interval  # drained, but trimmed lately: wake up then
             return False
         self.peak, self.last = live, now
+        self.owed_final = live > 0        # the table's last entries free their pages at empty
         self.trims += 1
         self.trim()
         return True
