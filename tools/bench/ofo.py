@@ -42,7 +42,9 @@ class Peer:
     def __init__(self, blocks: int):
         (Host, TcpConfig, self.proto, self.build_ipv4, self.parse_ipv4, self.ACK, self.SYN,
          self.Seg, self.build_tcp, self.parse_tcp) = _core()
-        settings = {"timestamps": False, "ofo_max_segments": max(4096, 2 * blocks + 16)}
+        # a fixed 4 MiB receive buffer: nobody reads, and an autotuned one (64 KiB at first) would fill
+        # and time the full-buffer drop instead of the receive path
+        settings = {"timestamps": False, "ofo_max_segments": max(4096, 2 * blocks + 16), "rcvbuf": 4 << 20}
         defaults = TcpConfig()
         cfg = TcpConfig(**{k: v for k, v in settings.items() if hasattr(defaults, k)})  # a bound that may go
         self.host = Host(LOCAL, mtu=1500, tcp_config=cfg, rng=random.Random(blocks))
