@@ -246,7 +246,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         """The one place a state changes (traced, like smoltcp's set_state)."""
         old, self.state = self.state, new
         if new is State.ESTABLISHED:
-            self._sndbuf_expand()  # Linux tcp_init_buffer_space: room for two initial windows
+            self._sndbuf_expand()  # Linux tcp_init_buffer_space: room for the first windows
         if self.tracer.enabled:
             self.tracer.emit("state", now, conn=self.name, old=old.name, new=new.name, why=why)
         self.notify("state")

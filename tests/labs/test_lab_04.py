@@ -82,7 +82,9 @@ def test_the_table_names_real_code():
 def test_the_blocking_server_keeps_an_acceptor_pool_and_grows_it(lab):
     """'keeps a small pool of threads waiting in accept() and adds one whenever all are busy'."""
     assert servers.StackServerMixin.min_workers == 4
-    probe = ('wait_until(lambda: len(sleepers("recv")) == 10)\n'
+    # the worker spawned when the tenth got busy needs a moment to reach accept(): wait for it too
+    # (wait_until raises TimeoutError after 5 s, so a pool that keeps no acceptor still fails)
+    probe = ('wait_until(lambda: len(sleepers("recv")) == 10 and len(sleepers("accept")) >= 1)\n'
              'counts = (len([t for t in threading.enumerate() if t.name == "TCPServer-worker"]),'
              ' len(sleepers("accept")))')
     ns = lab.run(["setup", "threads", "cleanup"], edit=lambda id_, code: code.replace(
