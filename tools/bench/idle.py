@@ -13,7 +13,7 @@ import socket
 import time
 
 from .config import ADDR, ECHO_PORT
-from .measure import CpuMeter, context_switches, link_counters, link_delta, r3, rss_kib
+from .measure import CpuMeter, context_switches, link_counters, link_delta, r3, rss_kib, switches_between
 
 IN_FLIGHT = 128  # connects outstanding at once: a burst the listen backlog can hold
 
@@ -86,7 +86,7 @@ def _cpu_over(pid: int, seconds: float) -> tuple[float | None, float | None]:
     t0, switches0 = time.monotonic(), context_switches(pid)
     time.sleep(seconds)
     switches1, dt = context_switches(pid), time.monotonic() - t0
-    rate = r3((switches1 - switches0) / dt) if switches0 is not None and switches1 is not None else None
+    rate = r3(switches_between(switches0, switches1) / dt) if switches0 is not None and switches1 is not None else None
     return meter.done().get("server_cpu"), rate
 
 

@@ -16,22 +16,29 @@ def cpu_ticks(pid: int):
         return None
 
 
-def context_switches(pid: int):
-    """Voluntary + involuntary context switches of every thread of ``pid`` (its wake-ups), or None."""
-    total = 0
+def context_switches(pid: int) -> dict[str, int] | None:
+    """Voluntary + involuntary context switches of each thread of ``pid`` (its wake-ups), by thread id,
+    or None. Compare two samples with ``switches_between``: threads come and go."""
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return None
+    out = {}
     for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/status") as f:
-                for line in f:
-                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-                        total += int(line.split()[1])
+                out[tid] = sum(int(line.split()[1]) for line in f
+                               if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")))
         except (OSError, ValueError, IndexError):
             pass  # a thread that ended meanwhile
-    return total
+    return out
+
+
+def switches_between(before: dict[str, int], after: dict[str, int]) -> int:
+    """Context switches between two samples: each thread alive at the end, from its count at the start
+    (0 if it is new). A thread that ended in between is not counted (a pool worker retiring), so the
+    figure is a lower bound, never negative."""
+    return sum(n - before.get(tid, 0) for tid, n in after.items())
 
 
 def rss_kib(pid: int):
