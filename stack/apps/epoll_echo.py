@@ -6,27 +6,16 @@ ones are ready. Edge-triggered, so each readiness event is drained until EAGAIN.
 """
 from __future__ import annotations
 
-import threading
 from socket import SHUT_RD
 
-from ..epoll import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epoll
+from ..epoll import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
+from .epoll_base import EpollServerBase
 
 
-class EpollEchoServer:
+class EpollEchoServer(EpollServerBase):
     def __init__(self, stack, port: int, backlog: int = 128):
-        self.stack = stack
-        self.listener = stack.socket()
-        self.listener.bind(("", port))
-        self.listener.listen(backlog)
-        self.listener.setblocking(False)
-        self.ep = epoll(stack)
-        self.ep.register(self.listener, EPOLLIN)
-        self.conns: dict = {}   # socket -> (socket, pending output bytearray): no fd needed (stack.epoll)
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._done.set()
-        self._closing_listener = self._draining = False   # graceful stop, asked from another thread
-        self._shut: set[int] = set()                        # fds whose read side drain() shut
+        super().__init__(stack, port, backlog)   # self.conns: socket -> (socket, pending output bytearray)
+        self._shut: set[int] = set()              # sockets whose read side drain() shut
 
     def serve_forever(self, poll_interval: float = 0.2) -> None:
         """Serve until ``shutdown()``. The loop sleeps until an event: requests from other threads
@@ -45,23 +34,7 @@ class EpollEchoServer:
             self._done.set()
 
     # ---------------------------------------------------------------- graceful stop
-    def stop_accepting(self) -> None:
-        """Close the listener (done by the serving thread at its next turn)."""
-        self._closing_listener = True
-        self.ep.interrupt()
-
-    def drain(self) -> None:
-        """Shut the read side of every connection: each gets EOF, its echo is flushed, then FIN."""
-        self._draining = True
-        self.ep.interrupt()
-
-    def active(self) -> int:
-        return len(self.conns)
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-
+    # drain(): shut the read side of every connection: each gets EOF, its echo is flushed, then FIN
     def _graceful_steps(self) -> None:
         if self._closing_listener and self.listener is not None:
             self.listener.close()  # close(2) also removes it from the epoll
@@ -123,16 +96,6 @@ class EpollEchoServer:
         self._shut.discard(key)
         sock.close()  # close(2) also removes it from the epoll
 
-    def shutdown(self) -> None:
-        """Stop serve_forever and wait for it to return (as socketserver's shutdown does)."""
-        self._stop.set()
-        if not self.ep.closed:
-            self.ep.interrupt()
-        self._done.wait(5)
-
-    def server_close(self) -> None:
+    def _close_all(self) -> None:
         for key, (sock, _) in list(self.conns.items()):
             self._drop(key, sock)
-        self.ep.close()
-        if self.listener is not None:
-            self.listener.close()

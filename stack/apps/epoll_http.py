@@ -21,13 +21,13 @@ import io
 import mimetypes
 import os
 import sys
-import threading
 import time
 import urllib.parse
 from http import HTTPStatus
 from socket import IPPROTO_TCP, TCP_NODELAY
 
-from ..epoll import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epoll
+from ..epoll import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
+from .epoll_base import EpollServerBase
 from .servers import SOMAXCONN
 
 MAX_HEAD = 65536          # request line + headers, as http.server's 64 KiB line limit
@@ -65,27 +65,16 @@ class _Conn:
         self.events = _READ_EVENTS
 
 
-class EpollHTTPServer:
+class EpollHTTPServer(EpollServerBase):
     """Serve ``root`` on ``port`` from one thread: ``serve_forever()`` until ``shutdown()``."""
 
     idle_timeout = 60.0      # a kept-alive connection waiting for its next request
     request_timeout = 30.0   # a request being received, or a response the client does not take
 
     def __init__(self, stack, port: int, root: str, quiet: bool = False, backlog: int = SOMAXCONN):
-        self.stack = stack
+        super().__init__(stack, port, backlog)   # self.conns: socket -> _Conn
         self.paths = _Paths(root)
         self.quiet = quiet
-        self.listener = stack.socket()
-        self.listener.bind(("", port))
-        self.listener.listen(backlog)
-        self.listener.setblocking(False)
-        self.ep = epoll(stack)
-        self.ep.register(self.listener, EPOLLIN)
-        self.conns: dict = {}   # socket -> _Conn: keyed by the socket, so no socket needs an fd (poll_sockets)
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._done.set()
-        self._closing_listener = self._draining = False   # graceful stop, asked from another thread
         self._next_sweep = float("inf")   # the earliest connection deadline (or later: see _arm)
 
     # ---------------------------------------------------------------- the loop
@@ -362,33 +351,7 @@ class EpollHTTPServer:
             earliest = min((c.deadline for c in self.conns.values()), default=float("inf"))
             self._next_sweep = max(earliest, now + 1.0)
 
-    def stop_accepting(self) -> None:
-        """Close the listener (done by the serving thread at its next turn)."""
-        self._closing_listener = True
-        self.ep.interrupt()
-
-    def drain(self) -> None:
-        """Close idle connections with FIN; the others after their current response."""
-        self._draining = True
-        self.ep.interrupt()
-
-    def active(self) -> int:
-        return len(self.conns)
-
-    def shutdown(self) -> None:
-        """Stop serve_forever and wait for it to return (as socketserver's shutdown does)."""
-        self._stop.set()
-        if not self.ep.closed:
-            self.ep.interrupt()
-        self._done.wait(5)
-
-    def server_close(self) -> None:
+    # drain(): idle connections close with FIN now, the others after their current response
+    def _close_all(self) -> None:
         for conn in list(self.conns.values()):
             self._close(conn)
-        self.ep.close()
-        if self.listener is not None:
-            self.listener.close()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
