@@ -23,34 +23,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _port(text: str) -> int:
+def _int_between(text: str, low: int, high: int, what: str, name: str, unit: str = "") -> int:
+    """An integer argument in [low, high]; else argparse's one-line error naming ``what``/``name``."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {value}")
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{name} out of range {low}-{high}{unit}: {value}")
     return value
+
+
+def _port(text: str) -> int:
+    return _int_between(text, 1, 65535, "a port number", "port")
 
 
 def _mtu(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an MTU: {text!r}") from None
-    if not 576 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"MTU out of range 576-65535: {value}")
-    return value
+    return _int_between(text, 576, 65535, "an MTU", "MTU")
 
 
 def _iw(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of segments: {text!r}") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"initial window out of range 1-1000 segments: {value}")
-    return value
+    return _int_between(text, 1, 1000, "a number of segments", "initial window", " segments")
 
 
 IW_HELP = ("initial congestion window in segments for every connection (default: RFC 5681 3.1's 2-4 "
