@@ -118,6 +118,25 @@ def idle(conns: int, idle_time: float) -> tuple[float, float]:
     return on_stack, on_kernel
 
 
+def _asyncio_send(make_sender, addr, total: int) -> None:
+    """The measured sender: asyncio's sock_connect + sock_sendall of ``total`` bytes on a counting
+    selector loop (``Counting.wakeups`` starts at 0); bounded, so a wedged stack is a result, not a hang."""
+    async def send():
+        loop = asyncio.get_running_loop()
+        s = make_sender()
+        s.setblocking(False)
+        await loop.sock_connect(s, addr)
+        await loop.sock_sendall(s, bytes(total))
+        s.close()
+
+    Counting.wakeups = 0
+    loop = asyncio.SelectorEventLoop(Counting())
+    try:
+        loop.run_until_complete(asyncio.wait_for(send(), 300))
+    finally:
+        loop.close()
+
+
 def _drain(listen, make_sender, addr, mib: int) -> tuple[int, float, float]:
     total, got = mib << 20, [0]
 
@@ -131,21 +150,8 @@ def _drain(listen, make_sender, addr, mib: int) -> tuple[int, float, float]:
     t = threading.Thread(target=reader, daemon=True)
     t.start()
 
-    async def send():
-        loop = asyncio.get_running_loop()
-        s = make_sender()
-        s.setblocking(False)
-        await loop.sock_connect(s, addr)
-        await loop.sock_sendall(s, bytes(total))
-        s.close()
-
-    Counting.wakeups = 0
     wall0, cpu0 = time.monotonic(), time.process_time()
-    loop = asyncio.SelectorEventLoop(Counting())
-    try:
-        loop.run_until_complete(send())
-    finally:
-        loop.close()
+    _asyncio_send(make_sender, addr, total)
     t.join(120)
     if got[0] != total:
         raise SystemExit(f"drain: the reader got {got[0]} of {total} bytes")
@@ -292,21 +298,8 @@ def _drain_to_child(topo, make_sender, host: str, port: int, reader_ns, mib: int
     total = mib << 20
     child = _child(topo, READER, [host, port], reader_ns, "ready")
 
-    async def send():
-        loop = asyncio.get_running_loop()
-        s = make_sender()
-        s.setblocking(False)
-        await loop.sock_connect(s, (host, port))
-        await loop.sock_sendall(s, bytes(total))
-        s.close()
-
-    Counting.wakeups = 0
     wall0, cpu0 = time.monotonic(), time.process_time()
-    loop = asyncio.SelectorEventLoop(Counting())
-    try:
-        loop.run_until_complete(asyncio.wait_for(send(), 300))  # bounded: a wedged stack is a result, not a hang
-    finally:
-        loop.close()
+    _asyncio_send(make_sender, (host, port), total)
     out, reader_cpu = _reap(child)  # the stack may still be sending what sendall() queued: wait for the reader
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     if out.strip() != str(total):
