@@ -133,23 +133,8 @@ class socket(SocketCommon):
         for cb in list(self._watchers):
             cb(self, key)
 
-    def _wait(self, ready: Callable[[], bool], deadline: float | None, blocking_op: str) -> None:
-        """Sleep on the wait queue until ``ready()``; EAGAIN for non-blocking, timeout after the deadline."""
-        while not ready():
-            if self._timeout == 0:
-                raise BlockingIOError(errno.EAGAIN, f"{blocking_op} would block")
-            if deadline is None:
-                self._cond.wait()
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("timed out")
-                self._cond.wait(left)
-            if self._real_closed:
-                raise _err(errno.EBADF)
-
-    def _deadline(self) -> float | None:
-        return None if not self._timeout else time.monotonic() + self._timeout
+    def _released(self) -> bool:
+        return self._real_closed
 
     # ------------------------------------------------------------ readiness (poll/epoll/select)
     def readable(self) -> bool:

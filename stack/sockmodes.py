@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import errno
 import os
+import time
+from typing import Callable
 
 
 def _err(code: int, what: str = "") -> OSError:
@@ -35,6 +37,31 @@ class SocketCommon:
 
     def getblocking(self) -> bool:
         return self._timeout != 0
+
+    # ------------------------------------------------------------ the wait queue
+    def _deadline(self) -> float | None:
+        return None if not self._timeout else time.monotonic() + self._timeout
+
+    def _wait(self, ready: Callable[[], bool], deadline: float | None, what: str, dontwait: bool = False) -> None:
+        """Sleep on the socket's wait queue (``_cond``) until ``ready()``, as a kernel socket call does
+        (sk_wait_event): EAGAIN when non-blocking (or MSG_DONTWAIT), TimeoutError after the deadline,
+        EBADF when the socket is closed under the sleeper."""
+        while not ready():
+            if self._timeout == 0 or dontwait:
+                raise BlockingIOError(errno.EAGAIN, f"{what} would block")
+            if deadline is None:
+                self._cond.wait()
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("timed out")
+                self._cond.wait(left)
+            if self._released():
+                raise _err(errno.EBADF)
+
+    def _released(self) -> bool:
+        """Whether the socket is gone for a sleeper (the TCP socket defers this past makefile())."""
+        return self._closed
 
     # ------------------------------------------------------------ life
     @property

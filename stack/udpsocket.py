@@ -23,7 +23,6 @@ import select as _select
 import socket as _std
 import struct
 import threading
-import time
 from typing import Callable
 
 from .ip.udp import MAX_PAYLOAD, RMEM_DEFAULT, WMEM_DEFAULT, UdpEndpoint
@@ -120,22 +119,6 @@ class udpsocket(SocketCommon):
                 self._efd = ReadinessFd(False, True)
                 self._sync_fd()
             return self._efd.fd
-
-    def _wait(self, ready: Callable[[], bool], flags: int, what: str) -> None:
-        """Sleep until ``ready()``: EAGAIN when non-blocking, TimeoutError after the timeout."""
-        deadline = None if not self._timeout else time.monotonic() + self._timeout
-        while not ready():
-            if self._timeout == 0 or flags & MSG_DONTWAIT:
-                raise BlockingIOError(errno.EAGAIN, f"{what} would block")
-            if deadline is None:
-                self._cond.wait()
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("timed out")
-                self._cond.wait(left)
-            if self._closed:
-                raise _err(errno.EBADF)
 
     # ------------------------------------------------------------ addresses
     def _resolve(self, address) -> tuple[bytes, int]:
@@ -289,7 +272,7 @@ class udpsocket(SocketCommon):
         with st.lock:
             self._check_open()
             ep = self._ep
-            self._wait(lambda: bool(ep.rcvq) or bool(ep.error), flags, "recv")
+            self._wait(lambda: bool(ep.rcvq) or bool(ep.error), self._deadline(), "recv", bool(flags & MSG_DONTWAIT))
             if ep.error:
                 err = ep.take_error()
                 self._sync_fd()
