@@ -53,14 +53,18 @@ CHILD = ("import os, sys; print('started', flush=True); from stack.runtime.memtr
          "use_libc_malloc(); print(os.environ.get('PYTHONMALLOC'), sys.argv[1:])")
 
 
-def _run_child(**env):
+TUNABLES_CHILD = ("import os; from stack.runtime.memtrim import use_libc_malloc; use_libc_malloc(); "
+                  "print(os.environ.get('PYTHONMALLOC'), os.environ.get('GLIBC_TUNABLES'))")
+
+
+def _run_child(child=CHILD, **env):
     import os
     import subprocess
     import sys
     from pathlib import Path
-    full = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"}
+    full = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "GLIBC_TUNABLES")}
     full.update(env, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    return subprocess.run([sys.executable, "-c", CHILD, "x", "--y"], env=full, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", child, "x", "--y"], env=full, capture_output=True, text=True,
                           timeout=60).stdout.splitlines()
 
 
@@ -75,6 +79,21 @@ def test_a_server_re_executes_itself_once_with_libc_malloc():
 
 def test_an_allocator_the_user_chose_is_kept():
     assert _run_child(PYTHONMALLOC="pymalloc") == ["started", "pymalloc ['x', '--y']"]
+
+
+def test_the_re_executed_server_runs_without_glibcs_thread_cache():
+    """tcache chunks are invisible to malloc_trim: the new process runs with the cache off, and a
+    GLIBC_TUNABLES of the user's is kept (extended, or left as it is if it sets tcache_count itself)."""
+    from stack.runtime.memtrim import _malloc_trim
+    if _malloc_trim() is None:
+        assert _run_child(TUNABLES_CHILD) == ["None None"]
+        return
+    assert _run_child(TUNABLES_CHILD) == ["malloc glibc.malloc.tcache_count=0"]
+    assert _run_child(TUNABLES_CHILD, GLIBC_TUNABLES="glibc.malloc.arena_max=2") == [
+        "malloc glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"]
+    assert _run_child(TUNABLES_CHILD, GLIBC_TUNABLES="glibc.malloc.tcache_count=3") == [
+        "malloc glibc.malloc.tcache_count=3"]
+    assert _run_child(TUNABLES_CHILD, PYTHONMALLOC="pymalloc") == ["pymalloc None"]
 
 
 def test_a_drain_trimmed_on_its_way_ends_with_a_trim_at_empty():

@@ -316,6 +316,29 @@ class Server:
             return None
         return None
 
+    def memory(self) -> dict[str, int]:
+        """RssAnon and RssFile of the server, bytes (VmRSS is their sum, with RssShmem): the file-backed
+        part is the libraries' pages, which the kernel may drop under memory pressure and fault in again."""
+        out = {}
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    key = line.split(":", 1)[0]
+                    if key in ("RssAnon", "RssFile"):
+                        out[key] = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return out
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the server has used so far (/proc/PID/stat), s."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def threads(self) -> int | None:
         try:
             return len(os.listdir(f"/proc/{self.proc.pid}/task"))
@@ -811,7 +834,7 @@ def sc_sequential(server: Server, a) -> dict:
     # connection still in the server's TIME-WAIT (one address wraps its ephemeral ports in ~30k
     # connections, and every server then slows down on the reused tuples: a harness artefact)
     sources = client_sources(server)
-    rss0 = server.rss()
+    rss0, mem0, cpu0 = server.rss(), server.memory(), server.cpu_seconds()
     deadline = Deadline(a.seq_limit)
     t0 = time.monotonic()
     windows, done, failed = [], 0, 0
@@ -831,9 +854,9 @@ def sc_sequential(server: Server, a) -> dict:
             windows.append([round(now - t0, 1), round(win_n / (now - win_t), 1)])
             win_t, win_n = now, 0
     elapsed = time.monotonic() - t0
-    rss_end = server.rss()
+    rss_end, cpu_end = server.rss(), server.cpu_seconds()
     time.sleep(a.seq_drain)  # TIME-WAIT (2 MSL) passes: the table drains
-    rss_drained = server.rss()
+    rss_drained, mem_drained = server.rss(), server.memory()
     rates = [w[1] for w in windows]
     trend = _slope_percent(windows)
     return {"conns": done, "failed": failed, "seconds": r3(elapsed), "client_addresses": len(sources),
@@ -842,6 +865,11 @@ def sc_sequential(server: Server, a) -> dict:
             "trend_percent_per_10k": trend, "rss_start_MiB": _mib(rss0), "rss_end_MiB": _mib(rss_end),
             "rss_drained_MiB": _mib(rss_drained), "drain_wait_s": a.seq_drain,
             "rss_drained_vs_start_percent": round(100 * (rss_drained - rss0) / rss0, 1) if rss0 and rss_drained else None,
+            # the same split in anonymous memory (the heap: what the goal is about) and file-backed pages
+            **{f"{k.lower()}_{when}_MiB": _mib(m.get(k)) for when, m in (("start", mem0), ("drained", mem_drained))
+               for k in ("RssAnon", "RssFile")},
+            # the server's CPU time per connection over the burst: the cost of a connection, whatever the load
+            "server_cpu_ms_per_conn": r3(1e3 * (cpu_end - cpu0) / done) if done and cpu0 is not None and cpu_end else None,
             "conn_per_s_series": windows}
 
 
@@ -1074,7 +1102,11 @@ def summary_line(scenario: str, target: str, r: dict) -> str:
         "sequential": lambda: (f"{r['conns']} conns at {r['conn_per_s']}/s (first {r['conn_per_s_first']}, "
                                f"last {r['conn_per_s_last']}, trend {r['trend_percent_per_10k']} %/10k), RSS "
                                f"{r['rss_start_MiB']} -> {r['rss_end_MiB']} -> {r['rss_drained_MiB']} MiB after "
-                               f"{r['drain_wait_s']:g} s"),
+                               f"{r['drain_wait_s']:g} s"
+                               + (f" (anon {r['rssanon_start_MiB']} -> {r['rssanon_drained_MiB']} MiB)"
+                                  if r.get("rssanon_drained_MiB") is not None else "")
+                               + (f", server CPU {r['server_cpu_ms_per_conn']} ms/conn"
+                                  if r.get("server_cpu_ms_per_conn") is not None else "")),
         "neverread": lambda: (f"{r['completed']}/{r['conns']} completed, {r['wedged']} wedged, {r['errors']} errors, "
                               f"RSS peak {r['rss_peak_MiB']} MiB"
                               f"{', kernel TCP mem ' + str(r['kernel_tcp_mem_peak_MiB']) + ' MiB' if 'kernel_tcp_mem_peak_MiB' in r else ''}"),

@@ -545,11 +545,14 @@ class TcpLayer:
         """Size the tables to what they hold now (the runtime calls this once they drained: memtrim.py).
 
         A dict never shrinks as entries go: after 16,384 TIME-WAIT records, ``conns`` and ``_time_wait``
-        would keep room for them (about 1 MiB) for good. A copy is sized to its contents."""
-        self.conns = dict(self.conns)
-        self._time_wait = dict(self._time_wait)
-        for lst in self.listeners.values():
-            lst.compact()
+        would keep room for them (about 1 MiB) for good. Each is refilled from a copy sized to its
+        contents (``shrink``): the tables stay the objects made at start-up, since a new object made
+        after a burst would sit among the burst's freed memory and keep an allocator arena alive."""
+        shrink(self.conns)
+        shrink(self._time_wait)
+        for lst in self.listeners.values():  # after a SYN flood the SYN queue would keep room for the flood
+            shrink(lst.syn_queue)
+            shrink(lst.young)
 
     # ------------------------------------------------------------ isolation and limits
     def _internal_error(self, conn: Connection, now: float, exc: Exception, what: str) -> None:
@@ -583,6 +586,13 @@ class TcpLayer:
             return True
         self.count("challenge_ack_limited")
         return False
+
+
+def shrink(table: dict | set) -> None:
+    """Give ``table`` (a dict or a set) room for what it holds only; the same object afterwards."""
+    kept = table.copy()
+    table.clear()      # frees the storage sized for the table's largest size
+    table.update(kept)
 
 
 def _untraced(*args, **fields) -> None:

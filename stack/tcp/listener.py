@@ -107,11 +107,6 @@ class Listener:
         self.syn_queue.pop(conn, None)
         self.young.discard(conn)
 
-    def compact(self) -> None:
-        """Size the SYN queue to what it holds (after a flood it would keep room for the flood)."""
-        self.syn_queue = dict(self.syn_queue)
-        self.young = set(self.young)
-
     def accept(self):
         """The oldest established connection, or None. Connections closed meanwhile are still returned
         (accept() then reads EOF/RST from them, as on Linux)."""

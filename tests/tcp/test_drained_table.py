@@ -73,11 +73,30 @@ def test_compact_gives_back_the_room_a_drained_table_kept():
     sim.run(until=sim.now + 2 * MSL + 1)
     tcp = sim.b.tcp
     assert tcp.conns == {} and sys.getsizeof(tcp.conns) > sys.getsizeof({})  # empty, still sized for 40
+    tables = tcp.conns, tcp._time_wait
     tcp.compact()
     assert tcp.conns == {} and sys.getsizeof(tcp.conns) == sys.getsizeof({})
+    # the same objects: a table made anew after a burst would sit among the burst's freed memory
+    assert (tcp.conns, tcp._time_wait) == tables and tcp.conns is tables[0] and tcp._time_wait is tables[1]
     assert sys.getsizeof(tcp._time_wait) == sys.getsizeof({})
-    one_exchange(sim, lst)                      # and the layer works on with its new tables
+    one_exchange(sim, lst)                      # and the layer works on with its resized tables
     assert len(tcp.conns) == len(tcp._time_wait) == 1
+
+
+def test_shrink_keeps_the_entries_in_their_order_and_frees_the_room():
+    from stack.tcp.layer import shrink
+    table = {i: str(i) for i in range(5000)}
+    for i in range(10, 5000):
+        del table[i]
+    big = sys.getsizeof(table)
+    shrink(table)
+    assert list(table.items()) == [(i, str(i)) for i in range(10)]
+    assert sys.getsizeof(table) < big // 50
+    young = set(range(5000))
+    young.difference_update(range(10, 5000))
+    big = sys.getsizeof(young)
+    shrink(young)
+    assert young == set(range(10)) and sys.getsizeof(young) < big // 50
 
 
 def test_connections_go_by_reference_counting_alone():
