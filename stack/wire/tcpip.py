@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 
-from .checksum import IPPROTO_TCP, addr_sum, ones_sum_unreduced
+from .checksum import IPPROTO_TCP, addr_sum, fold_constants, ones_sum_folded, ones_sum_unreduced
 from .ipv4 import FLAG_DF
 from .tcp import PSH, TcpSegment
 
@@ -106,11 +106,15 @@ class DatagramTemplate:
             tcp_base = self.pseudo_sum + 32 + sport + dport + ack + (0x8000 | flags) + window + _TS_LEAD_SUM + tsval + tsecr
             opts = (_TS_LEAD, tsval, tsecr)
         append = out.append
+        n = len(payloads[0])
+        folds = fold_constants(n)
         for i, payload in enumerate(payloads):
-            n = len(payload)
+            if len(payload) != n:
+                n = len(payload)
+                folds = fold_constants(n)
             ident = (ident + 1) & 0xFFFF
             f = flags
-            csum = tcp_base + n + seq + int.from_bytes(payload, "little") % 0xFFFF * 256  # ones_sum_unreduced
+            csum = tcp_base + n + seq + ones_sum_folded(payload, folds)
             if i == last and train.psh:
                 f |= PSH
                 csum += PSH
