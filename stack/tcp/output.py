@@ -233,14 +233,18 @@ class ConnectionOutput:
         stats["segs_out"] += count
         stats["bytes_out"] += count * mss
         self.last_send_time = now
-        on_send = self.rtx.on_send  # RFC 6298 5.1: each new segment is timed (Karn: none is a retransmission)
-        seq = snd_nxt
-        for _ in range(count):
-            end = (seq + mss) & MASK
-            on_send(seq, end, now)
-            seq = end
-        self.snd_nxt = self.snd_max = seq
-        self.timers.rto = self.rtx.deadline
+        end = (snd_nxt + count * mss) & MASK
+        # RFC 6298 5.1: each new segment is timed (Karn: none is a retransmission); in one step when
+        # the timer can (a timer of exercise 5 cannot: one by one)
+        rtx = self.rtx
+        run = getattr(rtx, "on_send_run", None)
+        if run is not None:
+            run([(snd_nxt + i * mss) & MASK for i in range(1, count + 1)], now)
+        else:
+            for i in range(count):
+                rtx.on_send((snd_nxt + i * mss) & MASK, (snd_nxt + (i + 1) * mss) & MASK, now)
+        self.snd_nxt = self.snd_max = end
+        self.timers.rto = rtx.deadline
 
     def _data_room(self) -> int:
         """RFC 9293 3.7.1 (MUST-16): the data a segment may carry after *its* options; SACK blocks
