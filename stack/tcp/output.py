@@ -223,9 +223,10 @@ class ConnectionOutput:
         self.ack_now = False
         self.timers.delack = None
         self.unacked_segs = 0
-        with memoryview(sndbuf) as view:
-            payloads = [bytes(view[o:o + mss]) for o in range(off, off + count * mss, mss)]
         end_off = off + count * mss
+        with memoryview(sndbuf) as view:
+            chunk = view[off:end_off].tobytes()  # one copy out of the buffer (it moves on), then bytes slices
+        payloads = [chunk[o:o + mss] for o in range(0, count * mss, mss)]
         self.outq.append(SegmentTrain(self.local[1], self.remote[1], snd_nxt, self.rcv_nxt, ACK, window,
                                       self._ts_val(now) if self.ts_enabled else None, self.ts_recent,
                                       payloads, end_off == len(sndbuf)))  # PSH: the end of what the user wrote
