@@ -75,6 +75,14 @@ class ConnectionOutput:
 
     def _advertise(self, now: float) -> int:
         """The window field to send, with receiver SWS avoidance (RFC 9293 3.8.6.2.2); never shrinks."""
+        field = self._window_field()
+        if not field and self.tracer.enabled:
+            self.tracer.emit("zero_window", now, conn=self.name, rcv_nxt=self.rcv_nxt)
+        return field
+
+    def _window_field(self) -> int:
+        """``_advertise`` without the trace: moves RCV.ADV as the field sent now does (asking twice
+        changes nothing)."""
         free = self._free_space()
         right = seq_add(self.rcv_nxt, free)
         step = min(self.rcvbuf_cap // 2, self.eff_mss)
@@ -84,8 +92,6 @@ class ConnectionOutput:
         ws = self.rcv_wscale
         field = min((wnd + (1 << ws) - 1) >> ws, 0xFFFF)  # round up: the right edge never moves left
         self.rcv_adv = seq_add(self.rcv_nxt, field << ws)
-        if not field and self.tracer.enabled:
-            self.tracer.emit("zero_window", now, conn=self.name, rcv_nxt=self.rcv_nxt)
         return field
 
     def _maybe_window_update(self, now: float) -> None:
@@ -214,7 +220,7 @@ class ConnectionOutput:
             count -= 1  # the last segment carries the FIN: _send_one sends it
         if count < 2:
             return
-        window = self._advertise(now)
+        window = self._window_field()
         if not window:
             return  # a zero window is traced per segment (_advertise): the general path
         # RFC 9293 3.10.7.4: every segment lies inside the peer's window (usable <= SND.WND - flight),

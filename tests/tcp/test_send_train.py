@@ -11,6 +11,7 @@ import pytest
 from stack.tcp import output
 from stack.tcp.connection import Connection
 from stack.tcp.states import State
+from stack.trace import ListSink, Tracer
 from stack.wire.tcpip import SegmentTrain
 
 from harness import TcpHarness, s32
@@ -34,6 +35,8 @@ def _scenario(timestamps: bool, close_wait: bool, size: int, sack: bool, peer_da
     octets while the peer acknowledges two segments at a time, opening its window as it goes;
     finally close (the FIN after the data). Returns what was emitted and the state at the end."""
     h = TcpHarness(timestamps=timestamps, sack=sack, window_scaling=True)
+    trace = ListSink()
+    h.host.tcp.tracer = Tracer(trace)  # the traces must agree too
     h.syn_received(syn_options=h.peer_syn_options(mss=MSS, wscale=2, sack=sack, tsval=100 if timestamps else None))
     ts = [100]
 
@@ -71,7 +74,7 @@ def _scenario(timestamps: bool, close_wait: bool, size: int, sack: bool, peer_da
     state = {k: getattr(conn, k) for k in ("snd_una", "snd_nxt", "snd_max", "rcv_adv", "last_ack_sent", "ack_now",
                                             "unacked_segs", "last_send_time")}
     state.update(stats=dict(conn.stats), timers=(conn.timers.rto, conn.timers.delack, conn.timers.pto),
-                 sent_times=list(conn.rtx.sampler.sent_times), state=conn.state.name)
+                 sent_times=list(conn.rtx.sampler.sent_times), state=conn.state.name, trace=trace.events)
     return [(e.at, bytes(e.ip)) for e in emitted], state
 
 
@@ -123,3 +126,22 @@ def test_no_train_after_close_nor_in_recovery(monkeypatch):
     conn.recovery.in_recovery = False
     conn._send_train(h.now)
     assert [len(t.payloads) for t in conn.outq] == [3]
+
+
+def test_a_zero_window_to_advertise_sends_no_train(monkeypatch):
+    """Our receive buffer is full: every segment says window 0 and traces it, one by one."""
+    monkeypatch.setattr(output, "SegmentTrain", _CountedTrain)
+    _CountedTrain.made = 0
+    h = TcpHarness(rcvbuf=3000)
+    trace = ListSink()
+    h.host.tcp.tracer = Tracer(trace)
+    conn = h.listen_and_establish()
+    h.send(h.seg("PA", load=bytes(3000)))
+    h.p_nxt = s32(h.p_nxt + 3000)
+    h.drain()
+    trace.events.clear()
+    h.app_send(bytes(6 * MSS))
+    out = [e for e in h.drain() if e.payload]
+    assert len(out) == 3 and all(e.tcp.window == 0 for e in out)
+    assert _CountedTrain.made == 0
+    assert len(trace.of("zero_window")) == 3  # one per segment, none for the train that did not go
