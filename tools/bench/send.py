@@ -4,12 +4,13 @@ A ``Host`` (the whole core: IP, TCP, no link, no threads) accepts a connection f
 played here with real IPv4 packets (MSS 1460, window scale, SACK-permitted, timestamps on or
 off). The application keeps the send buffer full (``Connection.send`` of what fits, then the
 layer's ``after_user_call``, as a socket's ``send`` does); the peer acknowledges the oldest
-``--per-ack`` data segments it got with each ACK (about what a slow reader's ACKs and window
+``PER_ACK`` (11) data segments it got with each ACK (about what a slow reader's ACKs and window
 updates cover in ``tools/asyncio_cpu.py --tun``) and offers a window that moves as a slow
 reader's does: two ACKs in three carry a window other than the one before (in that run about two
 thirds of the ACKs leave header prediction for the general path). The figure is the
-core's CPU per data segment sent: the ACK's processing, the segments it lets out, and the
-datagrams' bytes (``Host.take_output``), all of it amortised over the data segments.
+core's CPU time per data segment sent: the ACK's processing (``Host.receive``), the segments it
+lets out and the datagrams' bytes (``Host.take_output``), amortised over the data segments. The
+application's ``send`` (its copy into the send buffer) is not timed.
 """
 from __future__ import annotations
 
@@ -91,10 +92,10 @@ def cost_per_segment(timestamps: bool, segments: int = 3000, per_ack: int = PER_
     busy = 0.0  # the host's calls only: the peer's packet building and parsing are not timed
     t_end = time.perf_counter() + max_seconds
     while sent < segments:
-        t0 = clock()
-        if conn.send_space():  # as a socket's send: what fits now
+        if conn.send_space():  # as a socket's send: what fits now (not timed: the application's copy)
             conn.send(chunk, s.now)
             layer.after_user_call(conn, s.now)
+        t0 = clock()
         out = take(s.now)
         busy += clock() - t0
         for raw in out:
