@@ -29,7 +29,7 @@ from .wire.checksum import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 from .wire.errors import MalformedPacket
 from .wire.ipv4 import build_ipv4
 from .wire.tcp import build_tcp_after, parse_tcp, tcp_header_len
-from .wire.tcpip import parse_ipv4_tcp, template_for
+from .wire.tcpip import SegmentTrain, parse_ipv4_tcp, template_for
 
 log = logging.getLogger(__name__)
 LOOPBACK_ROUNDS = 256  # bound on ping-pong between two of our own sockets within one pull
@@ -153,40 +153,52 @@ class NetStack:
         return out
 
     def _tcp_datagrams(self, now: float) -> None:
-        """TCP -> IP: wrap each segment the TCP layer has to send (RFC 791 header; TSO via vnet)."""
+        """TCP -> IP: wrap each segment the TCP layer has to send (RFC 791 header; TSO via vnet).
+
+        A ``SegmentTrain`` (a bulk sender's run of full-sized segments) is built in one go by the
+        fast path (``DatagramTemplate.build_train``); anywhere else it is taken segment by segment."""
         segments = self.tcp.segments_to_send(now)
         if not segments:
             return
         ip = self.ip
         ident = ip.ident
-        out, loop = ip.outq, self._loop
-        offload = ip.offload
+        out = ip.outq
         me = ip.address
-        fast = self.fast_path and not offload
+        fast = self.fast_path and not ip.offload
         tpl = None
         for src, dst, seg in segments:
-            ident = (ident + 1) & 0xFFFF
-            ip_fields = seg.ip_fields
-            if fast and dst != me and ip_fields is None:  # the fast path (stack.wire.tcpip): same bytes, one step
+            if fast and dst != me and seg.ip_fields is None:  # the fast path (stack.wire.tcpip): same bytes, one step
                 if tpl is None or tpl.src != src or tpl.dst != dst:
                     tpl = template_for(src, dst)
-                packet = tpl.build(seg, ident)
+                if type(seg) is SegmentTrain:
+                    ident = tpl.build_train(seg, ident, out)
+                    continue
+                packet = tpl.build(seg, (ident + 1) & 0xFFFF)
                 if packet is not None:
+                    ident = (ident + 1) & 0xFFFF
                     out.append(packet)
                     continue
-            tcp_len = tcp_header_len(seg) + len(seg.payload)
-            if ip_fields is None:
-                hdr = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
-            else:  # RFC 1122 3.2.1.6 / 3.2.1.7: the transport sets TOS and TTL (IP_TOS, IP_TTL)
-                hdr = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident, ttl=ip_fields[0], tos=ip_fields[1])
-            if dst == me:
-                loop.append(build_tcp_after(hdr, seg, src, dst, partial=False))
-            elif offload:
-                hdr = vnet.gso_header(20, tcp_len - len(seg.payload), seg.gso_size, 20 + tcp_len) + hdr
-                out.append(build_tcp_after(hdr, seg, src, dst, partial=True))
-            else:
-                out.append(build_tcp_after(hdr, seg, src, dst))
+            for one in seg.segments() if type(seg) is SegmentTrain else (seg,):
+                ident = (ident + 1) & 0xFFFF
+                self._wrap_segment(src, dst, one, ident)
         ip.ident = ident
+
+    def _wrap_segment(self, src: bytes, dst: bytes, seg, ident: int) -> None:
+        """The layered builder: IPv4 header, then TCP header and options; TSO and loopback."""
+        ip = self.ip
+        ip_fields = seg.ip_fields
+        tcp_len = tcp_header_len(seg) + len(seg.payload)
+        if ip_fields is None:
+            hdr = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident)
+        else:  # RFC 1122 3.2.1.6 / 3.2.1.7: the transport sets TOS and TTL (IP_TTL, IP_TOS)
+            hdr = build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident, ttl=ip_fields[0], tos=ip_fields[1])
+        if dst == ip.address:
+            self._loop.append(build_tcp_after(hdr, seg, src, dst, partial=False))
+        elif ip.offload:
+            hdr = vnet.gso_header(20, tcp_len - len(seg.payload), seg.gso_size, 20 + tcp_len) + hdr
+            ip.outq.append(build_tcp_after(hdr, seg, src, dst, partial=True))
+        else:
+            ip.outq.append(build_tcp_after(hdr, seg, src, dst))
 
     # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:

@@ -8,6 +8,8 @@ attributes (``connection.py`` creates them).
 from __future__ import annotations
 
 from ..wire.tcp import ACK, FIN, PSH, SYN, TcpSegment
+from ..wire.tcpip import SegmentTrain
+from .congestion.base import CongestionControl
 from .memory import GUARANTEED
 from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, State
@@ -15,6 +17,9 @@ from .window import usable_window
 
 TSO_MAX = 65535 - 20 - 60  # a TSO super-segment must fit one IPv4 datagram
 _CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
+_TRAIN_STATES = (State.ESTABLISHED, State.CLOSE_WAIT)
+# the reference functions a train may assume (kept in a tuple: a seam swap rebinds module names only)
+_REFERENCE = (usable_window, CongestionControl.on_packet_sent)
 
 
 class ConnectionOutput:
@@ -70,6 +75,14 @@ class ConnectionOutput:
 
     def _advertise(self, now: float) -> int:
         """The window field to send, with receiver SWS avoidance (RFC 9293 3.8.6.2.2); never shrinks."""
+        field = self._window_field()
+        if not field and self.tracer.enabled:
+            self.tracer.emit("zero_window", now, conn=self.name, rcv_nxt=self.rcv_nxt)
+        return field
+
+    def _window_field(self) -> int:
+        """``_advertise`` without the trace: moves RCV.ADV as the field sent now does (asking twice
+        changes nothing)."""
         free = self._free_space()
         right = seq_add(self.rcv_nxt, free)
         step = min(self.rcvbuf_cap // 2, self.eff_mss)
@@ -79,8 +92,6 @@ class ConnectionOutput:
         ws = self.rcv_wscale
         field = min((wnd + (1 << ws) - 1) >> ws, 0xFFFF)  # round up: the right edge never moves left
         self.rcv_adv = seq_add(self.rcv_nxt, field << ws)
-        if not field and self.tracer.enabled:
-            self.tracer.emit("zero_window", now, conn=self.name, rcv_nxt=self.rcv_nxt)
         return field
 
     def _maybe_window_update(self, now: float) -> None:
@@ -143,6 +154,7 @@ class ConnectionOutput:
         if self.snd_una == self.snd_max and len(self.sndbuf) > seq_diff(self.snd_nxt, self.snd_una):
             self.cc.on_idle(now, now - self.last_send_time, self.rtt.current_rto())  # RFC 5681 4.1
         self.recovery.retransmit_due(self._send_view, self._retransmit_for_recovery(now), now)
+        self._send_train(now)
         while self._send_one(now):
             pass
         if self.timers.persist is not None:
@@ -183,6 +195,63 @@ class ConnectionOutput:
             return False
         self._send_data(off, n, now, fin=fin_pending and n == avail)
         return True
+
+    def _send_train(self, now: float) -> None:
+        """The bulk sender's fast path: the full-sized segments of new data that ``_send_one`` would
+        send one by one now, as one ``SegmentTrain``, with the same header fields and the same state
+        left behind (RFC 9293 3.8.6.2.1 usable window, RFC 5681 3.1 cwnd). Only when nothing unusual
+        is going on: ESTABLISHED or CLOSE-WAIT, all sent data new (SND.NXT = SND.MAX), no recovery,
+        no SACK blocks to carry, no TSO, a window to advertise, the reference usable window and a
+        congestion control that ignores sends. What is left (a short tail, FIN, persist) goes the
+        general way."""
+        mss = self.eff_mss
+        cc = self.recovery.cc
+        if (self.state not in _TRAIN_STATES or self.tso or self.snd_nxt != self.snd_max or self.recovery.in_recovery
+                or (self.sack_enabled and self.reasm.queue) or usable_window is not _REFERENCE[0]
+                or type(cc).on_packet_sent is not _REFERENCE[1]):
+            return
+        snd_una, snd_nxt = self.snd_una, self.snd_nxt
+        sndbuf = self.sndbuf
+        off = (snd_nxt - snd_una) & MASK
+        avail = len(sndbuf) - off
+        usable = usable_window(snd_una, snd_nxt, self.snd_wnd, cc.cwnd + self.recovery.extra_cwnd(mss))
+        count = min(avail, usable) // mss
+        if count * mss == avail and self._closing & FIN_QUEUED:
+            count -= 1  # the last segment carries the FIN: _send_one sends it
+        if count < 2:
+            return
+        window = self._window_field()
+        if not window:
+            return  # a zero window is traced per segment (_advertise): the general path
+        # RFC 9293 3.10.7.4: every segment lies inside the peer's window (usable <= SND.WND - flight),
+        # so the peer takes this ACK: what _peer_takes_ack would record for the first
+        self.last_ack_sent = self.rcv_nxt
+        self.ack_now = False
+        self.timers.delack = None
+        self.unacked_segs = 0
+        end_off = off + count * mss
+        with memoryview(sndbuf) as view:
+            chunk = view[off:end_off].tobytes()  # one copy out of the buffer (it moves on), then bytes slices
+        payloads = [chunk[o:o + mss] for o in range(0, count * mss, mss)]
+        self.outq.append(SegmentTrain(self.local[1], self.remote[1], snd_nxt, self.rcv_nxt, ACK, window,
+                                      self._ts_val(now) if self.ts_enabled else None, self.ts_recent,
+                                      payloads, end_off == len(sndbuf)))  # PSH: the end of what the user wrote
+        stats = self.stats
+        stats["segs_out"] += count
+        stats["bytes_out"] += count * mss
+        self.last_send_time = now
+        end = (snd_nxt + count * mss) & MASK
+        # RFC 6298 5.1: each new segment is timed (Karn: none is a retransmission); in one step when
+        # the timer can (a timer of exercise 5 cannot: one by one)
+        rtx = self.rtx
+        run = getattr(rtx, "on_send_run", None)
+        if run is not None:
+            run([(snd_nxt + i * mss) & MASK for i in range(1, count + 1)], now)
+        else:
+            for i in range(count):
+                rtx.on_send((snd_nxt + i * mss) & MASK, (snd_nxt + (i + 1) * mss) & MASK, now)
+        self.snd_nxt = self.snd_max = end
+        self.timers.rto = rtx.deadline
 
     def _data_room(self) -> int:
         """RFC 9293 3.7.1 (MUST-16): the data a segment may carry after *its* options; SACK blocks

@@ -228,6 +228,13 @@ class RetransmissionTimer:
         if self.deadline is None:
             self.deadline = now + self.rtt.current_rto()
 
+    def on_send_run(self, ends, now: float) -> None:
+        """``on_send`` for new segments that left together at ``now`` ending at each of ``ends``
+        (a bulk sender's train), in one step: the same send times, the same RFC 6298 5.1 start."""
+        self.sampler.sent_times.extend([(end, now) for end in ends])
+        if self.deadline is None:
+            self.deadline = now + self.rtt.current_rto()
+
     def on_ack(self, ack: int, now: float, all_acked: bool, tsecr: int | None = None,
                ts_now: int = 0) -> float | None:
         """An ACK of new data up to ``ack``: the RTT sample it gives (already fed to the estimator), or

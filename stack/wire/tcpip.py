@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import struct
 
-from .checksum import IPPROTO_TCP, addr_sum, ones_sum_unreduced
+from .checksum import IPPROTO_TCP, addr_sum, fold_constants, ones_sum_folded, ones_sum_unreduced
 from .ipv4 import FLAG_DF
-from .tcp import TcpSegment
+from .tcp import PSH, TcpSegment
 
 _IP_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")        # IPv4 (20) + TCP (20), no options
 _IP_TCP_TS = struct.Struct("!BBHHHBBH4s4sHHIIBBHHHIII")  # + NOP NOP TS 10 (4) + TSval + TSecr: 52
@@ -83,6 +83,79 @@ class DatagramTemplate:
                                0xFFFF - ip_csum if ip_csum else 0, self.src, self.dst,  # checksum.finish
                                sport, dport, seq, ack, 0x80, flags, window,
                                0xFFFF - csum if csum else 0, urg, _TS_LEAD, tsval, tsecr) + payload
+
+
+    def build_train(self, train: "SegmentTrain", ident: int, out: list) -> int:
+        """Append the datagrams of ``train`` to ``out``, the first with Identification ``ident + 1``;
+        returns the last Identification used. Each equals ``build`` of the train's segment (same
+        bytes): the fields the segments share enter both checksums once, and per segment only SEQ,
+        the length, the payload's sum, the Identification (and PSH on the last) are added."""
+        sport, dport, ack, flags, window = train.sport, train.dport, train.ack, train.flags, train.window
+        seq, tsval = train.seq, train.tsval
+        payloads = train.payloads
+        src, dst = self.src, self.dst
+        last = len(payloads) - 1
+        ip_base = self.ip_sum
+        if tsval is None:
+            pack, hlen, off = _IP_TCP.pack, 40, 0x50
+            tcp_base = self.pseudo_sum + 20 + sport + dport + ack + (0x5000 | flags) + window
+            opts = ()
+        else:
+            tsecr = train.tsecr or 0
+            pack, hlen, off = _IP_TCP_TS.pack, 52, 0x80
+            tcp_base = self.pseudo_sum + 32 + sport + dport + ack + (0x8000 | flags) + window + _TS_LEAD_SUM + tsval + tsecr
+            opts = (_TS_LEAD, tsval, tsecr)
+        append = out.append
+        n = len(payloads[0])
+        folds = fold_constants(n)
+        for i, payload in enumerate(payloads):
+            if len(payload) != n:
+                n = len(payload)
+                folds = fold_constants(n)
+            ident = (ident + 1) & 0xFFFF
+            f = flags
+            csum = tcp_base + n + seq + ones_sum_folded(payload, folds)
+            if i == last and train.psh:
+                f |= PSH
+                csum += PSH
+            csum %= 0xFFFF
+            ip_csum = (ip_base + hlen + n + ident) % 0xFFFF
+            append(pack(0x45, 0, hlen + n, ident, FLAG_DF, TTL, IPPROTO_TCP,
+                        0xFFFF - ip_csum if ip_csum else 0, src, dst,  # checksum.finish
+                        sport, dport, seq, ack, off, f, window, 0xFFFF - csum if csum else 0, 0, *opts) + payload)
+            seq = (seq + n) & 0xFFFFFFFF
+        return ident
+
+
+class SegmentTrain:
+    """A run of data segments that share every header field but SEQ: what a bulk sender emits in one
+    go (``ConnectionOutput._send_train``). The segments are back to back from ``seq``, one per
+    payload, with ``flags`` (PSH too on the last when ``psh``), no options but timestamps, no
+    urgent data. ``segments()`` gives them as ``TcpSegment`` objects, for every path but
+    ``DatagramTemplate.build_train``."""
+
+    __slots__ = ("sport", "dport", "seq", "ack", "flags", "window", "tsval", "tsecr", "payloads", "psh",
+                 "ip_fields")
+
+    def __init__(self, sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
+                 tsval: int | None, tsecr: int | None, payloads: list, psh: bool):
+        self.sport, self.dport, self.seq, self.ack, self.flags, self.window = sport, dport, seq, ack, flags, window
+        self.tsval, self.tsecr, self.payloads, self.psh = tsval, tsecr, payloads, psh
+        self.ip_fields = None  # (TTL, TOS), as TcpSegment.ip_fields (set by the TCP layer)
+
+    def segments(self) -> list[TcpSegment]:
+        out = []
+        seq, last = self.seq, len(self.payloads) - 1
+        for i, payload in enumerate(self.payloads):
+            seg = TcpSegment(self.sport, self.dport, seq, self.ack, self.flags | (PSH if i == last and self.psh else 0),
+                             self.window, payload, tsval=self.tsval, tsecr=self.tsecr if self.tsval is not None else None)
+            seg.ip_fields = self.ip_fields
+            out.append(seg)
+            seq = (seq + len(payload)) & 0xFFFFFFFF
+        return out
+
+    def __repr__(self) -> str:
+        return f"SegmentTrain(seq={self.seq} x{len(self.payloads)} psh={self.psh})"
 
 
 _TEMPLATES: dict[tuple[bytes, bytes], DatagramTemplate] = {}

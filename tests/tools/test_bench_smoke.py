@@ -112,6 +112,7 @@ def test_quick_run_writes_sane_json(tmp_path):
     assert [g["mode"] for g in rep["goals"]] == [m for _, m, *_ in bench.GOALS if m in ("plain", "any")]
     assert rep["ofo"]["status"] == "ok", rep["ofo"]
     assert [r["blocks"] for r in rep["ofo"]["rows"]] == [0, 4]
+    assert rep["send"]["status"] == "ok", rep["send"]
 
 
 @pytest.mark.timeout(120)
@@ -246,6 +247,17 @@ def test_ofo_micro_benchmark_goes_through_the_core():
     assert res["status"] == "ok", res
     assert [r["blocks"] for r in res["rows"]] == [0, 5]
     assert all(r["us_per_segment"] > 0 and r["segments"] == 40 for r in res["rows"])
+
+
+@pytest.mark.timeout(60)
+def test_send_micro_benchmark_goes_through_the_core():
+    """Timestamps off and on: real figures, every segment acknowledged, nothing resent."""
+    from bench import send
+    res = send.phase_send(segments=200, repeat=1)
+    assert res["status"] == "ok", res
+    assert [r["timestamps"] for r in res["rows"]] == [False, True]
+    assert all(r["us_per_segment"] > 0 and r["segments"] >= 200 and r["acks"] >= 200 // send.PER_ACK
+               for r in res["rows"])
 
 
 def test_kernel_app_refuses_the_harness_namespace():

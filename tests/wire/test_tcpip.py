@@ -17,7 +17,7 @@ from stack.wire import tcp
 from stack.wire.checksum import IPPROTO_TCP
 from stack.wire.errors import MalformedPacket
 from stack.wire.ipv4 import build_ipv4, parse_ipv4
-from stack.wire.tcpip import DatagramTemplate, parse_ipv4_tcp, template_for
+from stack.wire.tcpip import DatagramTemplate, SegmentTrain, parse_ipv4_tcp, template_for
 
 from wire_helpers import (FUZZ, WIRE, addrs, ntoa, payloads, scapy_ip_layers, scapy_option_lists,
                           tcp_segments, u8, u16, u32, with_payload)
@@ -82,6 +82,44 @@ def test_fast_build_equals_scapy(src, dst, ident, seg):
 def test_segments_with_other_options_are_left_to_the_general_builder(options):
     seg = tcp.TcpSegment(1, 2, 3, 4, tcp.ACK, 5, b"data", **options)
     assert DatagramTemplate(b"\x01\x02\x03\x04", b"\x05\x06\x07\x08").build(seg, 9) is None
+
+
+@st.composite
+def trains(draw):
+    """Segment trains as a sender makes them: ACK (maybe with other flags), timestamps or none, 1-4
+    payloads of one size (any size, the last one too), SEQ anywhere (wrapping too)."""
+    size = draw(st.integers(1, 1460))
+    count = draw(st.integers(1, 4))
+    payloads = [bytes(draw(st.binary(min_size=size, max_size=size))) for _ in range(count)]
+    tsval = draw(st.none() | u32)
+    return SegmentTrain(draw(u16), draw(u16), draw(u32), draw(u32), draw(st.sampled_from([tcp.ACK, tcp.ACK | tcp.ECE])),
+                        draw(u16), tsval, draw(u32) if tsval is not None else None, payloads, draw(st.booleans()))
+
+
+@WIRE
+@given(addrs, addrs, u16, trains())
+def test_a_train_is_built_as_its_segments_are_one_by_one(src, dst, ident, train):
+    """build_train equals build (and so the general builder) of each segment, Identifications in turn."""
+    out = []
+    last = DatagramTemplate(src, dst).build_train(train, ident, out)
+    segs = train.segments()
+    assert last == (ident + len(segs)) & 0xFFFF
+    assert out == [general(src, dst, seg, (ident + 1 + i) & 0xFFFF) for i, seg in enumerate(segs)]
+    assert [s.seq for s in segs] == [(train.seq + i * len(train.payloads[0])) & 0xFFFFFFFF for i in range(len(segs))]
+    assert [bool(s.flags & tcp.PSH) for s in segs] == [train.psh and i == len(segs) - 1 for i in range(len(segs))]
+
+
+@WIRE
+@given(addrs, addrs, u16, trains())
+def test_a_train_is_what_scapy_builds(src, dst, ident, train):
+    out = []
+    DatagramTemplate(src, dst).build_train(train, ident, out)
+    for i, (seg, raw) in enumerate(zip(train.segments(), out)):
+        options = [("NOP", None), ("NOP", None), ("Timestamp", (seg.tsval, seg.tsecr))] if seg.tsval is not None else []
+        layer = (IP(src=ntoa(src), dst=ntoa(dst), id=(ident + 1 + i) & 0xFFFF, ttl=64, flags=2, proto=IPPROTO_TCP)
+                 / TCP(sport=seg.sport, dport=seg.dport, seq=seg.seq, ack=seg.ack, flags=seg.flags,
+                       window=seg.window, options=options))
+        assert raw == bytes(with_payload(layer, seg.payload))
 
 
 def test_templates_are_cached_per_address_pair():

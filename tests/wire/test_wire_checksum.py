@@ -99,3 +99,13 @@ def test_icmp_message_verifies_and_any_bit_flip_fails(type_, code, rest, payload
     assert verify(msg)
     bit = data.draw(st.integers(0, len(msg) * 8 - 1), label="bit")
     assert not verify(_flip(msg, bit))
+
+
+@WIRE
+@given(payloads | st.integers(1, 2000).map(lambda n: b"\xff" * n))
+def test_folded_sum_is_the_ones_sum(data):
+    """ones_sum_folded (the bulk sender's payload sum) agrees with ones_sum and with scapy."""
+    folded = ck.ones_sum_folded(data, ck.fold_constants(len(data))) % 0xFFFF
+    assert folded == ck.ones_sum(data)
+    if any(data):
+        assert ck.finish(folded) == scapy_checksum(data)

@@ -20,12 +20,14 @@ Phases (the same clients against every target):
                connection, CPU while nothing happens
   ofo          once per run: the TCP core in virtual time, per-segment cost of the receive
                path with 10 / 100 / 1,000 out-of-order blocks queued
+  send         once per run: the TCP core in virtual time, per-segment cost of the bulk send
+               path (an ACK in, the data segments it lets out as datagrams), timestamps off/on
 
 Each stack figure is also a ratio to the ceiling and to the kernel of the same run.
 MB is 10**6 bytes. A table goes to stdout, everything to the JSON file.
 
 Modules: config (flags), netns (namespaces, veth), servers (the targets' processes),
-kernel_app (the kernel baseline's program), workloads (the clients), idle, ofo, measure
+kernel_app (the kernel baseline's program), workloads (the clients), idle, ofo, send, measure
 (CPU, RSS, link counters), profile (py-spy), report (rows, goals, medians, table),
 runner (the run), cli (main).
 

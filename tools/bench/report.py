@@ -211,6 +211,7 @@ def render(report) -> str:
         if run.get("status") != "ok":
             L.append(f"{run['target']} @ MTU {run['mtu']}: {run['status']}: {run.get('reason', '')}")
     L.extend(render_ofo(report.get("ofo")))
+    L.extend(render_send(report.get("send")))
     L.append("")
     L.append("goals (stack):")
     for g in report["goals"]:
@@ -229,6 +230,20 @@ def render_ofo(ofo):
     for r in ofo["rows"]:
         what = "in order (no queue)" if not r["blocks"] else f"{r['blocks']:,} out-of-order blocks"
         L.append(f"  {what:<28}{r['us_per_segment']:>10.1f} us  ({r['vs_in_order']}x in order)"
+                 + ("" if r["status"] == "ok" else f"  ERROR {r.get('error')}"))
+    return L
+
+
+def render_send(send):
+    if not send:
+        return []
+    L = ["", f"send path, TCP core in virtual time (ACK in, data out as datagrams; one ACK per "
+             f"{send.get('per_ack', '?')} segments), per data segment:"]
+    if send.get("status") == "error" and not send.get("rows"):
+        return L + [f"  error: {send.get('error')}"]
+    for r in send["rows"]:
+        what = "timestamps on" if r["timestamps"] else "timestamps off"
+        L.append(f"  {what:<28}{r['us_per_segment']:>10.1f} us"
                  + ("" if r["status"] == "ok" else f"  ERROR {r.get('error')}"))
     return L
 

@@ -17,6 +17,7 @@ from .idle import phase_idle
 from .measure import CpuMeter, link_counters, link_delta
 from .netns import setup_namespace
 from .ofo import phase_ofo
+from .send import phase_send
 from .profile import Profiler
 from .report import brief, compute_rows, evaluate_goals, merge_tries, render
 from .servers import Server, link_names, server_cmd
@@ -203,6 +204,10 @@ def run(a, argv) -> int:
     if "ofo" in a.phases:
         log(f"ofo: receive path with {', '.join(map(str, a.ofo_blocks))} out-of-order blocks (virtual time)")
         ofo = phase_ofo(a.ofo_blocks)
+    send = None
+    if "send" in a.phases:
+        log("send: bulk send path, one ACK per 11 data segments (virtual time)")
+        send = phase_send()
     rows = compute_rows(runs, a.mtu)
     report = {
         "schema": SCHEMA,
@@ -223,6 +228,7 @@ def run(a, argv) -> int:
         "runs": runs,
         "rows": rows,
         "ofo": ofo,
+        "send": send,
         "goals": evaluate_goals(rows, a.offload),
     }
     print(render(report), flush=True)
