@@ -61,6 +61,7 @@ class ReadinessFd:
         self._rdhup = False     # after set_read_hangup X stays readable
         self._err = False       # POLLERR showing (set_error until clear_error)
         self._unconnected = False  # fd is an unconnected unix socket: POLLOUT|POLLHUP only
+        self._synced: int | None = None  # the mask of the last sync(), while nothing else changed the fd
         self.set(readable)
         self.set_writable(writable)
 
@@ -74,6 +75,7 @@ class ReadinessFd:
 
     def set(self, ready: bool) -> None:
         """Readable while ``ready`` (the name predates writability; kept for callers)."""
+        self._synced = None
         if self._final or self._rdhup or self.fd < 0 or bool(ready) == self._readable:
             return
         self._pair()
@@ -87,6 +89,7 @@ class ReadinessFd:
 
     def wake_readable(self) -> None:
         """Readable, and a fresh wake-up even if it already was (new data: one edge-triggered event)."""
+        self._synced = None
         if self._final or self._rdhup or self.fd < 0:
             return
         self._pair()
@@ -99,6 +102,7 @@ class ReadinessFd:
 
     def set_read_hangup(self) -> None:
         """POLLIN|POLLRDHUP from now on (the peer's FIN); writability stays settable."""
+        self._synced = None
         if self._final or self._rdhup or self.fd < 0:
             return
         self._pair()
@@ -106,6 +110,7 @@ class ReadinessFd:
         self._readable = self._rdhup = True
 
     def set_writable(self, ready: bool) -> None:
+        self._synced = None
         if self._final or self.fd < 0 or bool(ready) == self._writable:
             return
         self._pair()
@@ -117,6 +122,7 @@ class ReadinessFd:
 
     def set_error(self) -> None:
         """POLLERR|POLLHUP|POLLIN|POLLOUT|POLLRDHUP from now on (a reset connection); final."""
+        self._synced = None
         if self._final or self.fd < 0:
             return
         self._pair()
@@ -130,6 +136,7 @@ class ReadinessFd:
 
     def clear_error(self) -> None:
         """POLLERR off (the error was reported, as reading SO_ERROR clears sk_err); the hang-up stays."""
+        self._synced = None
         if self._err and self.fd >= 0:
             self._x.getsockopt(_std.SOL_SOCKET, _std.SO_ERROR)  # sock_error(): sk_err = 0
             self._err = False
@@ -140,9 +147,15 @@ class ReadinessFd:
         POLLERR comes with POLLHUP: Linux gives a unix socket an error only when its peer goes away.
         POLLHUP without POLLIN is a fresh socket (``set_unconnected``). A mask that drops a final
         bit (a socket connecting again after a failed attempt) gets a fresh pair behind the same fd.
+        The fd's state is a function of the last mask synced, so the same mask again is no work
+        (an ACK that frees send space without making the socket writable: sk_write_space's test).
         """
-        if self.fd < 0:
+        if self.fd < 0 or mask == self._synced:
             return
+        self._sync(mask)
+        self._synced = mask
+
+    def _sync(self, mask: int) -> None:
         if mask & _select.EPOLLHUP and not mask & (_select.EPOLLIN | _select.EPOLLERR):
             self.set_unconnected()
             return
@@ -166,6 +179,7 @@ class ReadinessFd:
         An unconnected AF_UNIX stream socket reports exactly that (unix_poll(): TCP_CLOSE -> POLLHUP,
         nothing queued -> writable). The fd number stays; its open file is replaced (dup2), so an
         epoll registration made before the switch does not carry over (select/poll are unaffected)."""
+        self._synced = None
         if self.fd < 0 or self._unconnected:
             return
         x = _std.socket(_std.AF_UNIX, _std.SOCK_STREAM)
@@ -192,9 +206,11 @@ class ReadinessFd:
         self._y = y
         self._readable = self._final = self._rdhup = self._err = self._unconnected = False
         self._writable = True
+        self._synced = None
 
     def set_hangup(self) -> None:
         """POLLHUP|POLLIN|POLLOUT|POLLRDHUP from now on (closed both ways); final."""
+        self._synced = None
         if self._final or self.fd < 0:
             return
         self._pair()
