@@ -337,8 +337,9 @@ class ConnectionInput:
         return None if sample is None else self._trace_rtt(now, sample)
 
     def _trace_rtt(self, now: float, sample: float) -> float:
-        self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
-                    rto=self.rtt.current_rto())
+        if self.tracer.enabled:  # the fields cost a round() and an RTO computation per ACK
+            self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
+                        rto=self.rtt.current_rto())
         return sample
 
     def _ack_state_transitions(self, seg: TcpSegment, now: float) -> bool:
