@@ -38,34 +38,44 @@ class ConnectionInput:
         """Van Jacobson's header prediction (as in RFC 1323 and Linux's fast path): the next in-order
         segment of a bulk transfer, in ESTABLISHED, with nothing unusual, skips the general checks.
 
-        Either pure in-order data that acknowledges nothing new, or a pure ACK of new data. It does
-        exactly what the RFC 9293 3.10.7.4 steps would do for such a segment; anything else
-        (options to look at, out-of-order data, recovery, window changes) takes the general path.
+        Either pure in-order data with the same window that acknowledges nothing new, or a pure ACK
+        (``_ack_prediction``). It does exactly what the RFC 9293 3.10.7.4 steps would do for such a
+        segment; anything else (options to look at, out-of-order data, recovery) takes the general path.
         """
         if (seg.flags & ~PSH) != ACK or seg.seq != self.rcv_nxt or seg.sack or self.recovery.in_recovery:
             return False
-        if (seg.window << self.snd_wscale) != self.snd_wnd or self.reasm.queue:
+        if self.reasm.queue:
             return False
         ts = self.ts_enabled
         if ts and (seg.tsval is None or (seg.tsval - self.ts_recent) & MASK >= 0x80000000):
             return False  # no timestamp or PAWS would look at it
         payload = seg.payload
-        if payload:
-            if (seg.ack != self.snd_una or len(payload) > self.rcv_wnd or self._closing & ORPHANED
-                    or self.memory.pressure):  # the budget decides on the general path
-                return False
-            if ts and seg.seq == self.last_ack_sent:
-                self.ts_recent = seg.tsval  # RFC 7323 4.3
-            self._deliver(payload, False, now)
-            self._schedule_ack(len(payload), now)
-            return True
-        ack = seg.ack
-        if ack == self.snd_una or (ack - self.snd_una) & MASK > (self.snd_max - self.snd_una) & MASK:
+        if not payload:
+            return self._ack_prediction(seg, now)
+        if (seg.ack != self.snd_una or (seg.window << self.snd_wscale) != self.snd_wnd or len(payload) > self.rcv_wnd
+                or self._closing & ORPHANED or self.memory.pressure):  # the budget decides on the general path
             return False
         if ts and seg.seq == self.last_ack_sent:
-            self.ts_recent = seg.tsval
-        self._new_ack(seg, now)
-        self.snd_wl1, self.snd_wl2 = seg.seq, ack  # RFC 9293 3.10.7.4: the window update bookkeeping
+            self.ts_recent = seg.tsval  # RFC 7323 4.3
+        self._deliver(payload, False, now)
+        self._schedule_ack(len(payload), now)
+        return True
+
+    def _ack_prediction(self, seg: TcpSegment, now: float) -> bool:
+        """A pure ACK at RCV.NXT in ESTABLISHED with SND.UNA <= SEG.ACK <= SND.MAX (header prediction
+        has checked the rest): of RFC 9293 3.10.7.4's steps only the fifth check does anything for it
+        (the others accept it and pass), so run that alone. The window may change (a slow reader's
+        ACKs): the SND.WL1/SND.WL2 update is the general path's own ``_update_window``."""
+        ack, una = seg.ack, self.snd_una
+        if (ack - una) & MASK > (self.snd_max - una) & MASK:
+            return False  # beyond SND.MAX or older than SND.UNA: the general path's checks
+        if self.ts_enabled and seg.seq == self.last_ack_sent:
+            self.ts_recent = seg.tsval  # RFC 7323 4.3 (2)
+        if ack != una:
+            self._new_ack(seg, now)
+        else:
+            self.recovery.on_old_ack(seg, self._send_view(), now)  # a duplicate ACK or a window update
+        self._update_window(seg, now)
         self._output(now)
         return True
 
