@@ -271,10 +271,11 @@ class Stack:
             raise
 
     def _run(self) -> None:
-        link_fd = self.link.fileno()
+        link = self.link
+        link_fd = link.fileno()
         host, clock, lock, wake_r = self.host, self.clock, self.lock, self._wake_r
-        read_one, direct = self._first_reader()
-        answer_ping, write_one, link_stats = host.answer_ping, self.link.write, self.link.stats
+        read_one, write_one, direct = self._first_io()
+        answer_ping, link_stats = host.answer_ping, link.stats
         poller = select.poll()
         poller.register(link_fd, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
@@ -299,7 +300,14 @@ class Stack:
                 if got and self.pcap is None and self.impair_in is None and self.impair_out is None:
                     reply = answer_ping(first)  # a lone ping: answered before the clock, the batch, TCP
                     if reply is not None:
-                        write_one(reply)
+                        try:
+                            write_one(reply)
+                        except OSError:  # the TUN's own write: once more through the link, which counts a drop
+                            link.write(reply)
+                        else:
+                            if direct:
+                                link_stats["tx_packets"] += 1
+                        host.ping_answered()  # counted once written: counters cost time when caches are cold
                         first = None
                 now = clock()
                 if got:
@@ -314,21 +322,23 @@ class Stack:
                 self.memtrim.observe(len(host.tcp.conns), now)  # housekeeping: trim once the table drained
                 timeout = self._poll_timeout()
 
-    def _first_reader(self):
-        """How the loop reads a turn's first packet (raising BlockingIOError if none is waiting), and
-        whether that read bypasses the link's counters (the loop then counts it). A plain TUN
-        device: ``os.read`` itself, one packet per read(2), the least code between the wake-up and a
-        ping's reply (docs/benchmarks.md, *Ping*); any other link: its ``read_batch(1)``."""
+    def _first_io(self):
+        """How the loop reads a turn's first packet (raising BlockingIOError if none is waiting) and
+        writes a ping's reply, and whether both bypass the link's counters (the loop then counts).
+        A plain TUN device: ``os.read`` and ``os.write`` themselves, one packet per call, the least
+        code between the wake-up and a ping's reply (docs/benchmarks.md, *Ping*); any other link:
+        its ``read_batch(1)`` and ``write``."""
         link = self.link
         if type(link) is TunLink and not link.offload:
-            return functools.partial(os.read, link.fileno(), MAX_PACKET), True
+            fd = link.fileno()
+            return functools.partial(os.read, fd, MAX_PACKET), functools.partial(os.write, fd), True
 
         def read_one():
             got = link.read_batch(1)
             if not got:
                 raise BlockingIOError
             return got[0]
-        return read_one, False
+        return read_one, link.write, False
 
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host, impairment, or an owed memory trim), -1 for none."""

@@ -200,9 +200,9 @@ def test_the_fast_paths_write_and_count_exactly_what_the_layered_code_does():
 
 
 def test_answer_ping_gives_the_bytes_and_counters_receive_gives():
-    """NetStack.answer_ping (the driver writes a ping's reply itself): for an echo request of the
-    common shape, the reply and counters of receive + take_output; None for every other packet,
-    which receive then takes."""
+    """NetStack.answer_ping (the driver writes a ping's reply itself, then ping_answered): for an echo
+    request of the common shape, the reply and counters of receive + take_output; None for every
+    other packet, which receive then takes."""
     ping = raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=1) / b"ping")
     bad = bytearray(raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=4)))
     bad[-1] ^= 0xFF  # an ICMP checksum error
@@ -221,6 +221,7 @@ def test_answer_ping_gives_the_bytes_and_counters_receive_gives():
             got += driver.take_output(0.0)
         else:
             got.append(reply)
+            driver.ping_answered()
         plain.receive(packet, 0.0)
         want += plain.take_output(0.0)
     assert answered == [True] + [False] * len(others) + [True]
@@ -239,7 +240,7 @@ def test_answer_ping_leaves_offload_and_faults_to_receive(monkeypatch, caplog):
         raise RuntimeError("injected")
 
     monkeypatch.setattr(IpLayer, "echo_reply", broken)
-    assert host.answer_ping(ping) is None
+    assert host.answer_ping(ping) is None and host.stats["ip_in"] == 0
     with caplog.at_level("ERROR", logger="stack.netstack"):
         host.receive(ping, 0.0)
     assert host.stats["ip_internal_error"] == 1 and host.stats["ip_out"] == 0
