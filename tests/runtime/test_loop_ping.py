@@ -73,3 +73,27 @@ def test_a_ping_under_pcap_is_recorded_both_ways(tmp_path):
     assert [(p[ICMP].type, p[ICMP].seq) for p in out] == [(0, 5)]
     assert [IP(p)[ICMP].type for _, p in read_pcap(str(tmp_path / "ping.pcap"))] == [8, 0]
     assert stats["icmp_echo_replies"] == 1 and stats["ip_out"] == 1
+
+
+def test_a_failed_direct_write_goes_once_more_through_the_link():
+    """A plain TUN's reply is written with os.write itself (Stack._first_io); if that write fails
+    (ENOBUFS: the kernel's queue was full for a moment), the link's own write sends it (or counts
+    the drop), and the ping is counted once."""
+    import errno
+    a, b = SocketPairLink.pair()
+    st = Stack(link=a, address=ME, seed=1)
+    read_one, _, _ = st._first_io()
+    failed = []
+
+    def failing_write(packet):
+        failed.append(bytes(packet))
+        raise OSError(errno.ENOBUFS, "No buffer space available")
+    st._first_io = lambda: (read_one, failing_write, True)
+    b.write_batch([_ping(9)])
+    with st:
+        out = _written(b, 1)
+        stats, link_stats = st.stats(), dict(a.stats)
+    assert [(p[ICMP].type, p[ICMP].seq) for p in out] == [(0, 9)] and len(failed) == 1
+    assert bytes(out[0]) == failed[0]
+    assert stats["icmp_echo_replies"] == 1 and stats["ip_out"] == 1
+    assert link_stats["tx_packets"] == 1
