@@ -338,9 +338,7 @@ class Stack:
     def _receive(self, batch: list, now: float) -> None:
         host, pcap, imp = self.host, self.pcap, self.impair_in
         if pcap is None and imp is None:  # the plain path: nothing to record or to impair
-            receive = host.receive
-            for packet in batch:
-                receive(packet, now)
+            host.receive_batch(batch, now)  # GRO over the batch (NetStack.receive_batch)
             return
         for packet in batch:
             if pcap is not None:
