@@ -98,29 +98,26 @@ class NetStack:
             self._internal_error(packet, now, exc)
 
     def receive_batch(self, packets, now: float) -> None:
-        """The packets of one read from the link, in order: each as ``receive`` would take it, except
-        that on the fast path the in-sequence data segments of a flow reach TCP merged into one
-        segment (GRO, ``stack.wire.gro``: Linux runs ``tcp_gro_receive`` over a driver's poll the same
-        way). Every packet is still parsed and checksummed on its own, and counted in ``ip_in`` and
-        ``tcp_in``; TCP counts the merged segment once (``segs_in``), as a TSO segment under offload."""
+        """The packets of one read from the link, in order (any iterable: the runtime reads each one
+        as this loop takes it), each as ``receive`` would take it, except that on the fast path the
+        in-sequence data segments of a flow reach TCP merged into one segment (GRO,
+        ``stack.wire.gro``: Linux runs ``tcp_gro_receive`` over a driver's poll the same way) where
+        that is exactly what the packets one by one would do (``_tcp_chain``). Every packet is still
+        parsed and checksummed on its own, and counted (``ip_in``, ``tcp_in``, TCP's ``segs_in``)."""
         if not (self.gro and self.fast_path) or self.offload:
             for packet in packets:
                 self.receive(packet, now)
             return
-        me, chain = self.address, None
+        me, chain, packet = self.address, None, b""
         for packet in packets:
             try:
-                fields = None
-                if len(packet) >= 40 and packet[9] == IPPROTO_TCP:
-                    fields = parse_ipv4_tcp_fields(packet)
-                    if fields is not None and (fields[1] != me or martian_source(fields[0])):
-                        fields = None
+                fields = parse_ipv4_tcp_fields(packet)
                 if fields is not None and chain is not None and chain.offer(fields):
-                    continue
+                    continue  # (its addresses are the chain's, checked below when it started)
                 if chain is not None:  # the chain is complete: TCP sees it before this packet
                     held, chain = chain, None
                     self._tcp_chain(held, now)
-                if fields is None:
+                if fields is None or fields[1] != me or martian_source(fields[0]):
                     self.receive(packet, now)  # the general path (or a ping's fast answer)
                     continue
                 chain = chain_start(fields)
@@ -132,7 +129,7 @@ class NetStack:
             try:
                 self._tcp_chain(chain, now)
             except Exception as exc:
-                self._internal_error(packets[-1], now, exc)
+                self._internal_error(packet, now, exc)
 
     def _tcp_chain(self, chain, now: float) -> None:
         """A GRO chain -> TCP: whole where its connection takes it exactly as it would take the packets

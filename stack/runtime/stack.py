@@ -313,7 +313,8 @@ class Stack:
 
     def _read_packets(self, now: float) -> None:
         """The softirq's read: packets until EAGAIN, at most MAX_BATCH of them (the output and the
-        ACKs they owe are pulled once, after the batch: ``_transmit``).
+        ACKs they owe are pulled once, after the batch: ``_transmit``). On the plain path the packets
+        go to ``NetStack.receive_batch`` as they are read, which merges what it can (GRO).
 
         The first packet is read and processed alone, and what the IP layer answered to it (a
         ping's reply) is written at once: a lone ping does not wait for the read that finds the
@@ -331,6 +332,9 @@ class Stack:
             self._receive(first, now)
             if host.ip.outq:
                 self._write(host.take_ip_output(), now)
+        if plain:  # each packet processed as soon as it is read (still in the cache); GRO over the turn
+            host.receive_batch(link.read_iter(MAX_BATCH - 1), now)
+            return
         rest = link.read_batch(MAX_BATCH - 1)
         if rest:
             self._receive(rest, now)
@@ -338,7 +342,9 @@ class Stack:
     def _receive(self, batch: list, now: float) -> None:
         host, pcap, imp = self.host, self.pcap, self.impair_in
         if pcap is None and imp is None:  # the plain path: nothing to record or to impair
-            host.receive_batch(batch, now)  # GRO over the batch (NetStack.receive_batch)
+            receive = host.receive
+            for packet in batch:
+                receive(packet, now)
             return
         for packet in batch:
             if pcap is not None:

@@ -28,7 +28,7 @@ def ones_sum_unreduced(data) -> int:
     return int.from_bytes(data, "little") % 0xFFFF * 256  # byte order: see the module text
 
 
-_FOLD_MASKS: dict[int, int] = {}
+_FOLDS: dict[int, tuple] = {}  # nbytes -> the folds residue() makes for that length
 
 
 def residue(value: int, nbytes: int) -> int:
@@ -36,20 +36,27 @@ def residue(value: int, nbytes: int) -> int:
 
     CPython divides a long integer by a small one a digit (30 bits) at a time, each a hardware
     division (~4 ns). Adding the high half of the number to its low half, split at a multiple of
-    16 bits (2**16 == 1 mod 0xffff), keeps the residue and costs a shift, a mask and an add (~0.1 us):
-    for a 1,500-byte packet three such folds and one short division take 1.2 us, the division alone
-    1.6 us."""
-    bits = nbytes << 3
+    16 bits (2**16 == 1 mod 0xffff), keeps the residue and costs a shift, a mask and an add: for a
+    1,500-byte packet three such folds and one short division take 0.9 us, the division alone 1.6 us.
+    The folds depend only on the length (a packet's, cached: an MTU makes few lengths)."""
+    folds = _FOLDS.get(nbytes)
+    if folds is None:
+        folds = _FOLDS[nbytes] = _folds(nbytes)
+    for half, mask in folds:
+        value = (value >> half) + (value & mask)
+    return value % 0xFFFF
+
+
+def _folds(nbytes: int) -> tuple:
+    """(shift, mask) of each fold for ``nbytes`` bytes: halves at multiples of 16 bits, down to 2,048."""
+    if len(_FOLDS) > 4096:
+        _FOLDS.clear()
+    folds, bits = [], nbytes << 3
     while bits > 2048:
         half = (bits >> 5) << 4  # a multiple of 16, about half of the bits
-        mask = _FOLD_MASKS.get(half)
-        if mask is None:
-            if len(_FOLD_MASKS) > 64:
-                _FOLD_MASKS.clear()
-            mask = _FOLD_MASKS[half] = (1 << half) - 1
-        value = (value >> half) + (value & mask)
-        bits -= half - 1  # the high part has bits - half bits; the sum one more
-    return value % 0xFFFF
+        folds.append((half, (1 << half) - 1))
+        bits -= half - 1  # the high part has bits - half bits; their sum one more
+    return tuple(folds)
 
 
 def finish(total: int) -> int:

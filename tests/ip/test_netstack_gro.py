@@ -39,13 +39,13 @@ class Peer:
         self.tpl = template_for(PEER_B, LOCAL_B)
 
     def packet(self, size: int, flags: int = ACK, seq: int | None = None, sport: int | None = None,
-               ts: bool = True) -> bytes:
+               ts: bool = True, tpl=None) -> bytes:
         seq = self.seq if seq is None else seq
         seg = TcpSegment(sport or self.h.pport, self.h.lport, s32(seq), self.h.l_nxt, flags, self.window,
                          bytes([seq & 0xFF, 0x5A]) * (size // 2) + b"z" * (size % 2),
                          tsval=self.tsval if ts else None, tsecr=self.h.our_tsval if ts else None)
         self.ident += 1
-        return self.tpl.build(seg, self.ident)
+        return (tpl or self.tpl).build(seg, self.ident)
 
     def step(self, op: tuple) -> list[bytes]:
         kind, n = op
@@ -81,6 +81,9 @@ class Peer:
             self.seq = s32(self.seq + n)
         elif kind == "other_flow":
             out = [self.packet(MSS, sport=self.h.pport + 1)]
+        elif kind == "martian":  # the next data, from a source no one may use (or to another host)
+            src, dst = (bytes([127, 0, 0, 1]), LOCAL_B) if n else (PEER_B, bytes([192, 0, 2, 9]))
+            out = [self.packet(MSS, tpl=template_for(src, dst))]
         else:  # a corrupted packet: dropped by its checksum
             bad = bytearray(self.packet(MSS))
             bad[-1] ^= 0xFF
@@ -96,6 +99,7 @@ ops = st.one_of(
     st.tuples(st.just("tick"), st.sampled_from([1, 2 ** 31 + 5])),
     st.tuples(st.just("window"), st.sampled_from([65535, 1000, 0])), st.tuples(st.just("fin"), sizes),
     st.tuples(st.just("no_ts"), sizes), st.tuples(st.just("other_flow"), st.just(0)),
+    st.tuples(st.just("martian"), st.sampled_from([0, 1])),
     st.tuples(st.just("corrupt"), st.just(0)))
 
 
@@ -132,8 +136,9 @@ def run(script, cuts, batched: bool, config: dict):
 @given(st.lists(ops, min_size=1, max_size=60), st.lists(st.integers(0, 200), max_size=4),
        st.sampled_from([{}, {"rcvbuf": 8192}, {"mem_limit": 30000}]))
 def test_a_batch_has_exactly_the_effect_of_its_packets_one_by_one(script, cuts, config):
-    """Whatever the packets (gaps, retransmissions, PSH, FIN, other flows, corrupted, window and
-    timestamp changes, a full window, memory pressure), GRO changes no byte written and no state."""
+    """Whatever the packets (gaps, retransmissions, PSH, FIN, other flows, martian sources, other
+    hosts, corrupted, window and timestamp changes, a full window, memory pressure), GRO changes no
+    byte written and no state."""
     assert run(script, cuts, True, config) == run(script, cuts, False, config)
 
 

@@ -99,3 +99,12 @@ def test_icmp_message_verifies_and_any_bit_flip_fails(type_, code, rest, payload
     assert verify(msg)
     bit = data.draw(st.integers(0, len(msg) * 8 - 1), label="bit")
     assert not verify(_flip(msg, bit))
+
+
+@WIRE
+@given(st.one_of(st.binary(max_size=3000), st.integers(0, 66000).map(lambda n: b"\xff" * n)), st.booleans())
+def test_residue_by_folding_equals_the_remainder(data, big):
+    """checksum.residue folds halves at multiples of 16 bits: the same remainder as one division,
+    for every length (all ones: each fold carries), either byte order."""
+    value = int.from_bytes(data, "big" if big else "little")
+    assert ck.residue(value, len(data)) == value % 0xFFFF
