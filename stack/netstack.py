@@ -111,8 +111,10 @@ class NetStack:
         me, chain, packet = self.address, None, b""
         for packet in packets:
             try:
+                if chain is not None and chain.take(packet):
+                    continue  # the chain's next packet (checked in full: GroChain.take)
                 fields = parse_ipv4_tcp_fields(packet)
-                if fields is not None and chain is not None and chain.offer(fields):
+                if fields is not None and chain is not None and chain.offer(fields, packet):
                     continue  # (its addresses are the chain's, checked below when it started)
                 if chain is not None:  # the chain is complete: TCP sees it before this packet
                     held, chain = chain, None
@@ -120,7 +122,7 @@ class NetStack:
                 if fields is None or fields[1] != me or martian_source(fields[0]):
                     self.receive(packet, now)  # the general path (or a ping's fast answer)
                     continue
-                chain = chain_start(fields)
+                chain = chain_start(fields, packet)
                 if chain is None:
                     self._tcp_fast(fields[0], fields[1], segment_of(fields), 1, now)
             except Exception as exc:  # as receive: the stack thread must not die of one packet

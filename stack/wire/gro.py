@@ -19,6 +19,13 @@ packet that breaks one "flushes" the chain: the chain goes to TCP, the packet st
 - a segment shorter than the MSS, or with PSH, is merged and closes the chain;
 - the merged datagram stays under 64 KiB (Linux ``gro_max_size``, 65536).
 
+Checking a packet that continues a chain needs no full parse (``GroChain.take``): a packet of
+the chain's length whose header equals the first one's except in the fields every packet has
+its own (IP Identification and checksum, SEG.SEQ, the TCP checksum, PSH) has the same valid
+shape; its IP header checksum follows from the first one's (RFC 1624: only the Identification
+and the checksum differ); its TCP checksum is verified as ``parse_ipv4_tcp_fields`` does. The
+header is compared as one integer (52 or 40 bytes, big-endian) under a mask.
+
 The merged segment (``GroChain.segment``) is the first segment with the payloads joined, PSH if
 the last one had it, and ``gso_size`` set to the MSS (as Linux marks a GRO packet). Unlike
 Linux, the packets stay available (``GroChain.segments``): TCP takes a chain whole only where
@@ -27,41 +34,83 @@ netstack hands it over packet by packet otherwise.
 """
 from __future__ import annotations
 
+from .checksum import IPPROTO_TCP, residue
 from .tcp import ACK, PSH, TcpSegment
-from .tcpip import segment_of
+from .tcpip import parse_ipv4_tcp_fields, segment_of
 
 GRO_MAX_SIZE = 65536  # bytes of the merged datagram, headers included (Linux gro_max_size)
 _SEQ_MASK = 0xFFFFFFFF
 
 
+def _layout(hlen: int) -> tuple[int, int, int, int, int]:
+    """For a header of ``hlen`` bytes read as one big-endian integer: the mask of the fields every
+    packet has its own, and the shifts of IP Identification, IP checksum, SEG.SEQ and the flags."""
+    def at(offset: int, size: int) -> int:
+        return (hlen - offset - size) * 8
+    own = ((0xFFFF << at(4, 2)) | (0xFFFF << at(10, 2)) | (_SEQ_MASK << at(24, 4))
+           | (PSH << at(33, 1)) | (0xFFFF << at(36, 2)))  # Identification, header checksum, SEQ, PSH, checksum
+    return ((1 << hlen * 8) - 1) ^ own, at(4, 2), at(10, 2), at(24, 4), at(33, 1)
+
+
+_LAYOUTS = {40: _layout(40), 52: _layout(52)}  # no options; NOP NOP TS
+
+
 class GroChain:
-    """The packets merged so far, as ``stack.wire.tcpip.parse_ipv4_tcp_fields`` gave them: ``offer``
-    adds one if it fits; ``segment`` makes the one segment TCP sees, ``segments`` the packets' own."""
+    """The packets merged so far: ``take`` adds one that continues the chain at its length, ``offer``
+    one that ``stack.wire.tcpip.parse_ipv4_tcp_fields`` parsed; ``segment`` makes the one segment TCP
+    sees, ``segments`` the packets' own."""
 
-    __slots__ = ("packets", "key", "end", "mss", "size", "closed")
+    __slots__ = ("head", "packets", "key", "end", "mss", "size", "closed", "hlen", "length", "same",
+                 "layout", "ip_own", "pseudo")
 
-    def __init__(self, head: tuple):
+    def __init__(self, head: tuple, packet):
         src, dst, sport, dport, seq, ack, _, window, _, _, tsval, tsecr, payload = head
-        self.packets = [head]
+        self.head, self.packets = head, [packet]
         self.key = (src, dst, sport, dport, ack, window, tsval, tsecr)  # what every packet shares
         self.mss = len(payload)
         self.end = (seq + self.mss) & _SEQ_MASK
-        self.size = self.mss + (40 if tsval is None else 52)
+        self.hlen = 40 if tsval is None else 52
+        self.length = self.size = self.hlen + self.mss
         self.closed = False
+        self.layout = mask, ident_at, csum_at, _, _ = _LAYOUTS[self.hlen]
+        first = int.from_bytes(packet[:self.hlen], "big")
+        self.same = first & mask  # the header every packet of the chain's length must have
+        self.ip_own = (first >> ident_at & 0xFFFF) + (first >> csum_at & 0xFFFF)
+        self.pseudo = int.from_bytes(packet[12:20], "big") + IPPROTO_TCP + self.length - 20
 
-    def offer(self, fields: tuple) -> bool:
-        """Merge this packet into the chain if the rules above allow it; False: the chain is complete."""
+    def take(self, packet) -> bool:
+        """Merge ``packet`` if it is the chain's next packet, of the chain's length (checked in full,
+        see the module text); False: not such a packet (parse it and ``offer`` it)."""
+        n = len(packet)
+        if n != self.length or self.closed or self.size + self.mss >= GRO_MAX_SIZE:
+            return False
+        mask, ident_at, csum_at, seq_at, flags_at = self.layout
+        header = int.from_bytes(packet[:self.hlen], "big")
+        if header & mask != self.same or header >> seq_at & _SEQ_MASK != self.end:
+            return False
+        if ((header >> ident_at & 0xFFFF) + (header >> csum_at & 0xFFFF) - self.ip_own) % 0xFFFF:
+            return False  # RFC 791 header checksum: the first one's, with this Identification
+        if (residue(int.from_bytes(packet, "little"), n) * 256 + self.pseudo) % 0xFFFF:
+            return False  # RFC 9293 3.1, as parse_ipv4_tcp_fields checks it
+        self._append(packet, self.mss, header >> flags_at & PSH)
+        return True
+
+    def offer(self, fields: tuple, packet) -> bool:
+        """Merge this parsed packet into the chain if the rules above allow it; False: the chain is complete."""
         src, dst, sport, dport, seq, ack, flags, window, _, _, tsval, tsecr, payload = fields
         n = len(payload)
         if (self.closed or seq != self.end or not 0 < n <= self.mss or flags & ~PSH != ACK
                 or self.size + n >= GRO_MAX_SIZE or (src, dst, sport, dport, ack, window, tsval, tsecr) != self.key):
             return False
-        self.packets.append(fields)
-        self.end = (seq + n) & _SEQ_MASK
-        self.size += n
-        if n < self.mss or flags & PSH:
-            self.closed = True
+        self._append(packet, n, flags & PSH)
         return True
+
+    def _append(self, packet, n: int, psh: int) -> None:
+        self.packets.append(packet)
+        self.end = (self.end + n) & _SEQ_MASK
+        self.size += n
+        if n < self.mss or psh:
+            self.closed = True
 
     def __len__(self) -> int:
         """How many packets the chain holds."""
@@ -79,19 +128,21 @@ class GroChain:
         """The merged segment: the first packet's, with every payload (and the last one's PSH)."""
         packets = self.packets
         if len(packets) == 1:
-            return segment_of(packets[0])
-        seg = segment_of(packets[0], b"".join([f[12] for f in packets]))
-        seg.flags = packets[-1][6]
+            return segment_of(self.head)
+        hlen = self.hlen
+        seg = segment_of(self.head, b"".join([p[hlen:] for p in packets]))
+        seg.flags = packets[-1][33]  # (a chain's flags are ACK, PSH on the last)
         seg.gso_size = self.mss
         return seg
 
     def segments(self) -> list[TcpSegment]:
         """Each packet's own segment, in order (what TCP would have seen without GRO)."""
-        return [segment_of(f) for f in self.packets]
+        return [segment_of(parse_ipv4_tcp_fields(p)) for p in self.packets]
 
 
-def chain_start(fields: tuple) -> GroChain | None:
-    """A chain headed by this packet, or None when it cannot head one (flags other than ACK, no data)."""
+def chain_start(fields: tuple, packet) -> GroChain | None:
+    """A chain headed by this packet (``fields``: its parse), or None when it cannot head one (flags
+    other than ACK, no data)."""
     if fields[6] != ACK or not fields[12]:
         return None
-    return GroChain(fields)
+    return GroChain(fields, packet)
