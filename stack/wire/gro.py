@@ -21,8 +21,7 @@ packet that breaks one "flushes" the chain: the chain goes to TCP, the packet st
 
 Checking a packet that continues a chain needs no full parse (``GroChain.take``): a packet of
 the chain's length whose header equals the first one's except in the fields every packet has
-its own (IP Identification and checksum, SEG.SEQ, the TCP checksum, PSH) has the same valid
-shape; its IP header checksum follows from the first one's (RFC 1624: only the Identification
+its own (IP Identification and checksum, SEG.SEQ, the TCP checksum) has the same valid shape; its IP header checksum follows from the first one's (RFC 1624: only the Identification
 and the checksum differ); its TCP checksum is verified as ``parse_ipv4_tcp_fields`` does. The
 header is compared as one integer (52 or 40 bytes, big-endian) under a mask.
 
@@ -42,14 +41,13 @@ GRO_MAX_SIZE = 65536  # bytes of the merged datagram, headers included (Linux gr
 _SEQ_MASK = 0xFFFFFFFF
 
 
-def _layout(hlen: int) -> tuple[int, int, int, int, int]:
+def _layout(hlen: int) -> tuple[int, int, int, int]:
     """For a header of ``hlen`` bytes read as one big-endian integer: the mask of the fields every
-    packet has its own, and the shifts of IP Identification, IP checksum, SEG.SEQ and the flags."""
+    packet has its own, and the shifts of IP Identification, IP checksum and SEG.SEQ."""
     def at(offset: int, size: int) -> int:
         return (hlen - offset - size) * 8
-    own = ((0xFFFF << at(4, 2)) | (0xFFFF << at(10, 2)) | (_SEQ_MASK << at(24, 4))
-           | (PSH << at(33, 1)) | (0xFFFF << at(36, 2)))  # Identification, header checksum, SEQ, PSH, checksum
-    return ((1 << hlen * 8) - 1) ^ own, at(4, 2), at(10, 2), at(24, 4), at(33, 1)
+    own = (0xFFFF << at(4, 2)) | (0xFFFF << at(10, 2)) | (_SEQ_MASK << at(24, 4)) | (0xFFFF << at(36, 2))
+    return ((1 << hlen * 8) - 1) ^ own, at(4, 2), at(10, 2), at(24, 4)  # (Identification, checksums, SEQ)
 
 
 _LAYOUTS = {40: _layout(40), 52: _layout(52)}  # no options; NOP NOP TS
@@ -60,8 +58,8 @@ class GroChain:
     one that ``stack.wire.tcpip.parse_ipv4_tcp_fields`` parsed; ``segment`` makes the one segment TCP
     sees, ``segments`` the packets' own."""
 
-    __slots__ = ("head", "packets", "key", "end", "mss", "size", "closed", "hlen", "length", "same",
-                 "layout", "ip_own", "pseudo")
+    __slots__ = ("head", "packets", "key", "end", "mss", "room", "hlen", "length", "mask", "same",
+                 "ident_at", "csum_at", "seq_at", "ip_own", "pseudo")
 
     def __init__(self, head: tuple, packet):
         src, dst, sport, dport, seq, ack, _, window, _, _, tsval, tsecr, payload = head
@@ -70,47 +68,42 @@ class GroChain:
         self.mss = len(payload)
         self.end = (seq + self.mss) & _SEQ_MASK
         self.hlen = 40 if tsval is None else 52
-        self.length = self.size = self.hlen + self.mss
-        self.closed = False
-        self.layout = mask, ident_at, csum_at, _, _ = _LAYOUTS[self.hlen]
+        self.length = self.hlen + self.mss
+        self.room = (GRO_MAX_SIZE - 1 - self.length) // self.mss  # full-sized packets that still fit
+        self.mask, self.ident_at, self.csum_at, self.seq_at = _LAYOUTS[self.hlen]
         first = int.from_bytes(packet[:self.hlen], "big")
-        self.same = first & mask  # the header every packet of the chain's length must have
-        self.ip_own = (first >> ident_at & 0xFFFF) + (first >> csum_at & 0xFFFF)
+        self.same = first & self.mask  # the header every packet of the chain's length must have
+        self.ip_own = (first >> self.ident_at & 0xFFFF) + (first >> self.csum_at & 0xFFFF)
         self.pseudo = int.from_bytes(packet[12:20], "big") + IPPROTO_TCP + self.length - 20
 
     def take(self, packet) -> bool:
-        """Merge ``packet`` if it is the chain's next packet, of the chain's length (checked in full,
-        see the module text); False: not such a packet (parse it and ``offer`` it)."""
-        n = len(packet)
-        if n != self.length or self.closed or self.size + self.mss >= GRO_MAX_SIZE:
+        """Merge ``packet`` if it is the chain's next packet, of the chain's length and without PSH
+        (checked in full, see the module text); False: not such a packet (parse it and ``offer`` it)."""
+        if len(packet) != self.length or not self.room:
             return False
-        mask, ident_at, csum_at, seq_at, flags_at = self.layout
         header = int.from_bytes(packet[:self.hlen], "big")
-        if header & mask != self.same or header >> seq_at & _SEQ_MASK != self.end:
+        if header & self.mask != self.same or header >> self.seq_at & _SEQ_MASK != self.end:
             return False
-        if ((header >> ident_at & 0xFFFF) + (header >> csum_at & 0xFFFF) - self.ip_own) % 0xFFFF:
+        if ((header >> self.ident_at & 0xFFFF) + (header >> self.csum_at & 0xFFFF) - self.ip_own) % 0xFFFF:
             return False  # RFC 791 header checksum: the first one's, with this Identification
-        if (residue(int.from_bytes(packet, "little"), n) * 256 + self.pseudo) % 0xFFFF:
+        if (residue(int.from_bytes(packet, "little"), self.length) * 256 + self.pseudo) % 0xFFFF:
             return False  # RFC 9293 3.1, as parse_ipv4_tcp_fields checks it
-        self._append(packet, self.mss, header >> flags_at & PSH)
+        self.packets.append(packet)
+        self.end = (self.end + self.mss) & _SEQ_MASK
+        self.room -= 1
         return True
 
     def offer(self, fields: tuple, packet) -> bool:
         """Merge this parsed packet into the chain if the rules above allow it; False: the chain is complete."""
         src, dst, sport, dport, seq, ack, flags, window, _, _, tsval, tsecr, payload = fields
         n = len(payload)
-        if (self.closed or seq != self.end or not 0 < n <= self.mss or flags & ~PSH != ACK
-                or self.size + n >= GRO_MAX_SIZE or (src, dst, sport, dport, ack, window, tsval, tsecr) != self.key):
+        if (not self.room or seq != self.end or not 0 < n <= self.mss or flags & ~PSH != ACK
+                or (src, dst, sport, dport, ack, window, tsval, tsecr) != self.key):
             return False
-        self._append(packet, n, flags & PSH)
-        return True
-
-    def _append(self, packet, n: int, psh: int) -> None:
         self.packets.append(packet)
-        self.end = (self.end + n) & _SEQ_MASK
-        self.size += n
-        if n < self.mss or psh:
-            self.closed = True
+        self.end = (seq + n) & _SEQ_MASK
+        self.room = 0 if n < self.mss or flags & PSH else self.room - 1  # short or PSH: the last one
+        return True
 
     def __len__(self) -> int:
         """How many packets the chain holds."""
@@ -131,7 +124,7 @@ class GroChain:
             return segment_of(self.head)
         hlen = self.hlen
         seg = segment_of(self.head, b"".join([p[hlen:] for p in packets]))
-        seg.flags = packets[-1][33]  # (a chain's flags are ACK, PSH on the last)
+        seg.flags = packets[-1][33]  # (a chain's flags are ACK, PSH on the last: the byte of them)
         seg.gso_size = self.mss
         return seg
 
