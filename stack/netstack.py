@@ -91,7 +91,7 @@ class NetStack:
                 else:
                     parsed = parse_ipv4_tcp(packet)
                     if parsed is not None and parsed[1] == self.address and not martian_source(parsed[0]):
-                        self._tcp_fast(*parsed, 1, now)
+                        self._tcp_fast(parsed[0], parsed[1], parsed[2], 1, now)
                         return
             self.ip.receive(packet, now)
         except Exception as exc:  # the stack thread must not die of one packet

@@ -20,7 +20,7 @@ class ConnectionInput:
     # ------------------------------------------------------------------ segment arrival
     def segment_arrives(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7: dispatch on state."""
-        self.stats["segs_in"] += -(-len(seg.payload) // seg.gso_size) if seg.gso_size else 1  # GRO: its packets
+        self.stats["segs_in"] += 1
         self.last_recv_time = now
         if self.state is State.ESTABLISHED and self._header_prediction(seg, now):
             pass
@@ -70,6 +70,8 @@ class ConnectionInput:
             self.ts_recent = seg.tsval  # RFC 7323 4.3
         payload = seg.payload
         if payload:
+            if seg.gso_size:  # GRO (takes_whole): the packets it came in count as segments
+                self.stats["segs_in"] += (len(payload) - 1) // seg.gso_size
             self._deliver(payload, False, now)
             self._schedule_ack(len(payload), now)
             return True

@@ -108,7 +108,13 @@ def parse_ipv4_tcp(packet):
     3.1). The segment equals what ``parse_tcp`` makes of the TCP part. None says nothing
     about validity: parse the packet with ``parse_ipv4`` / ``parse_tcp`` then."""
     fields = parse_ipv4_tcp_fields(packet)
-    return None if fields is None else (fields[0], fields[1], segment_of(fields))
+    if fields is None:
+        return None
+    src, dst, sport, dport, seq, ack, flags, window, urg, csum, tsval, tsecr, payload = fields
+    seg = TcpSegment(sport, dport, seq, ack, flags, window, payload, urg, checksum=csum)  # as segment_of
+    if tsval is not None:
+        seg.tsval, seg.tsecr = tsval, tsecr
+    return src, dst, seg
 
 
 def parse_ipv4_tcp_fields(packet):
@@ -136,8 +142,9 @@ def parse_ipv4_tcp_fields(packet):
         return None  # RFC 791 header checksum
     # RFC 9293 3.1: the IP header sums to 0 now, so the packet's sum is the segment's (byte order:
     # see stack.wire.checksum, ones_sum_unreduced)
-    if (residue(int.from_bytes(packet, "little"), n) * 256 + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
-        return None
+    value = int.from_bytes(packet, "little")
+    if ((residue(value, n) if n > 256 else value % 0xFFFF) * 256 + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
+        return None  # (residue folds long packets only: a short one is divided at once)
     if off == 0x50:
         payload = packet[40:]
         tsval = tsecr = None
