@@ -357,13 +357,16 @@ class Stack:
     def _read_packets(self, now: float, first) -> None:
         """The softirq's read: the loop read the turn's ``first`` packet (None: it was a ping, answered
         already: ``NetStack.answer_ping``); the rest are read until EAGAIN, at most MAX_BATCH in
-        all (the output and the ACKs they owe are pulled once, after the batch: ``_transmit``).
+        all (the output and the ACKs they owe are pulled once, after the batch: ``_transmit``). On
+        the plain path the rest go to ``NetStack.receive_batch`` as they are read, which merges what
+        it can (GRO).
 
         The first packet is processed alone, and what the IP layer answered to it (an ICMP error,
         a ping under pcap or impairment) is written at once. TCP's output waits for the whole batch."""
         link, host = self.link, self.host
+        plain = self.pcap is None and self.impair_in is None and self.impair_out is None
         if first is not None:
-            if self.pcap is None and self.impair_in is None and self.impair_out is None:
+            if plain:
                 host.receive(first, now)  # the plain path (nothing to record or to impair)
                 if host.ip.outq:
                     link.write_batch(host.take_ip_output())
@@ -371,6 +374,9 @@ class Stack:
                 self._receive([first], now)
                 if host.ip.outq:
                     self._write(host.take_ip_output(), now)
+        if plain:  # each packet processed as soon as it is read (still in the cache); GRO over the turn
+            host.receive_batch(link.read_iter(MAX_BATCH - 1), now)
+            return
         rest = link.read_batch(MAX_BATCH - 1)
         if rest:
             self._receive(rest, now)

@@ -34,38 +34,49 @@ class ConnectionInput:
             self.keepalive_probes = 0
             self.timers.keepalive = now + self.keepalive_idle
 
-    def _header_prediction(self, seg: TcpSegment, now: float) -> bool:
-        """Van Jacobson's header prediction (as in RFC 1323 and Linux's fast path): the next in-order
-        segment of a bulk transfer, in ESTABLISHED, with nothing unusual, skips the general checks.
+    def takes_whole(self, seg: TcpSegment) -> bool:
+        """Whether a GRO segment (packets merged by ``stack.wire.gro``, ``gso_size`` set) may be taken
+        whole: header prediction takes it, and doing so is exactly what taking its packets one by one
+        would do. So its packets are full-sized (``gso_size`` is our MSS: ``_schedule_ack`` counts
+        them as it would one by one) and in order (they fit the window together iff one by one;
+        the state, the windows and the memory budget do not change in between: the layer settles an
+        ESTABLISHED connection after the batch). Otherwise the netstack hands over the packets."""
+        return seg.gso_size == self.eff_mss and self._predicted(seg)
 
-        Either pure in-order data that acknowledges nothing new, or a pure ACK of new data. It does
-        exactly what the RFC 9293 3.10.7.4 steps would do for such a segment; anything else
-        (options to look at, out-of-order data, recovery, window changes) takes the general path.
-        """
+    def _predicted(self, seg: TcpSegment) -> bool:
+        """Van Jacobson's header prediction (as in RFC 1323 and Linux's fast path): the next in-order
+        segment of a bulk transfer, in ESTABLISHED, with nothing unusual, may skip the general checks.
+
+        Either pure in-order data that acknowledges nothing new, or a pure ACK of new data. Anything
+        else (options to look at, out-of-order data, recovery, window changes) takes the general path."""
         if (seg.flags & ~PSH) != ACK or seg.seq != self.rcv_nxt or seg.sack or self.recovery.in_recovery:
             return False
         if (seg.window << self.snd_wscale) != self.snd_wnd or self.reasm.queue:
             return False
-        ts = self.ts_enabled
-        if ts and (seg.tsval is None or (seg.tsval - self.ts_recent) & MASK >= 0x80000000):
+        if self.ts_enabled and (seg.tsval is None or (seg.tsval - self.ts_recent) & MASK >= 0x80000000):
             return False  # no timestamp or PAWS would look at it
+        if seg.payload:  # the budget decides on the general path
+            return not (seg.ack != self.snd_una or len(seg.payload) > self.rcv_wnd or self._closing & ORPHANED
+                        or self.memory.pressure)
+        ack = seg.ack
+        return ack != self.snd_una and (ack - self.snd_una) & MASK <= (self.snd_max - self.snd_una) & MASK
+
+    def _header_prediction(self, seg: TcpSegment, now: float) -> bool:
+        """Take a predicted segment (``_predicted``): exactly what the RFC 9293 3.10.7.4 steps would do
+        for it. False: not predicted, the general path takes it."""
+        if not self._predicted(seg):
+            return False
+        if self.ts_enabled and seg.seq == self.last_ack_sent:
+            self.ts_recent = seg.tsval  # RFC 7323 4.3
         payload = seg.payload
         if payload:
-            if (seg.ack != self.snd_una or len(payload) > self.rcv_wnd or self._closing & ORPHANED
-                    or self.memory.pressure):  # the budget decides on the general path
-                return False
-            if ts and seg.seq == self.last_ack_sent:
-                self.ts_recent = seg.tsval  # RFC 7323 4.3
+            if seg.gso_size:  # GRO (takes_whole): the packets it came in count as segments
+                self.stats["segs_in"] += (len(payload) - 1) // seg.gso_size
             self._deliver(payload, False, now)
             self._schedule_ack(len(payload), now)
             return True
-        ack = seg.ack
-        if ack == self.snd_una or (ack - self.snd_una) & MASK > (self.snd_max - self.snd_una) & MASK:
-            return False
-        if ts and seg.seq == self.last_ack_sent:
-            self.ts_recent = seg.tsval
         self._new_ack(seg, now)
-        self.snd_wl1, self.snd_wl2 = seg.seq, ack  # RFC 9293 3.10.7.4: the window update bookkeeping
+        self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack  # RFC 9293 3.10.7.4: the window update bookkeeping
         self._output(now)
         return True
 
