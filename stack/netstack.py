@@ -5,7 +5,9 @@ those packages imports the other. It is what a driver (stack/runtime for a real 
 stack/sim.py in virtual time) talks to:
 
 - ``receive(packet, now)``: one packet from the link (never raises: a bad packet is counted,
-  an internal error is isolated, see ``_internal_error``);
+  an internal error is isolated, see ``_internal_error``); ``receive_batch(packets, now)``: the
+  packets of one read, the same with GRO (``stack.wire.gro``); ``answer_ping(packet)`` first, if
+  the driver writes a ping's reply itself, at once (then ``ping_answered()``);
 - ``take_output(now)``: PULL every datagram to write now: what the IP layer originated
   (ICMP, UDP) and the segments of every TCP connection with work (``TcpLayer.segments_to_send``,
   which also sends the ACKs coalesced over the input batch); packets to our own address
@@ -21,15 +23,17 @@ import struct
 
 from .tcp.config import TcpConfig
 from .tcp.layer import TcpLayer
+from .tcp.states import State
 from .trace import NULL_TRACER, Tracer
 from .ip.layer import IpLayer, martian_source
 from .ip.udp import UdpLayer
 from .wire import vnet
+from .wire.gro import chain_start
 from .wire.checksum import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 from .wire.errors import MalformedPacket
 from .wire.ipv4 import build_ipv4
 from .wire.tcp import build_tcp_after, parse_tcp, tcp_header_len
-from .wire.tcpip import SegmentTrain, parse_ipv4_tcp, template_for
+from .wire.tcpip import SegmentTrain, parse_ipv4_tcp, parse_ipv4_tcp_fields, segment_of, template_for
 
 log = logging.getLogger(__name__)
 LOOPBACK_ROUNDS = 256  # bound on ping-pong between two of our own sockets within one pull
@@ -52,6 +56,7 @@ class NetStack:
         self.tracer = tracer
         self._loop: list[bytes] = []  # packets to ourselves, delivered without the link
         self.fast_path = True  # the IPv4+TCP fast paths (stack.wire.tcpip); False: the layered code only
+        self.gro = True  # receive_batch merges in-sequence segments (stack.wire.gro); False: one by one
         # what the IP layer owns, under the names drivers and tests use (the same objects)
         self.address, self.mtu, self.offload = address, mtu, False
         self.stats = self.ip.stats  # one Counter for the host (the TCP layer keeps its own)
@@ -87,17 +92,88 @@ class NetStack:
                 else:
                     parsed = parse_ipv4_tcp(packet)
                     if parsed is not None and parsed[1] == self.address and not martian_source(parsed[0]):
-                        self._tcp_fast(parsed, now)
+                        self._tcp_fast(parsed[0], parsed[1], parsed[2], 1, now)
                         return
             self.ip.receive(packet, now)
         except Exception as exc:  # the stack thread must not die of one packet
             self._internal_error(packet, now, exc)
 
-    def _tcp_fast(self, parsed, now: float) -> None:
+    def answer_ping(self, packet):
+        """The driver's ping path: the reply to a valid echo request of the common shape for us
+        (``IpLayer.echo_reply``), for the driver to write at once, before it looks at the clock, the
+        rest of the batch or TCP, and to count after the write (``ping_answered``): a lone ping then
+        runs the least code between the wake-up and the write (docs/benchmarks.md, *Ping*). None:
+        give the packet to ``receive``, which also meets and counts any fault met here."""
+        if not self.fast_path or len(packet) < 28 or packet[9] != IPPROTO_ICMP:
+            return None
+        try:
+            return self.ip.echo_reply(packet)
+        except Exception:  # receive() runs into it again, isolated and counted there (_internal_error)
+            return None
+
+    def ping_answered(self) -> None:
+        """Count a reply from ``answer_ping`` the driver has written: what ``receive`` and
+        ``take_output`` count for it."""
+        self.ip.echo_replied()
+        self.stats["ip_out"] += 1
+
+    def receive_batch(self, packets, now: float) -> None:
+        """The packets of one read from the link, in order (any iterable: the runtime reads each one
+        as this loop takes it), each as ``receive`` would take it, except that on the fast path the
+        in-sequence data segments of a flow reach TCP merged into one segment (GRO,
+        ``stack.wire.gro``: Linux runs ``tcp_gro_receive`` over a driver's poll the same way) where
+        that is exactly what the packets one by one would do (``_tcp_chain``). Every packet is still
+        parsed and checksummed on its own, and counted (``ip_in``, ``tcp_in``, TCP's ``segs_in``)."""
+        if not (self.gro and self.fast_path) or self.offload:
+            for packet in packets:
+                self.receive(packet, now)
+            return
+        me, chain, packet = self.address, None, b""
+        for packet in packets:
+            try:
+                if chain is not None and chain.take(packet):
+                    continue  # the chain's next packet (checked in full: GroChain.take)
+                fields = parse_ipv4_tcp_fields(packet)
+                if fields is not None and chain is not None and chain.offer(fields, packet):
+                    continue  # (its addresses are the chain's, checked below when it started)
+                if chain is not None:  # the chain is complete: TCP sees it before this packet
+                    held, chain = chain, None
+                    self._tcp_chain(held, now)
+                if fields is None or fields[1] != me or martian_source(fields[0]):
+                    self.receive(packet, now)  # the general path (or a ping's fast answer)
+                    continue
+                chain = chain_start(fields, packet)
+                if chain is None:
+                    self._tcp_fast(fields[0], fields[1], segment_of(fields), 1, now)
+            except Exception as exc:  # as receive: the stack thread must not die of one packet
+                self._internal_error(packet, now, exc)  # (a chain held meanwhile is kept: offer raises before it merges)
+        if chain is not None:
+            try:
+                self._tcp_chain(chain, now)
+            except Exception as exc:
+                self._internal_error(packet, now, exc)
+
+    def _tcp_chain(self, chain, now: float) -> None:
+        """A GRO chain -> TCP: whole where its connection takes it exactly as it would take the packets
+        one by one (``Connection.takes_whole``: in-order full-sized data on the fast path), else the
+        packets one by one."""
+        src, dst = chain.src, chain.dst
+        if len(chain) == 1:
+            self._tcp_fast(src, dst, chain.segment(), 1, now)
+            return
+        seg = chain.segment()
+        conn = self.tcp.conns.get((dst, seg.dport, src, seg.sport))
+        if conn is not None and conn.state is State.ESTABLISHED and conn.takes_whole(seg):
+            self._tcp_fast(src, dst, seg, len(chain), now)
+            return
+        for piece in chain.segments():
+            self._tcp_fast(src, dst, piece, 1, now)
+
+    def _tcp_fast(self, src: bytes, dst: bytes, seg, packets: int, now: float) -> None:
+        """Fast path -> TCP: ``seg`` came in ``packets`` datagrams (more than one: merged by GRO)."""
         stats = self.stats
-        stats["ip_in"] += 1
-        stats["tcp_in"] += 1
-        src, dst, seg = parsed
+        stats["ip_in"] += packets
+        stats["tcp_in"] += packets
         try:
             self.tcp.segment_arrives(src, dst, seg, now)
         except MalformedPacket as exc:  # as IpLayer.input counts it for any upper layer

@@ -114,22 +114,36 @@ class IpLayer:
             self.drop("icmp_type_ignored", now)
 
     def answer_echo(self, packet) -> bool:
-        """The fast path of ping: a valid echo request of the common shape for us (no IP options,
-        not a fragment: ``icmp.echo_reply_datagram``) is answered here, with the same reply bytes and
-        counters as ``input`` -> ``_icmp_arrives`` -> ``send_ip``. False: take the general path."""
-        if self.offload:
+        """The fast path of ping inside ``receive``: ``echo_reply``'s reply queued like any output.
+        False: take the general path."""
+        reply = self.echo_reply(packet)
+        if reply is None:
             return False
+        self.echo_replied()
+        self.outq.append(reply)
+        return True
+
+    def echo_reply(self, packet):
+        """A valid echo request of the common shape for us (no IP options, not a fragment:
+        ``icmp.echo_reply_datagram``) -> its reply datagram, with the same bytes as ``input`` ->
+        ``_icmp_arrives`` -> ``send_ip`` (the IP identification is taken); counted by
+        ``echo_replied``, which a driver calls once the reply is written (``NetStack.answer_ping``).
+        None: take the general path."""
+        if self.offload:
+            return None
         ident = (self.ident + 1) & 0xFFFF
         reply = icmpw.echo_reply_datagram(packet, self.address, ident)
         if reply is None or martian_source(reply[16:20]):
-            return False
+            return None
+        self.ident = ident
+        return reply
+
+    def echo_replied(self) -> None:
+        """The counters of an echo request answered by ``echo_reply``, as ``_icmp_arrives`` counts one."""
         stats = self.stats
         stats["ip_in"] += 1
         stats["icmp_in"] += 1
         stats["icmp_echo_replies"] += 1
-        self.ident = ident
-        self.outq.append(reply)
-        return True
 
     def _icmp_error_arrives(self, msg, now: float) -> None:
         """RFC 1122 3.2.2: pass an error to the protocol of the datagram it quotes (its IP header and at

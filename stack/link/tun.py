@@ -99,6 +99,23 @@ class FdLink:
         self.stats["rx_packets"] += len(packets)
         return packets
 
+    def read_iter(self, max_packets: int = 64):
+        """``read_batch`` as an iterator: each packet is read when the consumer asks for the next one
+        (and is processed while its bytes are still in the cache), until EAGAIN or ``max_packets``."""
+        n = 0
+        try:
+            while n < max_packets:
+                try:
+                    packet = self._recv()
+                except BlockingIOError:
+                    return
+                if not packet:  # EOF: a socketpair peer closed
+                    return
+                n += 1
+                yield packet
+        finally:
+            self.stats["rx_packets"] += n
+
     def write(self, packet: bytes) -> None:
         """Send one packet; on a transient failure drop it and count why."""
         try:
@@ -200,6 +217,19 @@ class TunLink(FdLink):
             pass
         self.stats["rx_packets"] += len(packets)
         return packets
+
+    def read_iter(self, max_packets: int = 64):
+        """FdLink.read_iter without the per-packet method call."""
+        read, fd, n = os.read, self._fd, 0
+        try:
+            while n < max_packets:
+                packet = read(fd, MAX_PACKET + VNET_HDR_LEN)  # a TUN read is one packet, never 0 bytes
+                n += 1
+                yield packet
+        except BlockingIOError:
+            pass
+        finally:
+            self.stats["rx_packets"] += n
 
     def write_batch(self, packets) -> None:
         """Send each packet in order (the same drop rules as :meth:`write`)."""

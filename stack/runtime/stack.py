@@ -19,6 +19,7 @@ thread, the link's file descriptor, the clock and the wake-ups:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import random
 import secrets
@@ -26,6 +27,7 @@ import select
 import threading
 import time
 
+from ..link.tun import MAX_PACKET, TunLink
 from ..netstack import NetStack
 from ..tcp.config import TcpConfig
 from ..tcp.isn import IsnGenerator
@@ -269,8 +271,11 @@ class Stack:
             raise
 
     def _run(self) -> None:
-        link_fd = self.link.fileno()
+        link = self.link
+        link_fd = link.fileno()
         host, clock, lock, wake_r = self.host, self.clock, self.lock, self._wake_r
+        read_one, write_one, direct = self._first_io()
+        answer_ping, link_stats = host.answer_ping, link.stats
         poller = select.poll()
         poller.register(link_fd, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
@@ -286,9 +291,29 @@ class Stack:
                         os.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
+            try:  # the loop alone reads the link: the first packet needs no lock
+                first = read_one()
+            except BlockingIOError:
+                first = None
             with lock:  # one turn, one lock hold: read, timers, output, and the next sleep's length
+                got = first is not None
+                if got and self.pcap is None and self.impair_in is None and self.impair_out is None:
+                    reply = answer_ping(first)  # a lone ping: answered before the clock, the batch, TCP
+                    if reply is not None:
+                        try:
+                            write_one(reply)
+                        except OSError:  # the TUN's own write: once more through the link, which counts a drop
+                            link.write(reply)
+                        else:
+                            if direct:
+                                link_stats["tx_packets"] += 1
+                        host.ping_answered()  # counted once written: counters cost time when caches are cold
+                        first = None
                 now = clock()
-                self._read_packets(now)
+                if got:
+                    if direct:
+                        link_stats["rx_packets"] += 1
+                    self._read_packets(now, first)
                 self._deliver_impaired_in(now)
                 deadline = host.next_deadline()
                 if deadline is not None and deadline <= now:
@@ -296,6 +321,24 @@ class Stack:
                 self._transmit(now)
                 self.memtrim.observe(len(host.tcp.conns), now)  # housekeeping: trim once the table drained
                 timeout = self._poll_timeout()
+
+    def _first_io(self):
+        """How the loop reads a turn's first packet (raising BlockingIOError if none is waiting) and
+        writes a ping's reply, and whether both bypass the link's counters (the loop then counts).
+        A plain TUN device: ``os.read`` and ``os.write`` themselves, one packet per call, the least
+        code between the wake-up and a ping's reply (docs/benchmarks.md, *Ping*); any other link:
+        its ``read_batch(1)`` and ``write``."""
+        link = self.link
+        if type(link) is TunLink and not link.offload:
+            fd = link.fileno()
+            return functools.partial(os.read, fd, MAX_PACKET), functools.partial(os.write, fd), True
+
+        def read_one():
+            got = link.read_batch(1)
+            if not got:
+                raise BlockingIOError
+            return got[0]
+        return read_one, link.write, False
 
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host, impairment, or an owed memory trim), -1 for none."""
@@ -311,26 +354,29 @@ class Stack:
         self._sleep_until = deadline
         return max(0, int((deadline - self.clock()) * 1000) + 1)
 
-    def _read_packets(self, now: float) -> None:
-        """The softirq's read: packets until EAGAIN, at most MAX_BATCH of them (the output and the
-        ACKs they owe are pulled once, after the batch: ``_transmit``).
+    def _read_packets(self, now: float, first) -> None:
+        """The softirq's read: the loop read the turn's ``first`` packet (None: it was a ping, answered
+        already: ``NetStack.answer_ping``); the rest are read until EAGAIN, at most MAX_BATCH in
+        all (the output and the ACKs they owe are pulled once, after the batch: ``_transmit``). On
+        the plain path the rest go to ``NetStack.receive_batch`` as they are read, which merges what
+        it can (GRO).
 
-        The first packet is read and processed alone, and what the IP layer answered to it (a
-        ping's reply) is written at once: a lone ping does not wait for the read that finds the
-        queue empty, nor for the output pull. TCP's output still waits for the whole batch."""
+        The first packet is processed alone, and what the IP layer answered to it (an ICMP error,
+        a ping under pcap or impairment) is written at once. TCP's output waits for the whole batch."""
         link, host = self.link, self.host
-        first = link.read_batch(1)
-        if not first:
-            return
         plain = self.pcap is None and self.impair_in is None and self.impair_out is None
-        if plain:  # the plain path (nothing to record or to impair), in as few calls as can be
-            host.receive(first[0], now)
-            if host.ip.outq:
-                link.write_batch(host.take_ip_output())
-        else:
-            self._receive(first, now)
-            if host.ip.outq:
-                self._write(host.take_ip_output(), now)
+        if first is not None:
+            if plain:
+                host.receive(first, now)  # the plain path (nothing to record or to impair)
+                if host.ip.outq:
+                    link.write_batch(host.take_ip_output())
+            else:
+                self._receive([first], now)
+                if host.ip.outq:
+                    self._write(host.take_ip_output(), now)
+        if plain:  # each packet processed as soon as it is read (still in the cache); GRO over the turn
+            host.receive_batch(link.read_iter(MAX_BATCH - 1), now)
+            return
         rest = link.read_batch(MAX_BATCH - 1)
         if rest:
             self._receive(rest, now)

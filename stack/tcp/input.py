@@ -34,50 +34,61 @@ class ConnectionInput:
             self.keepalive_probes = 0
             self.timers.keepalive = now + self.keepalive_idle
 
-    def _header_prediction(self, seg: TcpSegment, now: float) -> bool:
+    def takes_whole(self, seg: TcpSegment) -> bool:
+        """Whether a GRO segment (packets merged by ``stack.wire.gro``, ``gso_size`` set) may be taken
+        whole: header prediction takes it, and doing so is exactly what taking its packets one by one
+        would do. So its packets are full-sized (``gso_size`` is our MSS: ``_schedule_ack`` counts
+        them as it would one by one) and in order (they fit the window together iff one by one;
+        the state, the windows and the memory budget do not change in between: the layer settles an
+        ESTABLISHED connection after the batch). Otherwise the netstack hands over the packets."""
+        return seg.gso_size == self.eff_mss and self._predicted(seg)
+
+    def _predicted(self, seg: TcpSegment) -> bool:
         """Van Jacobson's header prediction (as in RFC 1323 and Linux's fast path): the next in-order
-        segment of a bulk transfer, in ESTABLISHED, with nothing unusual, skips the general checks.
+        segment of a bulk transfer, in ESTABLISHED, with nothing unusual, may skip the general checks.
 
         Either pure in-order data with the same window that acknowledges nothing new, or a pure ACK
-        (``_ack_prediction``). It does exactly what the RFC 9293 3.10.7.4 steps would do for such a
-        segment; anything else (options to look at, out-of-order data, recovery) takes the general path.
-        """
+        with SND.UNA <= SEG.ACK <= SND.MAX, whatever its window (``_ack_prediction``). Anything else
+        (options to look at, out-of-order data, recovery) takes the general path."""
         if (seg.flags & ~PSH) != ACK or seg.seq != self.rcv_nxt or seg.sack or self.recovery.in_recovery:
             return False
         if self.reasm.queue:
             return False
-        ts = self.ts_enabled
-        if ts and (seg.tsval is None or (seg.tsval - self.ts_recent) & MASK >= 0x80000000):
+        if self.ts_enabled and (seg.tsval is None or (seg.tsval - self.ts_recent) & MASK >= 0x80000000):
             return False  # no timestamp or PAWS would look at it
-        payload = seg.payload
-        if not payload:
-            return self._ack_prediction(seg, now)
-        if (seg.ack != self.snd_una or (seg.window << self.snd_wscale) != self.snd_wnd or len(payload) > self.rcv_wnd
-                or self._closing & ORPHANED or self.memory.pressure):  # the budget decides on the general path
+        if seg.payload:  # the budget decides on the general path
+            return not (seg.ack != self.snd_una or (seg.window << self.snd_wscale) != self.snd_wnd
+                        or len(seg.payload) > self.rcv_wnd or self._closing & ORPHANED or self.memory.pressure)
+        una = self.snd_una
+        return (seg.ack - una) & MASK <= (self.snd_max - una) & MASK  # not beyond SND.MAX, not before SND.UNA
+
+    def _header_prediction(self, seg: TcpSegment, now: float) -> bool:
+        """Take a predicted segment (``_predicted``): exactly what the RFC 9293 3.10.7.4 steps would do
+        for it. False: not predicted, the general path takes it."""
+        if not self._predicted(seg):
             return False
-        if ts and seg.seq == self.last_ack_sent:
+        if self.ts_enabled and seg.seq == self.last_ack_sent:
             self.ts_recent = seg.tsval  # RFC 7323 4.3
-        self._deliver(payload, False, now)
-        self._schedule_ack(len(payload), now)
+        payload = seg.payload
+        if payload:
+            if seg.gso_size:  # GRO (takes_whole): the packets it came in count as segments
+                self.stats["segs_in"] += (len(payload) - 1) // seg.gso_size
+            self._deliver(payload, False, now)
+            self._schedule_ack(len(payload), now)
+            return True
+        self._ack_prediction(seg, now)
         return True
 
-    def _ack_prediction(self, seg: TcpSegment, now: float) -> bool:
-        """A pure ACK at RCV.NXT in ESTABLISHED with SND.UNA <= SEG.ACK <= SND.MAX (header prediction
-        has checked the rest): of RFC 9293 3.10.7.4's steps only the fifth check does anything for it
+    def _ack_prediction(self, seg: TcpSegment, now: float) -> None:
+        """A predicted pure ACK: of RFC 9293 3.10.7.4's steps only the fifth check does anything for it
         (the others accept it and pass), so run that alone. The window may change (a slow reader's
         ACKs): the SND.WL1/SND.WL2 update is the general path's own ``_update_window``."""
-        ack, una = seg.ack, self.snd_una
-        if (ack - una) & MASK > (self.snd_max - una) & MASK:
-            return False  # beyond SND.MAX or older than SND.UNA: the general path's checks
-        if self.ts_enabled and seg.seq == self.last_ack_sent:
-            self.ts_recent = seg.tsval  # RFC 7323 4.3 (2)
-        if ack != una:
+        if seg.ack != self.snd_una:
             self._new_ack(seg, now)
         else:
             self.recovery.on_old_ack(seg, self._send_view(), now)  # a duplicate ACK or a window update
         self._update_window(seg, now)
         self._output(now)
-        return True
 
     def _arrive_syn_sent(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.3 SYN-SENT."""

@@ -28,33 +28,35 @@ def ones_sum_unreduced(data) -> int:
     return int.from_bytes(data, "little") % 0xFFFF * 256  # byte order: see the module text
 
 
-def fold_constants(n: int) -> tuple[int, int, int, int]:
-    """For data of ``n`` bytes: two (shift, mask) pairs that fold its integer value to about a
-    quarter of its bits with the residue modulo 0xffff unchanged: x = (x >> h) + (x & (2**h - 1))
-    keeps x modulo 2**h - 1, which 0xffff divides when h is a multiple of 16. Reducing a quarter
-    of the digits costs less than the whole: for 1448 bytes the sum takes ~1.9 us instead of
-    ~2.6 (``ones_sum_folded``). Cached per length (a sender uses one or two)."""
-    consts = _FOLDS.get(n)
-    if consts is None:
-        if len(_FOLDS) > 256:
-            _FOLDS.clear()
-        bits = 8 * n
-        h1 = (bits // 2 + 15) // 16 * 16
-        h2 = ((max(h1, bits - h1) + 1) // 2 + 15) // 16 * 16
-        consts = _FOLDS[n] = (h1, (1 << h1) - 1, h2, (1 << h2) - 1)
-    return consts
+_FOLDS: dict[int, tuple] = {}  # nbytes -> the folds residue() makes for that length
 
 
-_FOLDS: dict[int, tuple[int, int, int, int]] = {}
+def residue(value: int, nbytes: int) -> int:
+    """``value % 0xffff`` for the integer of ``nbytes`` bytes (``int.from_bytes``), faster for long ones.
+
+    CPython divides a long integer by a small one a digit (30 bits) at a time, each a hardware
+    division (~4 ns). Adding the high half of the number to its low half, split at a multiple of
+    16 bits (2**16 == 1 mod 0xffff), keeps the residue and costs a shift, a mask and an add: for a
+    1,500-byte packet three such folds and one short division take 0.9 us, the division alone 1.6 us.
+    The folds depend only on the length (a packet's, cached: an MTU makes few lengths)."""
+    folds = _FOLDS.get(nbytes)
+    if folds is None:
+        folds = _FOLDS[nbytes] = _folds(nbytes)
+    for half, mask in folds:
+        value = (value >> half) + (value & mask)
+    return value % 0xFFFF
 
 
-def ones_sum_folded(data, consts: tuple[int, int, int, int]) -> int:
-    """``ones_sum_unreduced(data)`` for data of the length ``consts`` were made for (``fold_constants``),
-    reduced to a small number first: congruent to ``ones_sum(data)`` modulo 0xffff."""
-    h1, m1, h2, m2 = consts
-    x = int.from_bytes(data, "little")  # byte order: see the module text
-    x = (x >> h1) + (x & m1)
-    return ((x >> h2) + (x & m2)) % 0xFFFF * 256
+def _folds(nbytes: int) -> tuple:
+    """(shift, mask) of each fold for ``nbytes`` bytes: halves at multiples of 16 bits, down to 2,048."""
+    if len(_FOLDS) > 4096:
+        _FOLDS.clear()
+    folds, bits = [], nbytes << 3
+    while bits > 2048:
+        half = (bits >> 5) << 4  # a multiple of 16, about half of the bits
+        folds.append((half, (1 << half) - 1))
+        bits -= half - 1  # the high part has bits - half bits; their sum one more
+    return tuple(folds)
 
 
 def finish(total: int) -> int:

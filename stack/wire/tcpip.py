@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 
-from .checksum import IPPROTO_TCP, addr_sum, fold_constants, ones_sum_folded, ones_sum_unreduced
+from .checksum import IPPROTO_TCP, addr_sum, ones_sum_unreduced, residue
 from .ipv4 import FLAG_DF
 from .tcp import PSH, TcpSegment
 
@@ -106,15 +106,11 @@ class DatagramTemplate:
             tcp_base = self.pseudo_sum + 32 + sport + dport + ack + (0x8000 | flags) + window + _TS_LEAD_SUM + tsval + tsecr
             opts = (_TS_LEAD, tsval, tsecr)
         append = out.append
-        n = len(payloads[0])
-        folds = fold_constants(n)
         for i, payload in enumerate(payloads):
-            if len(payload) != n:
-                n = len(payload)
-                folds = fold_constants(n)
+            n = len(payload)
             ident = (ident + 1) & 0xFFFF
             f = flags
-            csum = tcp_base + n + seq + ones_sum_folded(payload, folds)
+            csum = tcp_base + n + seq + residue(int.from_bytes(payload, "little"), n) * 256  # checksum module text
             if i == last and train.psh:
                 f |= PSH
                 csum += PSH
@@ -179,9 +175,23 @@ def parse_ipv4_tcp(packet):
     reserved flag clear, total length equal to the packet's length, a TCP header of 20
     bytes or of 32 with exactly NOP NOP TS. Both checksums are verified (RFC 791, RFC 9293
     3.1). The segment equals what ``parse_tcp`` makes of the TCP part. None says nothing
-    about validity: parse the packet with ``parse_ipv4`` / ``parse_tcp`` then.
+    about validity: parse the packet with ``parse_ipv4`` / ``parse_tcp`` then."""
+    fields = parse_ipv4_tcp_fields(packet)
+    if fields is None:
+        return None
+    src, dst, sport, dport, seq, ack, flags, window, urg, csum, tsval, tsecr, payload = fields
+    seg = TcpSegment(sport, dport, seq, ack, flags, window, payload, urg, checksum=csum)  # as segment_of
+    if tsval is not None:
+        seg.tsval, seg.tsecr = tsval, tsecr
+    return src, dst, seg
 
-    It runs once per received segment: one unpack (of the timestamp option too when the
+
+def parse_ipv4_tcp_fields(packet):
+    """``parse_ipv4_tcp`` without making the segment: ``(src, dst, sport, dport, seq, ack, flags,
+    window, urg, checksum, tsval, tsecr, payload)`` (``FIELDS``; tsval and tsecr None without the
+    option), or None. GRO (``stack.wire.gro``) compares these and makes one segment per chain.
+
+    It runs once per received packet: one unpack (of the timestamp option too when the
     packet is long enough), the addresses' checksum residue from one integer (a 64-bit
     number is congruent to the sum of its four 16-bit words modulo 0xffff), the sums inline."""
     n = len(packet)
@@ -201,21 +211,33 @@ def parse_ipv4_tcp(packet):
         return None  # RFC 791 header checksum
     # RFC 9293 3.1: the IP header sums to 0 now, so the packet's sum is the segment's (byte order:
     # see stack.wire.checksum, ones_sum_unreduced)
-    if (int.from_bytes(packet, "little") % 0xFFFF * 256 + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
-        return None
+    value = int.from_bytes(packet, "little")
+    if ((residue(value, n) if n > 256 else value % 0xFFFF) * 256 + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
+        return None  # (residue folds long packets only: a short one is divided at once)
     if off == 0x50:
         payload = packet[40:]
-        tsval = None
+        tsval = tsecr = None
     elif off == 0x80 and ts_lead == _TS_LEAD:
         payload = packet[52:]
     else:
         return None
     if type(payload) is not bytes:
         payload = bytes(payload)
-    seg = TcpSegment(sport, dport, seq, ack, flags, window, payload, urg, checksum=csum)
+    return src, dst, sport, dport, seq, ack, flags, window, urg, csum, tsval, tsecr, payload
+
+
+FIELDS = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "urg", "checksum", "tsval",
+          "tsecr", "payload")
+
+
+def segment_of(fields, payload=None) -> TcpSegment:
+    """The segment of ``parse_ipv4_tcp_fields``'s answer (with ``payload`` instead of its own, if given)."""
+    _, _, sport, dport, seq, ack, flags, window, urg, csum, tsval, tsecr, own = fields
+    seg = TcpSegment(sport, dport, seq, ack, flags, window, own if payload is None else payload, urg,
+                     checksum=csum)
     if tsval is not None:
         seg.tsval, seg.tsecr = tsval, tsecr
-    return src, dst, seg
+    return seg
 
 
 _IN = struct.Struct("!BBHHHHH4s4sHHIIBBHHH")  # as _IP_TCP, TTL and protocol in one word

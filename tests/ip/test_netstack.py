@@ -197,3 +197,50 @@ def test_the_fast_paths_write_and_count_exactly_what_the_layered_code_does():
     assert fast[1] == layered[1] and fast[2] == layered[2]
     assert fast[1]["drop:tcp_checksum"] == 1 and fast[1]["ip_fragments"] == 2
     assert fast[1]["icmp_echo_replies"] == 3 and fast[1]["drop:icmp_checksum"] == 1
+
+
+def test_answer_ping_gives_the_bytes_and_counters_receive_gives():
+    """NetStack.answer_ping (the driver writes a ping's reply itself, then ping_answered): for an echo
+    request of the common shape, the reply and counters of receive + take_output; None for every
+    other packet, which receive then takes."""
+    ping = raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=1) / b"ping")
+    bad = bytearray(raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=4)))
+    bad[-1] ^= 0xFF  # an ICMP checksum error
+    others = [raw(IP(src=PEER, dst=LOCAL, flags=1) / ICMP(type=8, id=7, seq=2) / b"frag"),  # MF: reassembly
+              raw(IP(src=PEER, dst=LOCAL, options=[IPOption_NOP()] * 4) / ICMP(type=8, id=7, seq=3)),
+              raw(IP(src=PEER, dst=LOCAL) / ICMP(type=0, id=7, seq=5)),                      # a reply
+              raw(IP(src="127.0.0.1", dst=LOCAL) / ICMP(type=8, id=7, seq=6)),               # martian source
+              bytes(bad), raw(IP(src=PEER, dst=LOCAL) / TCP(sport=1, dport=2, flags="S"))]
+    driver, plain = NetStack(aton(LOCAL), rng=random.Random(1)), NetStack(aton(LOCAL), rng=random.Random(1))
+    got, want, answered = [], [], []
+    for packet in [ping, *others, ping]:
+        reply = driver.answer_ping(packet)
+        answered.append(reply is not None)
+        if reply is None:
+            driver.receive(packet, 0.0)
+            got += driver.take_output(0.0)
+        else:
+            got.append(reply)
+            driver.ping_answered()
+        plain.receive(packet, 0.0)
+        want += plain.take_output(0.0)
+    assert answered == [True] + [False] * len(others) + [True]
+    assert [bytes(p) for p in got] == [bytes(p) for p in want]
+    assert driver.stats == plain.stats and driver.stats["icmp_echo_replies"] == 3  # with IP options: 3
+
+
+def test_answer_ping_leaves_offload_and_faults_to_receive(monkeypatch, caplog):
+    ping = raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=1) / b"ping")
+    host = NetStack(aton(LOCAL), rng=random.Random(1))
+    host.set_offload(True)
+    assert host.answer_ping(ping) is None      # a virtio-net header leads every packet: receive's job
+    host = NetStack(aton(LOCAL), rng=random.Random(1))
+
+    def broken(self, *args):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(IpLayer, "echo_reply", broken)
+    assert host.answer_ping(ping) is None and host.stats["ip_in"] == 0
+    with caplog.at_level("ERROR", logger="stack.netstack"):
+        host.receive(ping, 0.0)
+    assert host.stats["ip_internal_error"] == 1 and host.stats["ip_out"] == 0

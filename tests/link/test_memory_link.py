@@ -39,6 +39,19 @@ def test_read_batch_empty_bounded_and_boundaries_kept(pair):
     assert b.read_batch() == []
 
 
+def test_read_iter_reads_each_packet_when_asked_and_counts_what_it_read(pair):
+    a, b = pair
+    assert list(b.read_iter()) == []
+    for n in (1, 2, 3, 4):
+        a.write(b"\x45" * n)
+    it = b.read_iter(max_packets=3)
+    assert next(it) == b"\x45"
+    a.write(b"\x45late")  # not read yet: the iterator takes it after what was queued before
+    assert list(it) == [b"\x45" * 2, b"\x45" * 3]
+    assert list(b.read_iter()) == [b"\x45" * 4, b"\x45late"]
+    assert b.stats["rx_packets"] == 5
+
+
 def test_fileno_becomes_readable(pair):
     a, b = pair
     assert select.select([b], [], [], 0) == ([], [], [])

@@ -111,6 +111,19 @@ def test_read_batch_is_nonblocking_and_bounded(tun_link):
     assert tun_link.read_batch() == []
 
 
+def test_read_iter_is_nonblocking_bounded_and_counted(tun_link):
+    """TunLink.read_iter: read_batch one packet at a time (the runtime processes each as it is read)."""
+    assert list(tun_link.read_iter()) == []
+    before = tun_link.stats["rx_packets"]
+    with kernel_udp_socket() as s:
+        for i in range(5):
+            s.sendto(b"%d" % i, (STACK, 9))
+    time.sleep(0.2)
+    first, rest = list(tun_link.read_iter(max_packets=3)), list(tun_link.read_iter(max_packets=3))
+    assert [bytes(IP(p)[UDP].payload) for p in first + rest] == [b"0", b"1", b"2", b"3", b"4"]
+    assert [len(first), len(rest)] == [3, 2] and tun_link.stats["rx_packets"] - before == 5
+
+
 def test_write_never_raises_for_transient_errors(tun_link):
     tun_link.write(b"\x00 not an ip packet")  # TUN: EINVAL (version nibble 0)
     with IPRoute() as ipr:

@@ -231,6 +231,10 @@ def render_ofo(ofo):
         what = "in order (no queue)" if not r["blocks"] else f"{r['blocks']:,} out-of-order blocks"
         L.append(f"  {what:<28}{r['us_per_segment']:>10.1f} us  ({r['vs_in_order']}x in order)"
                  + ("" if r["status"] == "ok" else f"  ERROR {r.get('error')}"))
+    bulk = ofo.get("bulk")
+    if bulk:  # tools/bench/ofo.py:bulk_in_order, the upload phase's shape
+        L.append(f"  {'in order, 1,448 B x ' + str(bulk['batch']) + '/batch':<28}{bulk['us_per_segment']:>10.1f} us"
+                 + ("  (GRO)" if bulk.get("gro") else "") + ("" if bulk["status"] == "ok" else f"  ERROR {bulk.get('error')}"))
     return L
 
 
