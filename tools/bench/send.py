@@ -7,7 +7,7 @@ layer's ``after_user_call``, as a socket's ``send`` does); the peer acknowledges
 ``PER_ACK`` (11) data segments it got with each ACK (about what a slow reader's ACKs and window
 updates cover in ``tools/asyncio_cpu.py --tun``) and offers a window that moves as a slow
 reader's does: two ACKs in three carry a window other than the one before (in that run about two
-thirds of the ACKs leave header prediction for the general path). The figure is the
+thirds of the ACKs move it; header prediction's pure-ACK case takes them). The figure is the
 core's CPU time per data segment sent: the ACK's processing (``Host.receive``), the segments it
 lets out and the datagrams' bytes (``Host.take_output``), amortised over the data segments. The
 application's ``send`` (its copy into the send buffer) is not timed.
