@@ -190,8 +190,19 @@ def student_traceback(exc: BaseException, path: str | None) -> str:
     return "\n".join(out)
 
 
+class _Alarm:
+    """Whether a check's time limit is armed. The timer re-fires every ``REFIRE`` s after the limit:
+    a CheckTimeout raised while the interpreter runs a ``__del__`` or a gc callback is printed and
+    dropped there, and a one-shot alarm would then leave an endless loop running for ever."""
+    armed = False
+
+
+REFIRE = 0.1
+
+
 def _on_alarm(signum, frame):
-    raise CheckTimeout()
+    if _Alarm.armed:  # a late signal after the check ended does nothing
+        raise CheckTimeout()
 
 
 def run_check(ex: Exercise, check: Check, part, options: dict, path: str | None = None) -> CheckResult:
@@ -204,9 +215,13 @@ def run_check(ex: Exercise, check: Check, part, options: dict, path: str | None 
     if timed:  # keep whatever alarm was set before (pytest-timeout's, say) and re-arm it after
         old_handler = signal.signal(signal.SIGALRM, _on_alarm)
         old_delay, _ = signal.getitimer(signal.ITIMER_REAL)
-        signal.setitimer(signal.ITIMER_REAL, limit)
+        _Alarm.armed = True
+        signal.setitimer(signal.ITIMER_REAL, limit, REFIRE)
     try:
-        check.fn(part, t, options)
+        try:
+            check.fn(part, t, options)
+        finally:
+            _Alarm.armed = False  # first, before any call: from here on an alarm raises nothing
         res.passed = True
     except CheckFailed:
         pass

@@ -99,6 +99,19 @@ def test_endless_loop_costs_its_checks_not_the_run(tmp_path):
     assert all("time limit" in "\n".join(r.trace) for r in report.results)
 
 
+def test_a_timeout_dropped_in_a_destructor_comes_again(tmp_path):
+    """The time limit lands inside a ``__del__`` (the interpreter prints and drops the exception
+    there) and the part then loops for ever: the alarm fires again and the check still stops."""
+    (tmp_path / "window.py").write_text(
+        "class Sink:\n    def __del__(self):\n        while True:\n            pass\n\n"
+        "def usable_window(a, b, c, d):\n    Sink()\n    while True:\n        pass\n")
+    first = find("window").checks[0].name
+    start = time.monotonic()
+    report = grade(find("window"), str(tmp_path), isolate=False, only=[first], time_limit=0.3)
+    assert time.monotonic() - start < 10
+    assert "time limit" in "\n".join(report.result(first).trace)
+
+
 def test_exception_in_student_code_shows_its_traceback(tmp_path):
     (tmp_path / "window.py").write_text("def usable_window(a, b, c, d):\n    return helper(a)\n\n"
                                         "def helper(x):\n    return x / 0\n")
