@@ -17,9 +17,7 @@ packet that breaks one "flushes" the chain: the chain goes to TCP, the packet st
 - a payload no longer than the first's (the chain's MSS), and never empty: a pure ACK is
   never merged (a duplicate ACK counts, RFC 5681 3.2);
 - a segment shorter than the MSS, or with PSH, is merged and closes the chain;
-- the merged datagram stays under 512 KiB (Linux ``gro_ipv4_max_size`` at its largest, GSO_MAX_SIZE
-  524,280: BIG TCP, Linux 6.3; 65,536 without it). A chain then spans most of a read batch, so
-  TCP's per-chain work is spread over a few hundred packets instead of 45.
+- the merged datagram stays under 64 KiB (Linux ``gro_max_size``, 65536).
 
 Checking a packet that continues a chain needs no full parse (``GroChain.take``): a packet of
 the chain's length whose header equals the first one's except in the fields every packet has
@@ -41,7 +39,7 @@ from .checksum import IPPROTO_TCP, folds
 from .tcp import ACK, PSH, TcpSegment
 from .tcpip import parse_ipv4_tcp_fields, segment_of
 
-GRO_MAX_SIZE = 524280  # bytes of the merged datagram, headers included (Linux gro_ipv4_max_size at its most: BIG TCP)
+GRO_MAX_SIZE = 65536  # bytes of the merged datagram, headers included (Linux gro_max_size)
 _SEQ_MASK = 0xFFFFFFFF
 
 

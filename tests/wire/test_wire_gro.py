@@ -104,7 +104,7 @@ def test_a_chain_stays_under_64_kib():
     seq, n = 1000 + MSS, 1
     while merge(chain, packet(seq)):
         seq, n = seq + MSS, n + 1
-    assert n == (GRO_MAX_SIZE - 52 - 1) // MSS  # 362: the next one would make the datagram 524,280 bytes or more
+    assert n == (GRO_MAX_SIZE - 52 - 1) // MSS  # 45: the next one would make the datagram 65,536 bytes
     assert len(chain.segment().payload) + 52 < GRO_MAX_SIZE
 
 
