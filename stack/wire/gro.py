@@ -19,11 +19,14 @@ packet that breaks one "flushes" the chain: the chain goes to TCP, the packet st
 - a segment shorter than the MSS, or with PSH, is merged and closes the chain;
 - the merged datagram stays under 64 KiB (Linux ``gro_max_size``, 65536).
 
-Checking a packet that continues a chain needs no full parse (``GroChain.take``): a packet of
-the chain's length whose header equals the first one's except in the fields every packet has
-its own (IP Identification and checksum, SEG.SEQ, the TCP checksum) has the same valid shape; its IP header checksum follows from the first one's (RFC 1624: only the Identification
-and the checksum differ); its TCP checksum is verified as ``parse_ipv4_tcp_fields`` does. The
-header is compared as one integer (52 or 40 bytes, big-endian) under a mask.
+Checking a packet that continues a chain needs no full parse (``GroChain.take_from``, one loop
+over the rest of the read batch): a packet of the chain's length whose header equals the first
+one's except in the fields every packet has its own (IP Identification and checksum, SEG.SEQ,
+the TCP checksum) has the same valid shape. The packet is read once as a little-endian integer,
+which the TCP checksum needs anyway (``stack.wire.checksum``); its low 40 or 52 bytes are the
+header, compared under a mask. SEG.SEQ must be where the chain ends; the IP header checksum is
+verified as its own 20 bytes' residue (RFC 791); the TCP checksum as ``parse_ipv4_tcp_fields``
+verifies it (RFC 9293 3.1), with ``checksum.residue``'s folds for the chain's length inline.
 
 The merged segment (``GroChain.segment``) is the first segment with the payloads joined, PSH if
 the last one had it, and ``gso_size`` set to the MSS (as Linux marks a GRO packet). Unlike
