@@ -128,30 +128,35 @@ class NetStack:
             for packet in packets:
                 self.receive(packet, now)
             return
-        me, chain, packet = self.address, None, b""
-        for packet in packets:
+        me, chain, packets = self.address, None, iter(packets)
+        packet = next(packets, None)
+        while packet is not None:
             try:
-                if chain is not None and chain.take(packet):
-                    continue  # the chain's next packet (checked in full: GroChain.take)
                 fields = parse_ipv4_tcp_fields(packet)
                 if fields is not None and chain is not None and chain.offer(fields, packet):
-                    continue  # (its addresses are the chain's, checked below when it started)
+                    packet = chain.take_from(packets)  # (its addresses are the chain's, checked when it started)
+                    continue  # then the chain's next packets (checked in full: GroChain.take_from)
                 if chain is not None:  # the chain is complete: TCP sees it before this packet
                     held, chain = chain, None
                     self._tcp_chain(held, now)
                 if fields is None or fields[1] != me or martian_source(fields[0]):
                     self.receive(packet, now)  # the general path (or a ping's fast answer)
-                    continue
-                chain = chain_start(fields, packet)
-                if chain is None:
+                else:
+                    chain = chain_start(fields, packet)
+                    if chain is not None:
+                        packet = chain.take_from(packets)
+                        continue
                     self._tcp_fast(fields[0], fields[1], segment_of(fields), 1, now)
+            except OSError:
+                raise  # the link's read (``packets``): not one packet's fault
             except Exception as exc:  # as receive: the stack thread must not die of one packet
                 self._internal_error(packet, now, exc)  # (a chain held meanwhile is kept: offer raises before it merges)
+            packet = next(packets, None)
         if chain is not None:
             try:
                 self._tcp_chain(chain, now)
             except Exception as exc:
-                self._internal_error(packet, now, exc)
+                self._internal_error(chain.packets[-1], now, exc)
 
     def _tcp_chain(self, chain, now: float) -> None:
         """A GRO chain -> TCP: whole where its connection takes it exactly as it would take the packets

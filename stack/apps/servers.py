@@ -322,7 +322,7 @@ class DiscardHandler(socketserver.BaseRequestHandler):
 
     def handle(self):
         sock = self.request
-        buf = bytearray(262144)
+        buf = bytearray(1 << 20)  # a read batch's worth and more: one call per stack turn
         while sock.recv_into(buf):
             pass
 

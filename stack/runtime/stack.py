@@ -36,7 +36,10 @@ from ..trace import NULL_TRACER, Tracer
 from ..wire.ipv4 import aton
 from .memtrim import MemoryTrimmer
 
-MAX_BATCH = 256        # packets read (until EAGAIN) and processed before the output is pulled
+# packets read (until EAGAIN) and processed before the output is pulled: a turn's fixed cost (the
+# wake-up, the ACK and its write, the reader's wake-up, timers) spread over up to this many; a
+# quarter of the TUN queue (netconf.TXQUEUELEN), about 5 ms of work at MTU 1500 (docs/benchmarks.md)
+MAX_BATCH = 1024
 # a connection in these states owes the peer nothing more: all our data and our FIN are acknowledged
 _FINISHED = (State.CLOSED, State.TIME_WAIT, State.FIN_WAIT_2)
 

@@ -39,24 +39,29 @@ def residue(value: int, nbytes: int) -> int:
     16 bits (2**16 == 1 mod 0xffff), keeps the residue and costs a shift, a mask and an add: for a
     1,500-byte packet three such folds and one short division take 0.9 us, the division alone 1.6 us.
     The folds depend only on the length (a packet's, cached: an MTU makes few lengths)."""
-    folds = _FOLDS.get(nbytes)
-    if folds is None:
-        folds = _FOLDS[nbytes] = _folds(nbytes)
-    for half, mask in folds:
+    steps = _FOLDS.get(nbytes)
+    if steps is None:
+        steps = folds(nbytes)
+    for half, mask in steps:
         value = (value >> half) + (value & mask)
     return value % 0xFFFF
 
 
-def _folds(nbytes: int) -> tuple:
-    """(shift, mask) of each fold for ``nbytes`` bytes: halves at multiples of 16 bits, down to 2,048."""
+def folds(nbytes: int) -> tuple:
+    """(shift, mask) of each fold ``residue`` makes for ``nbytes`` bytes: halves at multiples of 16
+    bits, down to 2,048 (cached; GRO runs them inline over a chain's packets of one length)."""
+    got = _FOLDS.get(nbytes)
+    if got is not None:
+        return got
     if len(_FOLDS) > 4096:
         _FOLDS.clear()
-    folds, bits = [], nbytes << 3
+    made, bits = [], nbytes << 3
     while bits > 2048:
         half = (bits >> 5) << 4  # a multiple of 16, about half of the bits
-        folds.append((half, (1 << half) - 1))
+        made.append((half, (1 << half) - 1))
         bits -= half - 1  # the high part has bits - half bits; their sum one more
-    return tuple(folds)
+    _FOLDS[nbytes] = got = tuple(made)
+    return got
 
 
 def finish(total: int) -> int:

@@ -19,11 +19,14 @@ packet that breaks one "flushes" the chain: the chain goes to TCP, the packet st
 - a segment shorter than the MSS, or with PSH, is merged and closes the chain;
 - the merged datagram stays under 64 KiB (Linux ``gro_max_size``, 65536).
 
-Checking a packet that continues a chain needs no full parse (``GroChain.take``): a packet of
-the chain's length whose header equals the first one's except in the fields every packet has
-its own (IP Identification and checksum, SEG.SEQ, the TCP checksum) has the same valid shape; its IP header checksum follows from the first one's (RFC 1624: only the Identification
-and the checksum differ); its TCP checksum is verified as ``parse_ipv4_tcp_fields`` does. The
-header is compared as one integer (52 or 40 bytes, big-endian) under a mask.
+Checking a packet that continues a chain needs no full parse (``GroChain.take_from``, one loop
+over the rest of the read batch): a packet of the chain's length whose header equals the first
+one's except in the fields every packet has its own (IP Identification and checksum, SEG.SEQ,
+the TCP checksum) has the same valid shape. The packet is read once as a little-endian integer,
+which the TCP checksum needs anyway (``stack.wire.checksum``); its low 40 or 52 bytes are the
+header, compared under a mask. SEG.SEQ must be where the chain ends; the IP header checksum is
+verified as its own 20 bytes' residue (RFC 791); the TCP checksum as ``parse_ipv4_tcp_fields``
+verifies it (RFC 9293 3.1), with ``checksum.residue``'s folds for the chain's length inline.
 
 The merged segment (``GroChain.segment``) is the first segment with the payloads joined, PSH if
 the last one had it, and ``gso_size`` set to the MSS (as Linux marks a GRO packet). Unlike
@@ -33,7 +36,9 @@ netstack hands it over packet by packet otherwise.
 """
 from __future__ import annotations
 
-from .checksum import IPPROTO_TCP, residue
+import struct
+
+from .checksum import IPPROTO_TCP, folds
 from .tcp import ACK, PSH, TcpSegment
 from .tcpip import parse_ipv4_tcp_fields, segment_of
 
@@ -41,25 +46,29 @@ GRO_MAX_SIZE = 65536  # bytes of the merged datagram, headers included (Linux gr
 _SEQ_MASK = 0xFFFFFFFF
 
 
-def _layout(hlen: int) -> tuple[int, int, int, int]:
-    """For a header of ``hlen`` bytes read as one big-endian integer: the mask of the fields every
-    packet has its own, and the shifts of IP Identification, IP checksum and SEG.SEQ."""
-    def at(offset: int, size: int) -> int:
-        return (hlen - offset - size) * 8
-    own = (0xFFFF << at(4, 2)) | (0xFFFF << at(10, 2)) | (_SEQ_MASK << at(24, 4)) | (0xFFFF << at(36, 2))
-    return ((1 << hlen * 8) - 1) ^ own, at(4, 2), at(10, 2), at(24, 4)  # (Identification, checksums, SEQ)
+_IP_HEADER = (1 << 160) - 1  # the IPv4 header's 20 bytes (a chain's have no options), read little-endian
+
+
+def _layout(hlen: int) -> tuple[int, int]:
+    """For a packet read as one little-endian integer (byte i at bits 8i..8i+7), the masks of its
+    ``hlen`` header bytes and of the header's bytes that every packet of a chain shares: all but IP
+    Identification (bytes 4-5), the IP checksum (10-11), SEG.SEQ (24-27) and the TCP checksum (36-37)."""
+    header = (1 << hlen * 8) - 1
+    own = (0xFFFF << 4 * 8) | (0xFFFF << 10 * 8) | (_SEQ_MASK << 24 * 8) | (0xFFFF << 36 * 8)
+    return header, header ^ own
 
 
 _LAYOUTS = {40: _layout(40), 52: _layout(52)}  # no options; NOP NOP TS
+_SEQ = struct.Struct("!I")  # SEG.SEQ, at byte 24
 
 
 class GroChain:
-    """The packets merged so far: ``take`` adds one that continues the chain at its length, ``offer``
-    one that ``stack.wire.tcpip.parse_ipv4_tcp_fields`` parsed; ``segment`` makes the one segment TCP
-    sees, ``segments`` the packets' own."""
+    """The packets merged so far: ``take_from`` adds those that continue the chain at its length,
+    ``offer`` one that ``stack.wire.tcpip.parse_ipv4_tcp_fields`` parsed; ``segment`` makes the one
+    segment TCP sees, ``segments`` the packets' own."""
 
-    __slots__ = ("head", "packets", "key", "end", "mss", "room", "hlen", "length", "mask", "same",
-                 "ident_at", "csum_at", "seq_at", "ip_own", "pseudo")
+    __slots__ = ("head", "packets", "key", "end", "mss", "room", "hlen", "length", "header", "mask",
+                 "same", "pseudo", "folds")
 
     def __init__(self, head: tuple, packet):
         src, dst, sport, dport, seq, ack, _, window, _, _, tsval, tsecr, payload = head
@@ -70,28 +79,44 @@ class GroChain:
         self.hlen = 40 if tsval is None else 52
         self.length = self.hlen + self.mss
         self.room = (GRO_MAX_SIZE - 1 - self.length) // self.mss  # full-sized packets that still fit
-        self.mask, self.ident_at, self.csum_at, self.seq_at = _LAYOUTS[self.hlen]
-        first = int.from_bytes(packet[:self.hlen], "big")
-        self.same = first & self.mask  # the header every packet of the chain's length must have
-        self.ip_own = (first >> self.ident_at & 0xFFFF) + (first >> self.csum_at & 0xFFFF)
+        self.header, self.mask = _LAYOUTS[self.hlen]
+        self.same = int.from_bytes(packet[:self.hlen], "little") & self.mask  # what each packet's header must hold
         self.pseudo = int.from_bytes(packet[12:20], "big") + IPPROTO_TCP + self.length - 20
+        self.folds = folds(self.length)
 
     def take(self, packet) -> bool:
         """Merge ``packet`` if it is the chain's next packet, of the chain's length and without PSH
-        (checked in full, see the module text); False: not such a packet (parse it and ``offer`` it)."""
-        if len(packet) != self.length or not self.room:
-            return False
-        header = int.from_bytes(packet[:self.hlen], "big")
-        if header & self.mask != self.same or header >> self.seq_at & _SEQ_MASK != self.end:
-            return False
-        if ((header >> self.ident_at & 0xFFFF) + (header >> self.csum_at & 0xFFFF) - self.ip_own) % 0xFFFF:
-            return False  # RFC 791 header checksum: the first one's, with this Identification
-        if (residue(int.from_bytes(packet, "little"), self.length) * 256 + self.pseudo) % 0xFFFF:
-            return False  # RFC 9293 3.1, as parse_ipv4_tcp_fields checks it
-        self.packets.append(packet)
-        self.end = (self.end + self.mss) & _SEQ_MASK
-        self.room -= 1
-        return True
+        (``take_from`` of this one packet); False: not such a packet (parse it and ``offer`` it)."""
+        return self.take_from((packet,)) is None
+
+    def take_from(self, packets):
+        """Merge packets from the iterable ``packets`` while each is the chain's next packet, of the
+        chain's length and without PSH (checked in full, see the module text); return the first one
+        that is not, taken from ``packets`` but not merged (parse it and ``offer`` it), or None when
+        ``packets`` ran out. One loop over the batch: it runs once per packet of a bulk transfer."""
+        room, length, end, mss = self.room, self.length, self.end, self.mss
+        header_of, mask, same, pseudo, fold = self.header, self.mask, self.same, self.pseudo, self.folds
+        append, from_bytes, seq_of = self.packets.append, int.from_bytes, _SEQ.unpack_from
+        for packet in packets:
+            if not room or len(packet) != length:
+                break
+            value = from_bytes(packet, "little")  # (byte order: see stack.wire.checksum)
+            header = value & header_of
+            if header & mask != same or seq_of(packet, 24)[0] != end:
+                break
+            if (header & _IP_HEADER) % 0xFFFF:
+                break  # RFC 791 header checksum (its other fields are the first packet's)
+            for half, low in fold:  # checksum.residue, its folds for this length
+                value = (value >> half) + (value & low)
+            if (value % 0xFFFF * 256 + pseudo) % 0xFFFF:
+                break  # RFC 9293 3.1, as parse_ipv4_tcp_fields checks it
+            append(packet)
+            end = (end + mss) & _SEQ_MASK
+            room -= 1
+        else:
+            packet = None
+        self.room, self.end = room, end
+        return packet
 
     def offer(self, fields: tuple, packet) -> bool:
         """Merge this parsed packet into the chain if the rules above allow it; False: the chain is complete."""

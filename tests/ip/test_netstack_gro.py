@@ -116,7 +116,7 @@ def run(script, cuts, batched: bool, config: dict):
         start = cut
     for batch in batches:
         if batched:
-            h.host.receive_batch(batch, h.now)
+            h.host.receive_batch((p for p in batch), h.now)  # read as it goes, as the runtime hands it over
         else:
             for packet in batch:
                 h.host.receive(packet, h.now)

@@ -151,6 +151,45 @@ def test_take_merges_only_what_a_parse_and_offer_merge(steps):
     assert netstack.segment().payload == offered.segment().payload
 
 
+@WIRE
+@given(st.lists(edits, min_size=1, max_size=6))
+def test_take_from_merges_a_run_as_take_does_one_at_a_time(steps):
+    """GroChain.take_from over an iterator (the runtime's read, as NetStack.receive_batch hands it
+    over) merges what ``take`` merges one packet at a time, up to the first packet ``take`` refuses:
+    it returns that one, and the iterator goes on right after it."""
+    one, run = start(packet(1000)), start(packet(1000))
+    raws, refused, end = [], None, one.end
+    for step in steps:
+        if isinstance(step, dict):
+            raw = packet(**{"seq": end, **step})
+        else:
+            raw = bytearray(packet(end))
+            raw[step[0]] = step[1]
+            raw = bytes(raw)
+        raws.append(raw)
+        if refused is None:
+            if one.take(raw):
+                end = one.end
+            else:
+                refused = len(raws) - 1
+    rest = iter(raws)
+    got = run.take_from(rest)
+    assert run.packets == one.packets and run.room == one.room and run.end == one.end
+    if refused is None:
+        assert got is None and list(rest) == []
+    else:
+        assert got is raws[refused] and list(rest) == raws[refused + 1:]
+
+
+def test_take_from_stops_when_the_chain_is_full():
+    chain = start(packet(1000))
+    raws = [packet(1000 + i * MSS) for i in range(1, 50)]
+    rest = iter(raws)
+    assert chain.take_from(rest) is raws[44] and len(chain) == 45 and not chain.room
+    assert next(rest) is raws[45]
+    assert chain.take_from(iter(raws[44:])) is raws[44]  # full: not even the next packet is merged
+
+
 def test_take_checks_the_ip_header_checksum_on_its_own():
     """A next packet whose IP Identification is off by one and whose TCP checksum field is off the other
     way sums to what a valid packet sums to, but its IP header checksum is wrong (RFC 791): refused."""
