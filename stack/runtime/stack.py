@@ -279,6 +279,7 @@ class Stack:
         host, clock, lock, wake_r = self.host, self.clock, self.lock, self._wake_r
         read_one, write_one, direct = self._first_io()
         answer_ping, link_stats = host.answer_ping, link.stats
+        memtrim, conns = self.memtrim, host.tcp.conns  # both fixed for the stack's life
         poller = select.poll()
         poller.register(link_fd, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
@@ -300,7 +301,8 @@ class Stack:
                 first = None
             with lock:  # one turn, one lock hold: read, timers, output, and the next sleep's length
                 got = first is not None
-                if got and self.pcap is None and self.impair_in is None and self.impair_out is None:
+                plain = self.pcap is None and self.impair_in is None and self.impair_out is None
+                if got and plain:
                     reply = answer_ping(first)  # a lone ping: answered before the clock, the batch, TCP
                     if reply is not None:
                         try:
@@ -316,13 +318,14 @@ class Stack:
                 if got:
                     if direct:
                         link_stats["rx_packets"] += 1
-                    self._read_packets(now, first)
-                self._deliver_impaired_in(now)
+                    self._read_packets(now, first, plain)
+                if not plain:
+                    self._deliver_impaired_in(now)
                 deadline = host.next_deadline()
                 if deadline is not None and deadline <= now:
                     host.on_timers(now)
                 self._transmit(now)
-                self.memtrim.observe(len(host.tcp.conns), now)  # housekeeping: trim once the table drained
+                memtrim.observe(len(conns), now)  # housekeeping: trim once the table drained
                 timeout = self._poll_timeout()
 
     def _first_io(self):
@@ -346,8 +349,9 @@ class Stack:
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host, impairment, or an owed memory trim), -1 for none."""
         deadline = self.host.next_deadline()
-        others = [self.memtrim.next_deadline()]
-        others += [imp.next_deadline() for imp in (self.impair_in, self.impair_out) if imp is not None]
+        others = (self.memtrim.next_deadline(),)
+        if self.impair_in is not None or self.impair_out is not None:
+            others += tuple(imp.next_deadline() for imp in (self.impair_in, self.impair_out) if imp is not None)
         for other in others:
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
@@ -357,7 +361,7 @@ class Stack:
         self._sleep_until = deadline
         return max(0, int((deadline - self.clock()) * 1000) + 1)
 
-    def _read_packets(self, now: float, first) -> None:
+    def _read_packets(self, now: float, first, plain: bool) -> None:
         """The softirq's read: the loop read the turn's ``first`` packet (None: it was a ping, answered
         already: ``NetStack.answer_ping``); the rest are read until EAGAIN, at most MAX_BATCH in
         all (the output and the ACKs they owe are pulled once, after the batch: ``_transmit``). On
@@ -367,7 +371,6 @@ class Stack:
         The first packet is processed alone, and what the IP layer answered to it (an ICMP error,
         a ping under pcap or impairment) is written at once. TCP's output waits for the whole batch."""
         link, host = self.link, self.host
-        plain = self.pcap is None and self.impair_in is None and self.impair_out is None
         if first is not None:
             if plain:
                 host.receive(first, now)  # the plain path (nothing to record or to impair)
