@@ -494,7 +494,19 @@ class TcpLayer:
             deadline, _, key = timers[0]
             tcb = conns.get(key)
             if tcb is not None and tcb._scheduled == deadline:
-                return deadline
+                if type(tcb) is TimeWaitRecord or tcb.listener is not None:
+                    return deadline  # records and embryos: re-armed when the entry fires (on_timers)
+                due = tcb.next_deadline()
+                if due is not None and due <= deadline:
+                    return deadline
+                # lazy re-arming, done before the wake-up it would cost: the connection's timers
+                # moved later (an ACK restarted the RTO or the PTO) or stopped since this entry
+                tcb._scheduled = due
+                if due is None:
+                    heapq.heappop(timers)
+                else:
+                    heapq.heapreplace(timers, (due, next(self._tick), key))
+                continue
             heapq.heappop(timers)  # stale entry
         return None
 
