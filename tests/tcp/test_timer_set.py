@@ -40,3 +40,21 @@ def test_deleting_the_tcb_disarms_every_timer():
     assert {Timer.RTO, Timer.KEEPALIVE} <= conn.timers.armed()
     h.call(conn.abort)
     assert conn.state is State.CLOSED and conn.timers.armed() == set() and conn.next_deadline() is None
+
+
+def test_a_timer_restarted_later_is_the_stacks_next_deadline_not_its_first_arming():
+    """RFC 6298 5.3: an ACK of new data restarts the RTO (and RFC 8985 7.2 the PTO) later; the stack's
+    next deadline is the restarted one, so the driver sleeps until then instead of waking up at the
+    first arming to find nothing due (the layer's lazy re-arming, done before the wake-up)."""
+    h = TcpHarness()
+    conn = h.established()
+    h.app_send(b"a" * 100)
+    h.expect(flags="PA")
+    first = conn.next_deadline()
+    assert h.host.next_deadline() == first
+    h.advance((first - h.now) / 2)
+    h.app_send(b"b" * 100)  # held back by Nagle (RFC 896) until the first 100 bytes are acknowledged
+    h.send(h.seg("A", ack=h.l_nxt + 100))  # their ACK: the timers restart from now
+    h.expect(flags="PA", payload=b"b" * 100)
+    restarted = conn.next_deadline()
+    assert restarted > first and h.host.next_deadline() == restarted
