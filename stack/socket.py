@@ -9,7 +9,6 @@ standard library's ``socketserver`` work on these sockets unchanged.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import select as _select
 import socket as _std
@@ -487,14 +486,15 @@ class socket(SocketCommon):
         non-blocking socket; the timeout bounds each wait), the way Linux's sendfile(2) fills a
         TCP socket: each time the send buffer is writeable, the file is read straight into a piece
         as large as its free room (at most ``SENDFILE_PIECE``) and queued in one call, not in the
-        stdlib's 8 KiB sends. A file without a descriptor (or one that cannot ``pread``, a pipe)
-        takes the stdlib's read()/send() loop."""
+        stdlib's 8 KiB sends. A file without a descriptor takes the stdlib's read()/send() loop."""
         self._check_sendfile_params(file, offset, count)
         if self.gettimeout() == 0:
             raise ValueError("non-blocking sockets are not supported")
         try:
             fd = file.fileno()
-        except (AttributeError, io.UnsupportedOperation):
+            if not os.fstat(fd).st_size:
+                return 0  # CPython's "empty file" (a pipe too): nothing sent, the position untouched
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
             return self._sendfile_use_send(file, offset, count)
         total = 0
         try:
@@ -502,12 +502,7 @@ class socket(SocketCommon):
                 want = self._sendfile_room()
                 if count is not None:
                     want = min(want, count - total)
-                try:
-                    data = os.pread(fd, want, offset + total)
-                except OSError as exc:
-                    if total == 0 and exc.errno in (errno.ESPIPE, errno.EINVAL):  # no offsets: a pipe
-                        return self._sendfile_use_send(file, offset, count)
-                    raise
+                data = os.pread(fd, want, offset + total)
                 if not data:
                     break  # EOF
                 piece = data  # bytes: queued as they are; a remainder (a short send) as a view
