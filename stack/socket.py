@@ -522,8 +522,10 @@ class socket(SocketCommon):
     def _sendfile_room(self) -> int:
         """How much sendfile() reads next: once the send buffer is writeable as poll() sees it
         (sk_stream_wait_memory() waits for sk_stream_is_writeable(), a third of it free), its free
-        room, at most SENDFILE_PIECE. A connection that cannot take data now (connecting, shut,
-        failed, none) gets a nominal 64 KiB: send() then waits for the handshake or raises."""
+        room, at most SENDFILE_PIECE, cut to whole segments: a piece sent at once (TCP_NODELAY)
+        leaves full-sized segments, not a runt at its end. A connection that cannot take data now
+        (connecting, shut, failed, none) gets a nominal 64 KiB: send() then waits for the
+        handshake or raises."""
         with self.stack.lock:
             self._check_open()
             conn = self._conn
@@ -531,7 +533,9 @@ class socket(SocketCommon):
                 return 1 << 16
             self._wait(lambda: _stream_is_writeable(conn) or conn.state not in _SYNCHRONIZED_SEND
                        or conn.fin_queued or conn.error, self._deadline(), "send")
-            return min(max(conn.send_space(), 1), self.SENDFILE_PIECE)
+            room = min(max(conn.send_space(), 1), self.SENDFILE_PIECE)
+            mss = conn.eff_mss  # whole segments (Linux's size_goal): no sub-MSS tail per piece
+            return room - room % mss if room > mss else room
 
     _sendfile_use_send = _std.socket._sendfile_use_send
     _check_sendfile_params = _std.socket._check_sendfile_params
