@@ -515,9 +515,9 @@ class socket(SocketCommon):
                 file.seek(offset + total)
         return total
 
-    #: the most sendfile() reads and queues at once (Linux's sendfile(2) moves up to 2 GiB a call;
-    #: the stack's autotuned send buffer is at most 4 MiB, and a third of it free wakes a writer)
-    SENDFILE_PIECE = 1 << 20
+    #: the most sendfile() reads and queues at once: the autotuned send buffer's ceiling (Linux's
+    #: tcp_wmem[2], 4 MiB), so only a larger SO_SNDBUF is read in more than one piece per wake-up
+    SENDFILE_PIECE = 4 << 20
 
     def _sendfile_room(self) -> int:
         """How much sendfile() reads next: once the send buffer is writeable as poll() sees it
