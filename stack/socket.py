@@ -486,20 +486,28 @@ class socket(SocketCommon):
         non-blocking socket; the timeout bounds each wait), the way Linux's sendfile(2) fills a
         TCP socket: each time the send buffer is writeable, the file is read straight into a piece
         as large as its free room (at most ``SENDFILE_PIECE``) and queued in one call, not in the
-        stdlib's 8 KiB sends. A file without a descriptor takes the stdlib's read()/send() loop."""
+        stdlib's 8 KiB sends. A rest of at most ``SENDFILE_SMALL`` (a small file) is read and sent
+        at once, as the stdlib's copy loop does; the end of the file is where fstat() puts it, looked
+        at again when reached (CPython: a file of size 0, a pipe too, sends nothing). A file without
+        a descriptor takes the stdlib's read()/send() loop."""
         self._check_sendfile_params(file, offset, count)
         if self.gettimeout() == 0:
             raise ValueError("non-blocking sockets are not supported")
         try:
             fd = file.fileno()
-            if not os.fstat(fd).st_size:
-                return 0  # CPython's "empty file" (a pipe too): nothing sent, the position untouched
+            size = os.fstat(fd).st_size
         except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
             return self._sendfile_use_send(file, offset, count)
         total = 0
         try:
             while count is None or total < count:
-                want = self._sendfile_room()
+                left = size - offset - total
+                if left <= 0:
+                    size = os.fstat(fd).st_size  # grown meanwhile? sendfile(2) reads to the end it finds
+                    left = size - offset - total
+                    if left <= 0:
+                        break
+                want = left if left <= self.SENDFILE_SMALL else self._sendfile_room()
                 if count is not None:
                     want = min(want, count - total)
                 data = os.pread(fd, want, offset + total)
@@ -518,6 +526,8 @@ class socket(SocketCommon):
     #: the most sendfile() reads and queues at once: the autotuned send buffer's ceiling (Linux's
     #: tcp_wmem[2], 4 MiB), so only a larger SO_SNDBUF is read in more than one piece per wake-up
     SENDFILE_PIECE = 4 << 20
+    #: a rest this small is sent without waiting for room first (shutil's copy size on Linux)
+    SENDFILE_SMALL = 64 << 10
 
     def _sendfile_room(self) -> int:
         """How much sendfile() reads next: once the send buffer is writeable as poll() sees it
