@@ -624,6 +624,18 @@ def test_sendfile_of_an_empty_file_sends_nothing(net, tmp_path):
     assert p.recv(10) == b""
 
 
+def test_sendfile_from_past_the_end_sends_nothing(net, tmp_path):
+    s, p = net.connected()
+    f = tmp_path / "f"
+    f.write_bytes(b"0123456789")
+    with open(f, "rb") as fh:
+        assert s.sendfile(fh, 11) == 0
+        assert fh.tell() == 0
+        assert s.sendfile(fh, 9) == 1
+    s.shutdown(socket.SHUT_WR)
+    assert _read_to_eof(p) == b"9"
+
+
 def test_sendfile_reads_the_file_not_its_buffer(net, tmp_path):
     """The offset is the file's, whatever the file object has read ahead (sendfile(2) reads the
     descriptor); afterwards the object is positioned after the bytes sent."""
