@@ -9,6 +9,7 @@ standard library's ``socketserver`` work on these sockets unchanged.
 from __future__ import annotations
 
 import errno
+import os
 import select as _select
 import socket as _std
 import struct
@@ -480,8 +481,71 @@ class socket(SocketCommon):
         return self.send(b"".join(memoryview(b).cast("B") for b in buffers), flags)
 
     def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
-        """The standard library's socket.sendfile() contract (its send() fallback, on our send)."""
-        return self._sendfile_use_send(file, offset, count)
+        """socket.sendfile(): the standard library's contract (``count`` bytes from ``offset``, or to
+        the end; returns the bytes sent; the file is left positioned after them; ValueError on a
+        non-blocking socket; the timeout bounds each wait), the way Linux's sendfile(2) fills a
+        TCP socket: each time the send buffer is writeable, the file is read straight into a piece
+        as large as its free room (at most ``SENDFILE_PIECE``) and queued in one call, not in the
+        stdlib's 8 KiB sends. A rest of at most ``SENDFILE_SMALL`` (a small file) is read and sent
+        at once, as the stdlib's copy loop does; the end of the file is where fstat() puts it, looked
+        at again when reached (CPython: a file of size 0, a pipe too, sends nothing). A file without
+        a descriptor takes the stdlib's read()/send() loop."""
+        self._check_sendfile_params(file, offset, count)
+        if self.gettimeout() == 0:
+            raise ValueError("non-blocking sockets are not supported")
+        try:
+            fd = file.fileno()
+            size = os.fstat(fd).st_size
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            return self._sendfile_use_send(file, offset, count)
+        total = 0
+        try:
+            while count is None or total < count:
+                left = size - offset - total
+                if left <= 0:
+                    size = os.fstat(fd).st_size  # grown meanwhile? sendfile(2) reads to the end it finds
+                    left = size - offset - total
+                    if left <= 0:
+                        break
+                want = left if left <= self.SENDFILE_SMALL else self._sendfile_room()
+                if count is not None:
+                    want = min(want, count - total)
+                data = os.pread(fd, want, offset + total)
+                if not data:
+                    break  # EOF
+                piece = data  # bytes: queued as they are; a remainder (a short send) as a view
+                while piece:
+                    sent = self.send(piece)
+                    total += sent
+                    piece = memoryview(piece)[sent:] if sent < len(piece) else b""
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)
+        return total
+
+    #: the most sendfile() reads and queues at once: the autotuned send buffer's ceiling (Linux's
+    #: tcp_wmem[2], 4 MiB), so only a larger SO_SNDBUF is read in more than one piece per wake-up
+    SENDFILE_PIECE = 4 << 20
+    #: a rest this small is sent without waiting for room first (shutil's copy size on Linux)
+    SENDFILE_SMALL = 64 << 10
+
+    def _sendfile_room(self) -> int:
+        """How much sendfile() reads next: once the send buffer is writeable as poll() sees it
+        (sk_stream_wait_memory() waits for sk_stream_is_writeable(), a third of it free), its free
+        room, at most SENDFILE_PIECE, cut to whole segments: a piece sent at once (TCP_NODELAY)
+        leaves full-sized segments, not a runt at its end. A connection that cannot take data now
+        (connecting, shut, failed, none) gets a nominal 64 KiB: send() then waits for the
+        handshake or raises."""
+        with self.stack.lock:
+            self._check_open()
+            conn = self._conn
+            if conn is None or conn.state not in _SYNCHRONIZED_SEND or conn.error or conn.fin_queued:
+                return 1 << 16
+            self._wait(lambda: _stream_is_writeable(conn) or conn.state not in _SYNCHRONIZED_SEND
+                       or conn.fin_queued or conn.error, self._deadline(), "send")
+            room = min(max(conn.send_space(), 1), self.SENDFILE_PIECE)
+            mss = conn.eff_mss  # whole segments (Linux's size_goal): no sub-MSS tail per piece
+            return room - room % mss if room > mss else room
 
     _sendfile_use_send = _std.socket._sendfile_use_send
     _check_sendfile_params = _std.socket._check_sendfile_params

@@ -174,6 +174,11 @@ class TlsSocket:
         while view:
             view = view[self.write(view):]
 
+    def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
+        """ssl.SSLSocket.sendfile(): the file's bytes through ``send`` (records), never the plain
+        socket's own sendfile, which ``__getattr__`` would otherwise reach: bytes in the clear."""
+        return _std.socket._sendfile_use_send(self, file, offset, count)
+
     makefile = _std.socket.makefile  # SocketIO over recv_into/send, as ssl.SSLSocket's
 
     def _decref_socketios(self) -> None:

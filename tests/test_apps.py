@@ -135,6 +135,27 @@ def test_listen_backlog_is_linux_default_somaxconn(stacks, root):
         server.server_close()
 
 
+def test_file_bodies_go_out_with_sendfile_and_listings_with_writes(stacks, root, monkeypatch):
+    """FileHandler.copyfile: a file's body by socket.sendfile() (the stack's send-buffer-sized
+    pieces), byte-exact; a directory listing (no descriptor) by the standard library's copy."""
+    a, b = stacks
+    calls = []
+    sock_cls = sys.modules["stack.socket"].socket  # (the package's ``socket`` attribute is not the module)
+    real = sock_cls.sendfile
+    monkeypatch.setattr(sock_cls, "sendfile",
+                        lambda self, f, *args: calls.append(f.name) or real(self, f, *args))
+    server = _serve(servers.http_server(b, 8080, str(root), quiet=True))
+    c = _client(a, 8080)
+    assert _request(c, "/big.bin") == (root / "big.bin").read_bytes()
+    assert calls == [str(root / "big.bin")]
+    (root / "sub").mkdir()
+    (root / "sub" / "listed.txt").write_text("x")
+    assert b"listed.txt" in _request(c, "/sub/")
+    assert calls == [str(root / "big.bin")]
+    c.close()
+    server.stop_accepting()
+
+
 def test_worker_pool_grows_with_load_and_shrinks_when_idle(stacks, root, monkeypatch):
     a, b = stacks
     monkeypatch.setattr(servers.HTTPServer, "min_workers", 2)

@@ -1424,3 +1424,40 @@ def test_ip_tos_on_a_connecting_socket_is_on_its_syn(pair):
     assert c.connect_ex((A_ADDR, 7005)) == errno.EINPROGRESS
     syn = peer.read("S")
     assert (syn.ttl, syn.tos) == (33, 0x10) and _checksums_right(syn)
+
+
+def test_sendfile_pieces_leave_only_full_sized_segments(pair, tmp_path):
+    """sendfile() queues the file in pieces cut to whole segments (Linux's size_goal): with
+    TCP_NODELAY each piece goes out at once, and no piece ends in a sub-MSS runt; the only short
+    data segment is the file's own tail (a write()-sized loop leaves one per write)."""
+    import io
+    from stack.pcap import PcapWriter
+    c, s = pair.connected()
+    s.setsockopt(std.IPPROTO_TCP, std.TCP_NODELAY, 1)
+    s.setsockopt(std.SOL_SOCKET, std.SO_SNDBUF, 50_000)  # its free room is no whole number of segments
+    body = os.urandom(3_000_000)
+    f = tmp_path / "f"
+    f.write_bytes(body)
+    capture = io.BytesIO()
+    with pair.b.lock:
+        pair.b.pcap = PcapWriter(capture)
+    got = in_thread(lambda: recv_exactly(c, len(body)))
+    with open(f, "rb") as fh:
+        assert s.sendfile(fh) == len(body)
+    assert got.result() == body
+    mss = s._conn.eff_mss
+    sizes = [len(IP(pkt)[TCP].payload) for pkt in _pcap_packets(capture.getvalue())
+             if IP(pkt)[TCP].sport == s.getsockname()[1]]
+    data = [n for n in sizes if n]
+    assert sum(data) == len(body)
+    assert [n for n in data if n < mss] == [len(body) % mss]
+
+
+def _pcap_packets(raw: bytes) -> list[bytes]:
+    """The packets of a raw-IP pcap (stack.pcap.PcapWriter's format)."""
+    out, off = [], 24
+    while off < len(raw):
+        _, _, incl, _ = struct.unpack_from("<IIII", raw, off)
+        out.append(raw[off + 16:off + 16 + incl])
+        off += 16 + incl
+    return out

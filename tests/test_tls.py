@@ -95,6 +95,40 @@ def test_a_megabyte_each_way_between_two_stacks(stacks, tls_cert):
     ls.close()
 
 
+def test_sendfile_goes_through_tls(stacks, tls_cert, tmp_path):
+    """sendfile() on a TLS socket encrypts, as ssl.SSLSocket's does: the client reads the file
+    (the wrapped socket's own sendfile would put it on the wire in the clear)."""
+    a, b = stacks
+    server_ctx, client_ctx = contexts(tls_cert)
+    body = os.urandom(300_000)
+    f = tmp_path / "f"
+    f.write_bytes(body)
+    sent = []
+
+    def send_file(s):
+        with open(f, "rb") as fh:
+            sent.append(s.sendfile(fh, 1000))
+            sent.append(fh.tell())
+    ls = b.socket()
+    ls.bind(("", 4433))
+    ls.listen()
+    ls.settimeout(10)
+    t, errors = serve_once(ls, server_ctx, send_file)
+    raw = a.socket()
+    raw.settimeout(10)
+    raw.connect((B, 4433))
+    c = tls.wrap_socket(raw, client_ctx, server_hostname=B)
+    got = bytearray()
+    while chunk := c.recv(65536):
+        got.extend(chunk)
+    t.join(10)
+    assert not errors
+    assert sent == [len(body) - 1000, len(body)]
+    assert bytes(got) == body[1000:]
+    c.close()
+    ls.close()
+
+
 def test_interoperates_with_the_standard_librarys_sslsocket(tls_cert):
     """The other end is ``ssl.SSLSocket`` (OpenSSL on a kernel fd), over a kernel socketpair: our record
     pump speaks the same TLS both ways (TlsSocket needs only send/recv from the socket it wraps)."""

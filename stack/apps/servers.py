@@ -269,6 +269,20 @@ class FileHandler(TimeoutsMixin, http.server.SimpleHTTPRequestHandler):
     # client delays (the classic Nagle/delayed-ACK stall). The epoll server writes both at once.
     disable_nagle_algorithm = True
 
+    def copyfile(self, source, outputfile):
+        """The body with ``socket.sendfile()`` when it goes straight to the socket (``wbufsize`` 0:
+        nothing is buffered ahead of it) from a file with a descriptor: on the stack, pieces as
+        large as the send buffer's free room, queued in one call each; on kernel sockets,
+        os.sendfile. Otherwise (a directory listing) the standard library's 64 KiB copy loop."""
+        try:
+            direct = outputfile is self.wfile and self.wbufsize == 0 and source.fileno() >= 0
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            direct = False
+        if direct:
+            self.connection.sendfile(source)
+        else:
+            super().copyfile(source, outputfile)
+
     def log_message(self, format, *args):
         if not getattr(self.server, "quiet", False):
             super().log_message(format, *args)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import struct
 import threading
@@ -583,6 +584,118 @@ def test_sendfile_on_unconnected_socket_is_epipe(net, tmp_path):
     s = net.socket()
     with open(f, "rb") as fh, pytest.raises(BrokenPipeError):
         s.sendfile(fh)
+
+
+def _read_to_eof(p) -> bytes:
+    got = bytearray()
+    while chunk := p.recv(1 << 20):
+        got += chunk
+    return bytes(got)
+
+
+def test_sendfile_from_an_offset_to_the_end(net, tmp_path):
+    """No count: everything from the offset to EOF (a count past EOF stops there too); the file
+    is left positioned after the last byte sent."""
+    s, p = net.connected()
+    body = bytes(range(256)) * 12000  # 3 MB: more than the buffers hold, read as it arrives
+    f = tmp_path / "f"
+    f.write_bytes(body)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(_read_to_eof(p)))
+    reader.start()
+    with open(f, "rb") as fh:
+        assert s.sendfile(fh, 1000) == len(body) - 1000
+        assert fh.tell() == len(body)
+        assert s.sendfile(fh, len(body) - 10, 50) == 10
+        assert fh.tell() == len(body)
+    s.shutdown(socket.SHUT_WR)
+    reader.join(10)
+    assert got == [body[1000:] + body[-10:]]
+
+
+def test_sendfile_of_an_empty_file_sends_nothing(net, tmp_path):
+    s, p = net.connected()
+    f = tmp_path / "f"
+    f.write_bytes(b"")
+    with open(f, "rb") as fh:
+        assert s.sendfile(fh) == 0
+        assert fh.tell() == 0
+    s.shutdown(socket.SHUT_WR)
+    assert p.recv(10) == b""
+
+
+def test_sendfile_from_past_the_end_sends_nothing(net, tmp_path):
+    s, p = net.connected()
+    f = tmp_path / "f"
+    f.write_bytes(b"0123456789")
+    with open(f, "rb") as fh:
+        assert s.sendfile(fh, 11) == 0
+        assert fh.tell() == 0
+        assert s.sendfile(fh, 9) == 1
+    s.shutdown(socket.SHUT_WR)
+    assert _read_to_eof(p) == b"9"
+
+
+def test_sendfile_reads_the_file_not_its_buffer(net, tmp_path):
+    """The offset is the file's, whatever the file object has read ahead (sendfile(2) reads the
+    descriptor); afterwards the object is positioned after the bytes sent."""
+    s, p = net.connected()
+    f = tmp_path / "f"
+    f.write_bytes(b"abcdefghij")
+    with open(f, "rb") as fh:
+        assert fh.read(3) == b"abc"
+        assert s.sendfile(fh, 5) == 5
+        assert fh.read() == b""
+    s.shutdown(socket.SHUT_WR)
+    assert _read_to_eof(p) == b"fghij"
+
+
+def test_sendfile_without_a_descriptor_or_from_a_pipe(net, tmp_path):
+    """A file object without fileno() (BytesIO): the standard library's read()/send() loop, the
+    same contract. A pipe has no size (st_size 0): CPython takes it for an empty file."""
+    import io
+    s, p = net.connected()
+    buf = io.BytesIO(b"0123456789")
+    assert s.sendfile(buf, 2, 5) == 5
+    assert buf.tell() == 7
+    r, w = os.pipe()
+    os.write(w, b"piped bytes")
+    os.close(w)
+    with open(r, "rb") as pipe:
+        assert s.sendfile(pipe) == 0
+        assert pipe.read() == b"piped bytes"
+    s.shutdown(socket.SHUT_WR)
+    assert _read_to_eof(p) == b"23456"
+
+
+def test_sendfile_refuses_nonblocking_sockets_and_text_files(net, tmp_path):
+    s, p = net.connected()
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 10)
+    s.setblocking(False)
+    with open(f, "rb") as fh, pytest.raises(ValueError):
+        s.sendfile(fh)
+    s.setblocking(True)
+    with open(f, "r") as fh, pytest.raises(ValueError):
+        s.sendfile(fh)
+    with open(f, "rb") as fh, pytest.raises(ValueError):
+        s.sendfile(fh, 0, 0)  # a count must be positive
+
+
+def test_sendfile_timeout_leaves_the_file_after_what_was_queued(net, tmp_path):
+    """A peer that does not read: the send buffer fills, the wait for room times out
+    (TimeoutError), and the file position tells exactly how much the peer will get."""
+    s, p = net.connected(timeout=0.3)
+    body = bytes(range(251)) * (128 << 10)  # ~32 MB: more than both sides' buffers
+    f = tmp_path / "f"
+    f.write_bytes(body)
+    with open(f, "rb") as fh:
+        with pytest.raises(TimeoutError):
+            s.sendfile(fh)
+        queued = fh.tell()
+    assert 0 < queued < len(body)
+    s.shutdown(socket.SHUT_WR)
+    assert _read_to_eof(p) == body[:queued]
 
 
 def test_sendmsg_on_unconnected_socket_is_epipe(net):

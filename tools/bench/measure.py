@@ -8,10 +8,11 @@ import time
 
 
 def cpu_ticks(pid: int):
+    """(user, system) clock ticks of ``pid``, all threads, or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime (all threads)
+        return int(fields[11]), int(fields[12])  # utime, stime
     except (OSError, IndexError, ValueError):
         return None
 
@@ -78,7 +79,9 @@ class CpuMeter:
         total0, idle0 = self.m0
         out = {}
         if self.p0 is not None and p1 is not None:
-            out["server_cpu"] = round((p1 - self.p0) / self.HZ / dt, 3)
+            user, system = ((b - a) / self.HZ / dt for a, b in zip(self.p0, p1))
+            out["server_cpu"] = round(user + system, 3)
+            out["server_sys"] = round(system, 3)  # of which in the kernel (a TUN write runs its receive path)
         if total1 > total0:
             busy = 1 - (idle1 - idle0) / (total1 - total0)
             out["machine_cores_busy"] = round(busy * (os.cpu_count() or 1), 2)
