@@ -278,7 +278,7 @@ class Stack:
         link_fd = link.fileno()
         host, clock, lock, wake_r = self.host, self.clock, self.lock, self._wake_r
         read_one, write_one, direct = self._first_io()
-        answer_ping, link_stats = host.answer_ping, link.stats
+        answer_ping, link_stats, timers_due = host.answer_ping, link.stats, host.timers_due
         memtrim, conns = self.memtrim, host.tcp.conns  # both fixed for the stack's life
         poller = select.poll()
         poller.register(link_fd, select.POLLIN)
@@ -321,9 +321,10 @@ class Stack:
                     self._read_packets(now, first, plain)
                 if not plain:
                     self._deliver_impaired_in(now)
-                deadline = host.next_deadline()
-                if deadline is not None and deadline <= now:
-                    host.on_timers(now)
+                if timers_due(now):  # a lower bound first: the exact deadline costs a walk of the timers
+                    deadline = host.next_deadline()
+                    if deadline is not None and deadline <= now:
+                        host.on_timers(now)
                 self._transmit(now)
                 memtrim.observe(len(conns), now)  # housekeeping: trim once the table drained
                 timeout = self._poll_timeout()
@@ -349,12 +350,14 @@ class Stack:
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host, impairment, or an owed memory trim), -1 for none."""
         deadline = self.host.next_deadline()
-        others = (self.memtrim.next_deadline(),)
+        trim = self.memtrim.next_deadline()
+        if trim is not None and (deadline is None or trim < deadline):
+            deadline = trim
         if self.impair_in is not None or self.impair_out is not None:
-            others += tuple(imp.next_deadline() for imp in (self.impair_in, self.impair_out) if imp is not None)
-        for other in others:
-            if other is not None and (deadline is None or other < deadline):
-                deadline = other
+            for imp in (self.impair_in, self.impair_out):
+                other = imp.next_deadline() if imp is not None else None
+                if other is not None and (deadline is None or other < deadline):
+                    deadline = other
         if deadline is None:
             self._sleep_until = float("inf")
             return -1

@@ -480,7 +480,7 @@ class TcpLayer:
                 if conn.ip_fields is not None:  # IP_TTL / IP_TOS: carried to where the IP header is built
                     for s in conn.outq[start:upto]:
                         s.ip_fields = conn.ip_fields
-                out.extend((local, remote, s) for s in conn.outq[start:upto])
+                out += [(local, remote, s) for s in conn.outq[start:upto]]
                 taken[conn] = upto
         for conn, n in taken.items():
             del conn.outq[:n]
@@ -504,11 +504,20 @@ class TcpLayer:
                 tcb._scheduled = due
                 if due is None:
                     heapq.heappop(timers)
-                else:
-                    heapq.heapreplace(timers, (due, next(self._tick), key))
+                    continue
+                heapq.heapreplace(timers, (due, next(self._tick), key))
+                if timers[0][0] == due:
+                    return due  # its new entry is (or ties) the earliest: valid, asked just now
                 continue
             heapq.heappop(timers)  # stale entry
         return None
+
+    def may_be_due(self, now: float) -> bool:
+        """Whether ``on_timers`` may have work at ``now``, in two lookups: the earliest heap entry is due.
+        False means ``next_deadline()`` is later than ``now`` (or None): it returns a heap entry's
+        deadline, and entries only ever move later (lazy re-arming), so none is before the earliest."""
+        timers = self._timers
+        return bool(timers) and timers[0][0] <= now
 
     def on_timers(self, now: float) -> None:
         timers = self._timers
