@@ -10,7 +10,7 @@ import errno
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
 from .memory import GUARANTEED
-from .seq import MASK, acceptable, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+from .seq import HALF, MASK, acceptable, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED, State
 
 
@@ -329,12 +329,12 @@ class ConnectionInput:
     def _new_ack(self, seg: TcpSegment, now: float) -> None:
         """SND.UNA < SEG.ACK <= SND.NXT: drop acknowledged octets, sample RTT, grow cwnd, restart RTO."""
         ack = seg.ack
-        acked = seq_diff(ack, self.snd_una)
+        acked = (ack - self.snd_una) & MASK  # seq_diff: positive here (SND.UNA < SEG.ACK)
         fin_acked = bool(self._closing & FIN_SENT) and ack == seq_add(self.fin_seq, 1)
         data_acked = acked - (1 if fin_acked else 0)
         del self.sndbuf[:data_acked]
         self.snd_una = ack
-        if seq_lt(self.snd_nxt, ack):
+        if (self.snd_nxt - ack) & MASK >= HALF:  # seq_lt(SND.NXT, ack)
             self.snd_nxt = ack
         self.retries = 0
         self.soft_error = 0  # the path works again (Linux tcp_ack clears sk_err_soft)

@@ -213,8 +213,10 @@ class LossRecovery:
 
     def on_new_ack(self, seg, acked: int, s: SendView, now: float) -> None:
         """SND.UNA advanced by ``acked`` octets (``s`` is after the move)."""
-        self._update_scoreboard(seg, s)
-        self._detect_lost_retransmissions(s, now)
+        if seg.sack or self.sacked:  # else the scoreboard is empty and stays so (a call less per ACK)
+            self._update_scoreboard(seg, s)
+        if self.rxt_marks:
+            self._detect_lost_retransmissions(s, now)
         self.dupacks = 0
         if not self.in_recovery:
             self.cc.on_ack_sample(RateSample(now, acked, s.flight_size, s.srtt, s.rtt))
