@@ -143,7 +143,7 @@ class ConnectionInput:
         # Karn: only an unretransmitted SYN is timed; else RFC 7323: the echo names the copy
         sample = self.rtx.on_syn_acked(self.retries > 0, seg.tsecr if self.ts_enabled else None,
                                        self._ts_val(now), now)
-        if sample is not None:
+        if sample is not None and self.tracer.enabled:
             self._trace_rtt(now, sample)
         if self.retries:
             self.rtt.reset_for_data_after_syn_timeout()  # RFC 6298 5.7
@@ -355,13 +355,14 @@ class ConnectionInput:
         RFC 6298 5.2 / 5.3 (rtt.RetransmissionTimer)."""
         sample = self.rtx.on_ack(seg.ack, now, self.snd_una == self.snd_max,
                                  seg.tsecr if self.ts_enabled else None, self._ts_val(now))
-        return None if sample is None else self._trace_rtt(now, sample)
-
-    def _trace_rtt(self, now: float, sample: float) -> float:
-        if self.tracer.enabled:  # the fields cost a round() and an RTO computation per ACK
-            self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
-                        rto=self.rtt.current_rto())
+        if sample is not None and self.tracer.enabled:
+            self._trace_rtt(now, sample)
         return sample
+
+    def _trace_rtt(self, now: float, sample: float) -> None:
+        # the caller checks tracer.enabled: the fields cost a round() and an RTO computation per ACK
+        self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
+                    rto=self.rtt.current_rto())
 
     def _ack_state_transitions(self, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 3.10.7.4 fifth check, the per-state part after the ACK is processed."""

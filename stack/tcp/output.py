@@ -193,13 +193,11 @@ class ConnectionOutput:
             # RFC 3042 limited transmit: cwnd + 2*SMSS on the first two duplicate ACKs
             cwnd = recovery.cc.cwnd + recovery.extra_cwnd(self.eff_mss)
             usable = usable_window(self.snd_una, self.snd_nxt, self.snd_wnd, cwnd)
-        mss = self._data_room()
+        mss = self._data_room() if self.sack_enabled and self.reasm.queue else self.eff_mss  # (its common case inline)
         n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
-        if n <= 0:
-            self._arm_persist(now, in_flight)
-            return False
-        if n < mss and not self._may_send_small(n, avail, in_flight):
-            self._arm_persist(now, in_flight)
+        if n <= 0 or (n < mss and not self._may_send_small(n, avail, in_flight)):
+            if not in_flight:  # (_arm_persist's own first test)
+                self._arm_persist(now, in_flight)
             return False
         self._send_data(off, n, now, fin=fin_pending and n == avail)
         return True
