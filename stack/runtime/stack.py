@@ -356,7 +356,7 @@ class Stack:
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host, impairment, or an owed memory trim), -1 for none."""
         deadline = self.host.next_deadline()
-        trim = self.memtrim.next_deadline()
+        trim = self.memtrim.due  # (MemoryTrimmer.next_deadline)
         if trim is not None and (deadline is None or trim < deadline):
             deadline = trim
         if self.impair_in is not None or self.impair_out is not None:
