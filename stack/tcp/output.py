@@ -162,9 +162,11 @@ class ConnectionOutput:
         recovery = self.recovery
         if recovery.rxt_head or recovery.in_recovery:  # retransmit_due's own test: no callback made when nothing is due
             recovery.retransmit_due(self._send_view, self._retransmit_for_recovery(now), now)
-        self._send_train(now)
-        while self._send_one(now):
-            pass
+        # after a train the rest is shorter than a segment (data or window) with data in flight: Nagle
+        # and SWS avoidance hold it back (``_may_send_small``) unless TCP_NODELAY, or it ends with a FIN
+        if not (self._send_train(now) and not self.nodelay and not self._closing & FIN_QUEUED):
+            while self._send_one(now):
+                pass
         if self.timers.persist is not None:
             self.timers.rto = self.rtx.stop()  # RFC 9293 3.8.6.1: against a zero window only the persist timer runs
         elif self.snd_nxt != self.snd_max or (self.snd_una - self.snd_max) & MASK >= HALF:  # seq_lt(una, max)
@@ -202,20 +204,20 @@ class ConnectionOutput:
         self._send_data(off, n, now, fin=fin_pending and n == avail)
         return True
 
-    def _send_train(self, now: float) -> None:
+    def _send_train(self, now: float) -> bool:
         """The bulk sender's fast path: the full-sized segments of new data that ``_send_one`` would
         send one by one now, as one ``SegmentTrain``, with the same header fields and the same state
         left behind (RFC 9293 3.8.6.2.1 usable window, RFC 5681 3.1 cwnd). Only when nothing unusual
         is going on: ESTABLISHED or CLOSE-WAIT, all sent data new (SND.NXT = SND.MAX), no recovery,
         no SACK blocks to carry, no TSO, a window to advertise, the reference usable window and a
         congestion control that ignores sends. What is left (a short tail, FIN, persist) goes the
-        general way."""
+        general way. True when a train left."""
         mss = self.eff_mss
         cc = self.recovery.cc
         if (self.state not in _TRAIN_STATES or self.tso or self.snd_nxt != self.snd_max or self.recovery.in_recovery
                 or (self.sack_enabled and self.reasm.queue) or usable_window is not _REFERENCE[0]
                 or type(cc).on_packet_sent is not _REFERENCE[1]):
-            return
+            return False
         snd_una, snd_nxt = self.snd_una, self.snd_nxt
         sndbuf = self.sndbuf
         off = (snd_nxt - snd_una) & MASK
@@ -225,10 +227,10 @@ class ConnectionOutput:
         if count * mss == avail and self._closing & FIN_QUEUED:
             count -= 1  # the last segment carries the FIN: _send_one sends it
         if count < 2:
-            return
+            return False
         window = self._window_field()
         if not window:
-            return  # a zero window is traced per segment (_advertise): the general path
+            return False  # a zero window is traced per segment (_advertise): the general path
         # RFC 9293 3.10.7.4: every segment lies inside the peer's window (usable <= SND.WND - flight),
         # so the peer takes this ACK: what _peer_takes_ack would record for the first
         self.last_ack_sent = self.rcv_nxt
@@ -258,6 +260,7 @@ class ConnectionOutput:
                 rtx.on_send((snd_nxt + i * mss) & MASK, (snd_nxt + (i + 1) * mss) & MASK, now)
         self.snd_nxt = self.snd_max = end
         self.timers.rto = rtx.deadline
+        return True
 
     def _data_room(self) -> int:
         """RFC 9293 3.7.1 (MUST-16): the data a segment may carry after *its* options; SACK blocks
