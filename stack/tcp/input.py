@@ -311,7 +311,8 @@ class ConnectionInput:
 
     def _update_window(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.4 SND.WND update when the segment is newer (SND.WL1/SND.WL2)."""
-        if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack)):
+        wl1 = self.snd_wl1  # seq_lt(SND.WL1, SEG.SEQ) or (SND.WL1 = SEG.SEQ and seq_le(SND.WL2, SEG.ACK)), inline
+        if (wl1 - seg.seq) & MASK >= HALF or (wl1 == seg.seq and (seg.ack - self.snd_wl2) & MASK <= HALF):
             wnd = seg.window << self.snd_wscale
             if wnd != self.snd_wnd:
                 self._trace("snd_wnd", now, wnd=wnd)
