@@ -78,20 +78,25 @@ class RttEstimator:
         if rtt < 0:
             raise ValueError(f"negative RTT sample {rtt}")
         self.latest_rtt = rtt
-        srtt, rttvar = self.srtt, self.rttvar
-        if srtt is None or rttvar is None:
+        if self.srtt is None or self.rttvar is None:
             self._first_sample(rtt)
-            srtt, rttvar = self.srtt, self.rttvar
-        else:  # RFC 6298 2.3: RTTVAR first, using the SRTT from before this sample (inline: once per ACK)
-            self.rttvar = rttvar = (1 - RFC6298_BETA) * rttvar + RFC6298_BETA * abs(srtt - rtt)
-            self.srtt = srtt = (1 - RFC6298_ALPHA) * srtt + RFC6298_ALPHA * rtt
-        # RFC 6298 2.2/2.3, clamped: 2.4 (floor; ours is min_rto, see module docstring) and 2.5 (ceiling)
-        self.rto = min(max(srtt + max(self.granularity, RFC6298_K * rttvar), self.min_rto), self.max_rto)
+        else:
+            self._subsequent_sample(rtt)
+        self.rto = self._clamp(self.srtt + max(self.granularity, RFC6298_K * self.rttvar))  # RFC 6298 2.2/2.3
         self.backoff = 0  # RFC 6298 5, note after 5.7: a new sample collapses the backed-off RTO
 
     def _first_sample(self, r: float) -> None:
         self.srtt = r  # RFC 6298 2.2: SRTT <- R
         self.rttvar = r / 2  # RFC 6298 2.2: RTTVAR <- R/2
+
+    def _subsequent_sample(self, r: float) -> None:
+        # RFC 6298 2.3: RTTVAR first, using the SRTT from before this sample
+        self.rttvar = (1 - RFC6298_BETA) * self.rttvar + RFC6298_BETA * abs(self.srtt - r)
+        self.srtt = (1 - RFC6298_ALPHA) * self.srtt + RFC6298_ALPHA * r
+
+    def _clamp(self, rto: float) -> float:
+        # RFC 6298 2.4 (floor; ours is min_rto, see module docstring) and 2.5 (ceiling)
+        return min(max(rto, self.min_rto), self.max_rto)
 
     def current_rto(self) -> float:
         """The timeout to arm now: rto * 2**backoff, capped at max_rto (RFC 6298 5.5)."""
