@@ -292,6 +292,10 @@ class NetStack:
             return b
         return a if b is None or a < b else b
 
+    def timers_due(self, now: float) -> bool:
+        """Whether ``next_deadline()`` may be due at ``now``; False: it is not (a cheap lower bound)."""
+        return self.tcp.may_be_due(now) or bool(self.reassembler.pending)
+
     def on_timers(self, now: float) -> None:
         self.tcp.on_timers(now)
         self.ip.on_timers(now)

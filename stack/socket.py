@@ -124,15 +124,17 @@ class socket(SocketCommon):
             # inet_csk_wait_for_connect(): accept() sleeps exclusively; one sleeper per queued
             # connection is woken, not every acceptor of a pool (a thundering herd on the GIL)
             self._cond.notify(len(lst.accept_queue))
-        else:
+        elif self._cond._waiters:  # (no sleeper: a bulk sender's wake-up per ACK costs no notify_all)
             self._cond.notify_all()
-        if self._efd is not None:
+        efd = self._efd
+        if efd is not None:
             if what == "readable" and not self._err_reported:
-                self._efd.wake_readable()  # sk_data_ready: a new event for edge-triggered epoll
-            self._sync_fd()
-        key = _WAKE_KEYS.get(what, 0)
-        for cb in list(self._watchers):
-            cb(self, key)
+                efd.wake_readable()  # sk_data_ready: a new event for edge-triggered epoll
+            efd.sync(self.poll_events())  # _sync_fd
+        if self._watchers:
+            key = _WAKE_KEYS.get(what, 0)
+            for cb in list(self._watchers):
+                cb(self, key)
 
     def _released(self) -> bool:
         return self._real_closed

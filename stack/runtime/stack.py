@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import itertools
 import os
 import random
 import secrets
@@ -33,6 +34,7 @@ from ..tcp.config import TcpConfig
 from ..tcp.isn import IsnGenerator
 from ..tcp.states import State
 from ..trace import NULL_TRACER, Tracer
+from ..wire.checksum import IPPROTO_ICMP
 from ..wire.ipv4 import aton
 from .memtrim import MemoryTrimmer
 
@@ -278,8 +280,9 @@ class Stack:
         link_fd = link.fileno()
         host, clock, lock, wake_r = self.host, self.clock, self.lock, self._wake_r
         read_one, write_one, direct = self._first_io()
-        answer_ping, link_stats = host.answer_ping, link.stats
+        answer_ping, link_stats, timers_due = host.answer_ping, link.stats, host.timers_due
         memtrim, conns = self.memtrim, host.tcp.conns  # both fixed for the stack's life
+        observed = -1  # the table size memtrim last observed: the loop is its only observer
         poller = select.poll()
         poller.register(link_fd, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
@@ -302,7 +305,7 @@ class Stack:
             with lock:  # one turn, one lock hold: read, timers, output, and the next sleep's length
                 got = first is not None
                 plain = self.pcap is None and self.impair_in is None and self.impair_out is None
-                if got and plain:
+                if got and plain and len(first) >= 28 and first[9] == IPPROTO_ICMP:  # (TCP: no call)
                     reply = answer_ping(first)  # a lone ping: answered before the clock, the batch, TCP
                     if reply is not None:
                         try:
@@ -318,14 +321,18 @@ class Stack:
                 if got:
                     if direct:
                         link_stats["rx_packets"] += 1
-                    self._read_packets(now, first, plain)
+                    self._read_packets(now, first, plain, read_one, direct)
                 if not plain:
                     self._deliver_impaired_in(now)
-                deadline = host.next_deadline()
-                if deadline is not None and deadline <= now:
-                    host.on_timers(now)
+                if timers_due(now):  # a lower bound first: the exact deadline costs a walk of the timers
+                    deadline = host.next_deadline()
+                    if deadline is not None and deadline <= now:
+                        host.on_timers(now)
                 self._transmit(now)
-                memtrim.observe(len(conns), now)  # housekeeping: trim once the table drained
+                live = len(conns)
+                if live != observed or memtrim.due is not None:  # else observe() would change nothing
+                    observed = live
+                    memtrim.observe(live, now)  # housekeeping: trim once the table drained
                 timeout = self._poll_timeout()
 
     def _first_io(self):
@@ -349,19 +356,21 @@ class Stack:
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host, impairment, or an owed memory trim), -1 for none."""
         deadline = self.host.next_deadline()
-        others = (self.memtrim.next_deadline(),)
+        trim = self.memtrim.due  # (MemoryTrimmer.next_deadline)
+        if trim is not None and (deadline is None or trim < deadline):
+            deadline = trim
         if self.impair_in is not None or self.impair_out is not None:
-            others += tuple(imp.next_deadline() for imp in (self.impair_in, self.impair_out) if imp is not None)
-        for other in others:
-            if other is not None and (deadline is None or other < deadline):
-                deadline = other
+            for imp in (self.impair_in, self.impair_out):
+                other = imp.next_deadline() if imp is not None else None
+                if other is not None and (deadline is None or other < deadline):
+                    deadline = other
         if deadline is None:
             self._sleep_until = float("inf")
             return -1
         self._sleep_until = deadline
         return max(0, int((deadline - self.clock()) * 1000) + 1)
 
-    def _read_packets(self, now: float, first, plain: bool) -> None:
+    def _read_packets(self, now: float, first, plain: bool, read_one, direct: bool) -> None:
         """The softirq's read: the loop read the turn's ``first`` packet (None: it was a ping, answered
         already: ``NetStack.answer_ping``); the rest are read until EAGAIN, at most MAX_BATCH in
         all (the output and the ACKs they owe are pulled once, after the batch: ``_transmit``). On
@@ -369,7 +378,9 @@ class Stack:
         it can (GRO).
 
         The first packet is processed alone, and what the IP layer answered to it (an ICMP error,
-        a ping under pcap or impairment) is written at once. TCP's output waits for the whole batch."""
+        a ping under pcap or impairment) is written at once. TCP's output waits for the whole batch.
+        The second is read as the first was (``read_one``, counted here if ``direct``): the usual
+        turn ends with its EAGAIN (a slow reader's window update comes alone), before any batch is set up."""
         link, host = self.link, self.host
         if first is not None:
             if plain:
@@ -381,7 +392,13 @@ class Stack:
                 if host.ip.outq:
                     self._write(host.take_ip_output(), now)
         if plain:  # each packet processed as soon as it is read (still in the cache); GRO over the turn
-            host.receive_batch(link.read_iter(MAX_BATCH - 1), now)
+            try:
+                second = read_one()
+            except BlockingIOError:
+                return
+            if direct:
+                link.stats["rx_packets"] += 1
+            host.receive_batch(itertools.chain((second,), link.read_iter(MAX_BATCH - 2)), now)
             return
         rest = link.read_batch(MAX_BATCH - 1)
         if rest:

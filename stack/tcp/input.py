@@ -10,7 +10,7 @@ import errno
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
 from .memory import GUARANTEED
-from .seq import MASK, acceptable, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+from .seq import HALF, MASK, acceptable, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED, State
 
 
@@ -143,7 +143,7 @@ class ConnectionInput:
         # Karn: only an unretransmitted SYN is timed; else RFC 7323: the echo names the copy
         sample = self.rtx.on_syn_acked(self.retries > 0, seg.tsecr if self.ts_enabled else None,
                                        self._ts_val(now), now)
-        if sample is not None:
+        if sample is not None and self.tracer.enabled:
             self._trace_rtt(now, sample)
         if self.retries:
             self.rtt.reset_for_data_after_syn_timeout()  # RFC 6298 5.7
@@ -311,7 +311,8 @@ class ConnectionInput:
 
     def _update_window(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.4 SND.WND update when the segment is newer (SND.WL1/SND.WL2)."""
-        if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack)):
+        wl1 = self.snd_wl1  # seq_lt(SND.WL1, SEG.SEQ) or (SND.WL1 = SEG.SEQ and seq_le(SND.WL2, SEG.ACK)), inline
+        if (wl1 - seg.seq) & MASK >= HALF or (wl1 == seg.seq and (seg.ack - self.snd_wl2) & MASK <= HALF):
             wnd = seg.window << self.snd_wscale
             if wnd != self.snd_wnd:
                 self._trace("snd_wnd", now, wnd=wnd)
@@ -329,12 +330,12 @@ class ConnectionInput:
     def _new_ack(self, seg: TcpSegment, now: float) -> None:
         """SND.UNA < SEG.ACK <= SND.NXT: drop acknowledged octets, sample RTT, grow cwnd, restart RTO."""
         ack = seg.ack
-        acked = seq_diff(ack, self.snd_una)
+        acked = (ack - self.snd_una) & MASK  # seq_diff: positive here (SND.UNA < SEG.ACK)
         fin_acked = bool(self._closing & FIN_SENT) and ack == seq_add(self.fin_seq, 1)
         data_acked = acked - (1 if fin_acked else 0)
         del self.sndbuf[:data_acked]
         self.snd_una = ack
-        if seq_lt(self.snd_nxt, ack):
+        if (self.snd_nxt - ack) & MASK >= HALF:  # seq_lt(SND.NXT, ack)
             self.snd_nxt = ack
         self.retries = 0
         self.soft_error = 0  # the path works again (Linux tcp_ack clears sk_err_soft)
@@ -355,13 +356,14 @@ class ConnectionInput:
         RFC 6298 5.2 / 5.3 (rtt.RetransmissionTimer)."""
         sample = self.rtx.on_ack(seg.ack, now, self.snd_una == self.snd_max,
                                  seg.tsecr if self.ts_enabled else None, self._ts_val(now))
-        return None if sample is None else self._trace_rtt(now, sample)
-
-    def _trace_rtt(self, now: float, sample: float) -> float:
-        if self.tracer.enabled:  # the fields cost a round() and an RTO computation per ACK
-            self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
-                        rto=self.rtt.current_rto())
+        if sample is not None and self.tracer.enabled:
+            self._trace_rtt(now, sample)
         return sample
+
+    def _trace_rtt(self, now: float, sample: float) -> None:
+        # the caller checks tracer.enabled: the fields cost a round() and an RTO computation per ACK
+        self._trace("rtt", now, sample=round(sample, 6), srtt=self.rtt.srtt, rttvar=self.rtt.rttvar,
+                    rto=self.rtt.current_rto())
 
     def _ack_state_transitions(self, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 3.10.7.4 fifth check, the per-state part after the ACK is processed."""

@@ -379,7 +379,8 @@ class TcpLayer:
     def after_user_call(self, conn: Connection, now: float) -> None:
         """After a user call (or a timer) changed ``conn``: send what is due, note its output, settle it."""
         conn.flush(now)
-        self._note_output(conn)
+        if conn.outq:  # (_note_output's own test)
+            self._note_output(conn)
         self._settle(conn, now)
 
     touch = after_user_call  # the old name (tests and labs drive connections by hand with it)
@@ -480,7 +481,7 @@ class TcpLayer:
                 if conn.ip_fields is not None:  # IP_TTL / IP_TOS: carried to where the IP header is built
                     for s in conn.outq[start:upto]:
                         s.ip_fields = conn.ip_fields
-                out.extend((local, remote, s) for s in conn.outq[start:upto])
+                out += [(local, remote, s) for s in conn.outq[start:upto]]
                 taken[conn] = upto
         for conn, n in taken.items():
             del conn.outq[:n]
@@ -504,11 +505,20 @@ class TcpLayer:
                 tcb._scheduled = due
                 if due is None:
                     heapq.heappop(timers)
-                else:
-                    heapq.heapreplace(timers, (due, next(self._tick), key))
+                    continue
+                heapq.heapreplace(timers, (due, next(self._tick), key))
+                if timers[0][0] == due:
+                    return due  # its new entry is (or ties) the earliest: valid, asked just now
                 continue
             heapq.heappop(timers)  # stale entry
         return None
+
+    def may_be_due(self, now: float) -> bool:
+        """Whether ``on_timers`` may have work at ``now``, in two lookups: the earliest heap entry is due.
+        False means ``next_deadline()`` is later than ``now`` (or None): it returns a heap entry's
+        deadline, and entries only ever move later (lazy re-arming), so none is before the earliest."""
+        timers = self._timers
+        return bool(timers) and timers[0][0] <= now
 
     def on_timers(self, now: float) -> None:
         timers = self._timers

@@ -11,12 +11,13 @@ from ..wire.tcp import ACK, FIN, PSH, SYN, TcpSegment
 from ..wire.tcpip import SegmentTrain
 from .congestion.base import CongestionControl
 from .memory import GUARANTEED
-from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+from .seq import HALF, MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, State
 from .window import usable_window
 
 TSO_MAX = 65535 - 20 - 60  # a TSO super-segment must fit one IPv4 datagram
-_CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
+# a tuple, not a set: membership by identity, without Enum.__hash__ (Python code) on every output decision
+_CAN_SEND = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
 _TRAIN_STATES = (State.ESTABLISHED, State.CLOSE_WAIT)
 # the reference functions a train may assume (kept in a tuple: a seam swap rebinds module names only)
 _REFERENCE = (usable_window, CongestionControl.on_packet_sent)
@@ -84,14 +85,19 @@ class ConnectionOutput:
         """``_advertise`` without the trace: moves RCV.ADV as the field sent now does (asking twice
         changes nothing)."""
         free = self._free_space()
-        right = seq_add(self.rcv_nxt, free)
-        step = min(self.rcvbuf_cap // 2, self.eff_mss)
-        if seq_diff(right, self.rcv_adv) >= step or (seq_gt(right, self.rcv_adv) and free == self.rcvbuf_cap):
-            self.rcv_adv = right
-        wnd = self.rcv_wnd
+        nxt, adv = self.rcv_nxt, self.rcv_adv
+        right = (nxt + free) & MASK
+        ahead = (right - adv) & MASK  # sequence arithmetic inline (it runs for every segment sent)
+        # seq_diff(right, adv) >= the SWS step, or seq_gt(right, adv) with the whole buffer free
+        if (ahead < HALF and ahead >= min(self.rcvbuf_cap // 2, self.eff_mss)) or (
+                0 < ahead <= HALF and free == self.rcvbuf_cap):
+            adv = right
+        wnd = (adv - nxt) & MASK
+        if wnd >= HALF:
+            wnd = 0  # rcv_wnd: max(0, seq_diff(adv, nxt))
         ws = self.rcv_wscale
         field = min((wnd + (1 << ws) - 1) >> ws, 0xFFFF)  # round up: the right edge never moves left
-        self.rcv_adv = seq_add(self.rcv_nxt, field << ws)
+        self.rcv_adv = (nxt + (field << ws)) & MASK
         return field
 
     def _maybe_window_update(self, now: float) -> None:
@@ -152,14 +158,18 @@ class ConnectionOutput:
         if self.state not in _CAN_SEND:
             return
         if self.snd_una == self.snd_max and len(self.sndbuf) > seq_diff(self.snd_nxt, self.snd_una):
-            self.cc.on_idle(now, now - self.last_send_time, self.rtt.current_rto())  # RFC 5681 4.1
-        self.recovery.retransmit_due(self._send_view, self._retransmit_for_recovery(now), now)
-        self._send_train(now)
-        while self._send_one(now):
-            pass
+            self.recovery.cc.on_idle(now, now - self.last_send_time, self.rtt.current_rto())  # RFC 5681 4.1
+        recovery = self.recovery
+        if recovery.rxt_head or recovery.in_recovery:  # retransmit_due's own test: no callback made when nothing is due
+            recovery.retransmit_due(self._send_view, self._retransmit_for_recovery(now), now)
+        # after a train the rest is shorter than a segment (data or window) with data in flight: Nagle
+        # and SWS avoidance hold it back (``_may_send_small``) unless TCP_NODELAY, or it ends with a FIN
+        if not (self._send_train(now) and not self.nodelay and not self._closing & FIN_QUEUED):
+            while self._send_one(now):
+                pass
         if self.timers.persist is not None:
             self.timers.rto = self.rtx.stop()  # RFC 9293 3.8.6.1: against a zero window only the persist timer runs
-        elif self.snd_nxt != self.snd_max or seq_lt(self.snd_una, self.snd_max):
+        elif self.snd_nxt != self.snd_max or (self.snd_una - self.snd_max) & MASK >= HALF:  # seq_lt(una, max)
             self.timers.rto = self.rtx.start(now)  # RFC 6298 5.1
         self._arm_pto(now)
 
@@ -185,31 +195,29 @@ class ConnectionOutput:
             # RFC 3042 limited transmit: cwnd + 2*SMSS on the first two duplicate ACKs
             cwnd = recovery.cc.cwnd + recovery.extra_cwnd(self.eff_mss)
             usable = usable_window(self.snd_una, self.snd_nxt, self.snd_wnd, cwnd)
-        mss = self._data_room()
+        mss = self._data_room() if self.sack_enabled and self.reasm.queue else self.eff_mss  # (its common case inline)
         n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
-        if n <= 0:
-            self._arm_persist(now, in_flight)
-            return False
-        if n < mss and not self._may_send_small(n, avail, in_flight):
-            self._arm_persist(now, in_flight)
+        if n <= 0 or (n < mss and not self._may_send_small(n, avail, in_flight)):
+            if not in_flight:  # (_arm_persist's own first test)
+                self._arm_persist(now, in_flight)
             return False
         self._send_data(off, n, now, fin=fin_pending and n == avail)
         return True
 
-    def _send_train(self, now: float) -> None:
+    def _send_train(self, now: float) -> bool:
         """The bulk sender's fast path: the full-sized segments of new data that ``_send_one`` would
         send one by one now, as one ``SegmentTrain``, with the same header fields and the same state
         left behind (RFC 9293 3.8.6.2.1 usable window, RFC 5681 3.1 cwnd). Only when nothing unusual
         is going on: ESTABLISHED or CLOSE-WAIT, all sent data new (SND.NXT = SND.MAX), no recovery,
         no SACK blocks to carry, no TSO, a window to advertise, the reference usable window and a
         congestion control that ignores sends. What is left (a short tail, FIN, persist) goes the
-        general way."""
+        general way. True when a train left."""
         mss = self.eff_mss
         cc = self.recovery.cc
         if (self.state not in _TRAIN_STATES or self.tso or self.snd_nxt != self.snd_max or self.recovery.in_recovery
                 or (self.sack_enabled and self.reasm.queue) or usable_window is not _REFERENCE[0]
                 or type(cc).on_packet_sent is not _REFERENCE[1]):
-            return
+            return False
         snd_una, snd_nxt = self.snd_una, self.snd_nxt
         sndbuf = self.sndbuf
         off = (snd_nxt - snd_una) & MASK
@@ -219,10 +227,10 @@ class ConnectionOutput:
         if count * mss == avail and self._closing & FIN_QUEUED:
             count -= 1  # the last segment carries the FIN: _send_one sends it
         if count < 2:
-            return
+            return False
         window = self._window_field()
         if not window:
-            return  # a zero window is traced per segment (_advertise): the general path
+            return False  # a zero window is traced per segment (_advertise): the general path
         # RFC 9293 3.10.7.4: every segment lies inside the peer's window (usable <= SND.WND - flight),
         # so the peer takes this ACK: what _peer_takes_ack would record for the first
         self.last_ack_sent = self.rcv_nxt
@@ -252,6 +260,7 @@ class ConnectionOutput:
                 rtx.on_send((snd_nxt + i * mss) & MASK, (snd_nxt + (i + 1) * mss) & MASK, now)
         self.snd_nxt = self.snd_max = end
         self.timers.rto = rtx.deadline
+        return True
 
     def _data_room(self) -> int:
         """RFC 9293 3.7.1 (MUST-16): the data a segment may carry after *its* options; SACK blocks
@@ -277,7 +286,7 @@ class ConnectionOutput:
             return
         srtt = self.rtt.srtt
         pto = 2 * srtt if srtt is not None else 1.0
-        if self.flight_size <= self.eff_mss:
+        if (self.snd_max - self.snd_una) & MASK <= self.eff_mss:  # flight_size (never negative)
             pto += 0.2  # RFC 8985 7.2: WCDelAckT, the worst-case delayed ACK
         # RFC 8985 7.2 (as Linux): the probe goes out no later than the RTO would; if both are
         # due together the probe runs instead of the timeout (on_timer checks it first)

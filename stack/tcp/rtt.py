@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .seq import MASK, seq_ge, seq_gt, seq_le
+from .seq import HALF, MASK, seq_ge, seq_gt
 
 RFC6298_ALPHA = 1 / 8  # RFC 6298 2.3: alpha = 1/8
 RFC6298_BETA = 1 / 4  # RFC 6298 2.3: beta = 1/4
@@ -182,7 +182,7 @@ class RttSampler:
         """An ACK of new data: the RTT sample it gives (seconds), or None."""
         sent_at = None
         times = self.sent_times
-        while times and seq_le(times[0][0], ack):
+        while times and (ack - times[0][0]) & MASK <= HALF:  # seq_le(end, ack) inline: once per segment
             sent_at = times.popleft()[1]
         if sent_at is not None:
             self.ts_fallback = False

@@ -58,3 +58,25 @@ def test_a_timer_restarted_later_is_the_stacks_next_deadline_not_its_first_armin
     h.expect(flags="PA", payload=b"b" * 100)
     restarted = conn.next_deadline()
     assert restarted > first and h.host.next_deadline() == restarted
+
+
+def test_the_turns_timer_check_is_a_lower_bound_of_the_next_deadline():
+    """The runtime walks the timers (``next_deadline``, ``on_timers``) only when ``NetStack.timers_due``
+    says the earliest heap entry is due: it is never False at or after the next deadline, and it is
+    False before the earliest entry. After an ACK restarted the RTO later, the heap still holds the
+    first arming (lazy): the check says "maybe" there, the exact walk moves the entry."""
+    h = TcpHarness()
+    conn = h.established()
+    h.app_send(b"a" * 100)
+    h.expect(flags="PA")
+    first = conn.next_deadline()
+    assert not h.host.timers_due(first - 0.001) and h.host.timers_due(first)
+    h.advance((first - h.now) / 2)
+    h.app_send(b"b" * 100)
+    h.send(h.seg("A", ack=h.l_nxt + 100))  # restarts the timers from now
+    h.expect(flags="PA", payload=b"b" * 100)
+    restarted = conn.next_deadline()
+    assert h.host.timers_due(first)  # the stale entry: a lower bound, not the deadline
+    assert h.host.next_deadline() == restarted  # the exact walk reschedules the entry
+    assert not h.host.timers_due(first) and not h.host.timers_due(restarted - 0.001)
+    assert h.host.timers_due(restarted)
