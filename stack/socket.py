@@ -124,7 +124,7 @@ class socket(SocketCommon):
             # inet_csk_wait_for_connect(): accept() sleeps exclusively; one sleeper per queued
             # connection is woken, not every acceptor of a pool (a thundering herd on the GIL)
             self._cond.notify(len(lst.accept_queue))
-        elif self._cond._waiters:  # (no sleeper: a bulk sender's wake-up per ACK costs no notify_all)
+        else:
             self._cond.notify_all()
         efd = self._efd
         if efd is not None:
