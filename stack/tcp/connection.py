@@ -20,7 +20,7 @@ from typing import Callable
 from ..trace import NULL_TRACER, Tracer
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import congestion
-from .buffers import ByteQueue
+from .buffers import ByteQueue, SendQueue
 from .config import TcpConfig
 from .input import ConnectionInput
 from .memory import GUARANTEED, TcpMemory
@@ -68,7 +68,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.ts_offset = ts_offset
         self.last_ack_sent = 0
         # buffers (buffers.py): sndbuf's first octet is the one at snd_una (after the SYN)
-        self.sndbuf = ByteQueue()
+        self.sndbuf = SendQueue()
         self.rcvbuf = ByteQueue()
         self.reasm = Reassembler(config.ofo_max_segments)  # out-of-order data beyond rcv_nxt, SACK blocks
         self._closing = 0                         # states.Closing bits: FIN queued / sent / received, orphaned
@@ -325,7 +325,7 @@ class Connection(ConnectionInput, ConnectionOutput):
                 return -errno.EPIPE
             n = min(self.send_space(), len(data))
             if n > 0:
-                self.sndbuf.append(data[:n] if n < len(data) else data)  # bytes kept, a mutable buffer copied
+                self.sndbuf.append(data[:n] if n < len(data) else data)  # one copy, into the queue's blocks
                 self._output(now)
             return n
         return -(self.error or errno.EPIPE)

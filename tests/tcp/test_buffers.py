@@ -5,18 +5,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stack.tcp.buffers import COMPACT, SMALL, ByteQueue
+from stack.tcp.buffers import BLOCK, COMPACT, SMALL, ByteQueue, SendQueue
 
 # what a caller appends: immutable bytes (kept), or mutable buffers it may reuse (copied)
 KINDS = ("bytes", "bytearray", "view_of_bytes", "view_of_bytearray", "sliced_view_of_bytes")
-sizes = st.one_of(st.integers(0, 40), st.integers(SMALL - 40, SMALL + 40), st.integers(1, 5000))
+sizes = st.one_of(st.integers(0, 40), st.integers(SMALL - 40, SMALL + 40), st.integers(1, 5000),
+                  st.integers(BLOCK - 50, BLOCK + 50))
 ops = st.one_of(
     st.tuples(st.just("append"), sizes, st.sampled_from(KINDS)),
     st.tuples(st.just("take"), st.integers(0, 6000)),
     st.tuples(st.just("take_into"), st.integers(0, 6000)),
     st.tuples(st.just("peek"), st.integers(0, 6000)),
-    st.tuples(st.just("slice"), st.integers(0, 6000), st.integers(0, 3000)),
-    st.tuples(st.just("trim"), st.integers(0, 6000)),
+    st.tuples(st.just("slice"), st.integers(0, 3 * BLOCK), st.integers(0, 3000)),
+    st.tuples(st.just("trim"), st.integers(0, BLOCK + 6000)),
     st.tuples(st.just("del"), st.integers(0, 6000)),
     st.tuples(st.just("clear")),
 )
@@ -37,12 +38,13 @@ def _data(n: int, kind: str, counter: list[int]):
     return memoryview(padded)[1:1 + n], raw
 
 
+@pytest.mark.parametrize("cls", [ByteQueue, SendQueue])
 @settings(max_examples=300, deadline=None)
-@given(st.lists(ops, max_size=80))
-def test_byte_queue_behaves_as_a_bytearray(script):
+@given(script=st.lists(ops, max_size=80))
+def test_byte_queue_behaves_as_a_bytearray(cls, script):
     """Every operation returns what the same operation on a bytearray returns; mutating a mutable
-    buffer after appending it does not change what the queue holds."""
-    q, model, counter = ByteQueue(), bytearray(), [0]
+    buffer after appending it does not change what the queue holds (SendQueue: nor a recycled block)."""
+    q, model, counter = cls(), bytearray(), [0]
     for op in script:
         if op[0] == "append":
             data, raw = _data(op[1], op[2], counter)
@@ -118,3 +120,20 @@ def test_only_front_deletes_are_allowed(key):
     with pytest.raises(TypeError):
         del q[key]
     assert q == b"abcdef"
+
+
+def test_send_queue_recycles_its_blocks():
+    """A sender that keeps its buffer full reuses the blocks the ACKs freed: no new allocation, and
+    what a recycled block held before is never read again."""
+    q = SendQueue()
+    for i in range(6):
+        q.append(bytes([i]) * BLOCK)
+    first = [c.obj for c in q._chunks[:3]]
+    q.trim(3 * BLOCK)
+    assert sorted(map(id, q._spare)) == sorted(map(id, first))
+    q.append(b"\x09" * BLOCK)
+    assert any(q._chunks[-1].obj is b for b in first)
+    assert q.slice(2 * BLOCK, BLOCK + 10) == b"\x05" * BLOCK + b"\x09" * 10
+    assert bytes(q) == b"\x03" * BLOCK + b"\x04" * BLOCK + b"\x05" * BLOCK + b"\x09" * BLOCK
+    q.trim(len(q))
+    assert q._spare == [] and q._block is None  # an empty queue holds no block
