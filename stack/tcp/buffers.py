@@ -6,8 +6,10 @@ block (``PyByteArray_Resize`` with an offset) allocates a new one and copies all
 does a shrink below half the allocation: a 64 KiB append and a 64 KiB read cost 9-48 us here
 against 1.5 us for the one copy they need (docs/benchmarks.md, "Chunked buffers").
 
-``ByteQueue`` keeps what was appended as it came (``bytes``, or a view of ``bytes``: both
-immutable, so nothing is copied), and copies only the octets a reader takes or a segment carries.
+``ByteQueue`` (the receive buffer) keeps what was appended as it came (``bytes``, or a view of
+``bytes``: both immutable, so nothing is copied), and copies only the octets a reader takes or a
+segment carries. ``SendQueue`` (the send buffer) copies appends once into blocks it recycles (why:
+its docstring).
 Small appends are joined to a small last chunk, so that a run of tiny writes does not leave a
 chunk per octet: any two neighbouring chunks hold more than ``SMALL`` octets together, and a read
 of n octets touches at most about n / (SMALL / 2) + 2 chunks.
