@@ -230,7 +230,8 @@ class ConnectionOutput:
         self.timers.delack = None
         self.unacked_segs = 0
         end_off = off + count * mss
-        payloads = [sndbuf.slice(o, mss) for o in range(off, end_off, mss)]  # one copy each at most
+        chunk = sndbuf.slice(off, end_off - off)  # one copy out of the buffer, then bytes slices (in C)
+        payloads = [chunk[o:o + mss] for o in range(0, count * mss, mss)]
         self.outq.append(SegmentTrain(self.local[1], self.remote[1], snd_nxt, self.rcv_nxt, ACK, window,
                                       self._ts_val(now) if self.ts_enabled else None, self.ts_recent,
                                       payloads, end_off == len(sndbuf)))  # PSH: the end of what the user wrote
