@@ -199,7 +199,7 @@ class SendQueue(ByteQueue):
 
     Measured in ``scripts/bench --offload`` download (docs/benchmarks.md, "Chunked buffers"): keeping
     the application's 64 KiB ``bytes`` until they were acknowledged cost fifteen times the page faults
-    of the bytearray, and more system time than the copies saved. The application's thread allocated
+    of the bytearray and more system time. The application's thread allocated
     them, the stack's thread freed them in FIFO order, and glibc kept returning the top of the
     thread's heap to the kernel and faulting it back in. A block here is taken from the queue's own
     spares when one is free, so a sender that keeps its buffer full allocates nothing; the spares
