@@ -186,7 +186,7 @@ class NetStack:
 
     def _tcp_arrives(self, hdr, payload, now: float, trusted: bool) -> None:
         """IP -> TCP: checksum over the pseudo-header (RFC 9293 3.1) unless the kernel vouched for it."""
-        seg = parse_tcp(payload, None, None) if trusted else parse_tcp(payload, hdr.src, hdr.dst)
+        seg = parse_tcp(payload, view=True) if trusted else parse_tcp(payload, hdr.src, hdr.dst, view=True)
         self.stats["tcp_in"] += 1
         self.tcp.segment_arrives(hdr.src, hdr.dst, seg, now)
 

@@ -620,7 +620,7 @@ class socket(SocketCommon):
             if conn.rcvbuf:
                 k = min(n, len(conn.rcvbuf))
                 if flags & MSG_PEEK:
-                    data = bytes(conn.rcvbuf[:k])
+                    data = conn.rcvbuf.peek(k)
                     if into is None:
                         return data
                     into[:len(data)] = data

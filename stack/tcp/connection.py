@@ -20,6 +20,7 @@ from typing import Callable
 from ..trace import NULL_TRACER, Tracer
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import congestion
+from .buffers import ByteQueue, SendQueue
 from .config import TcpConfig
 from .input import ConnectionInput
 from .memory import GUARANTEED, TcpMemory
@@ -66,9 +67,9 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.ts_recent = 0
         self.ts_offset = ts_offset
         self.last_ack_sent = 0
-        # buffers: sndbuf[0] is the octet at snd_una (after the SYN)
-        self.sndbuf = bytearray()
-        self.rcvbuf = bytearray()
+        # buffers (buffers.py): sndbuf's first octet is the one at snd_una (after the SYN)
+        self.sndbuf = SendQueue()
+        self.rcvbuf = ByteQueue()
         self.reasm = Reassembler(config.ofo_max_segments)  # out-of-order data beyond rcv_nxt, SACK blocks
         self._closing = 0                         # states.Closing bits: FIN queued / sent / received, orphaned
         self.fin_seq = 0
@@ -324,7 +325,7 @@ class Connection(ConnectionInput, ConnectionOutput):
                 return -errno.EPIPE
             n = min(self.send_space(), len(data))
             if n > 0:
-                self.sndbuf += data[:n] if n < len(data) else data
+                self.sndbuf.append(data[:n] if n < len(data) else data)  # one copy, into the queue's blocks
                 self._output(now)
             return n
         return -(self.error or errno.EPIPE)
@@ -339,9 +340,7 @@ class Connection(ConnectionInput, ConnectionOutput):
 
     def recv(self, n: int, now: float) -> bytes:
         """RFC 9293 3.10.3 RECEIVE: take up to n in-order octets; open the window if it grew enough."""
-        with memoryview(self.rcvbuf) as view:
-            data = bytes(view[:n])  # one copy (a bytearray slice and bytes() would be two)
-        del self.rcvbuf[:n]
+        data = self.rcvbuf.take(n)  # one copy at most
         if data:
             self._rcv_space_adjust(len(data), now)
             self._maybe_window_update(now)
@@ -349,11 +348,8 @@ class Connection(ConnectionInput, ConnectionOutput):
 
     def recv_into(self, buffer: memoryview, now: float) -> int:
         """RECEIVE straight into the caller's buffer (socket.recv_into): one copy."""
-        k = min(len(buffer), len(self.rcvbuf))
+        k = self.rcvbuf.take_into(buffer)
         if k:
-            with memoryview(self.rcvbuf) as view:
-                buffer[:k] = view[:k]
-            del self.rcvbuf[:k]
             self._rcv_space_adjust(k, now)
             self._maybe_window_update(now)
         return k

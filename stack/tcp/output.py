@@ -238,8 +238,7 @@ class ConnectionOutput:
         self.timers.delack = None
         self.unacked_segs = 0
         end_off = off + count * mss
-        with memoryview(sndbuf) as view:
-            chunk = view[off:end_off].tobytes()  # one copy out of the buffer (it moves on), then bytes slices
+        chunk = sndbuf.slice(off, end_off - off)  # one copy out of the buffer, then bytes slices (in C)
         payloads = [chunk[o:o + mss] for o in range(0, count * mss, mss)]
         self.outq.append(SegmentTrain(self.local[1], self.remote[1], snd_nxt, self.rcv_nxt, ACK, window,
                                       self._ts_val(now) if self.ts_enabled else None, self.ts_recent,
@@ -335,7 +334,7 @@ class ConnectionOutput:
             flags |= FIN
             self._closing |= FIN_SENT
             self.fin_seq = seq_add(seq, n)
-        payload = self.sndbuf[off:off + n] if n else b""  # a bytearray copy; the buffer moves on
+        payload = self.sndbuf.slice(off, n) if n else b""  # immutable: the buffer's own bytes or one copy
         seg = TcpSegment(self.local[1], self.remote[1], seq, 0, flags, 0, payload)
         room = self._data_room()
         if n > room:

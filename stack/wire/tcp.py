@@ -112,8 +112,11 @@ def _parse_options(seg: TcpSegment, opts) -> None:
         i += length
 
 
-def parse_tcp(data, src: bytes | None = None, dst: bytes | None = None) -> TcpSegment:
+def parse_tcp(data, src: bytes | None = None, dst: bytes | None = None, view: bool = False) -> TcpSegment:
     """Parse a TCP segment; verify the checksum when the IP addresses are given.
+
+    The payload is ``bytes``; with ``view``, a ``memoryview`` when ``data`` is a view of ``bytes`` (the
+    packet as read from the link: immutable, so the receive buffer keeps it without a copy).
 
     Raises MalformedPacket: tcp_short, tcp_offset, tcp_checksum, tcp_option_*.
     """
@@ -126,7 +129,10 @@ def parse_tcp(data, src: bytes | None = None, dst: bytes | None = None) -> TcpSe
         raise MalformedPacket("tcp_offset", str(off >> 4))
     if src is not None and (ones_sum(data) + pseudo_header_sum(src, dst, IPPROTO_TCP, n)) % 0xFFFF:
         raise MalformedPacket("tcp_checksum")
-    seg = TcpSegment(sport, dport, seq, ack, flags, window, bytes(data[hlen:]), urg, checksum=csum)
+    payload = data[hlen:]
+    if not view or type(payload) is not memoryview or type(payload.obj) is not bytes:
+        payload = bytes(payload)  # one copy, unless a view of a packet that cannot change will do
+    seg = TcpSegment(sport, dport, seq, ack, flags, window, payload, urg, checksum=csum)
     if hlen > HEADER_LEN:
         _parse_options(seg, bytes(data[HEADER_LEN:hlen]))
     return seg

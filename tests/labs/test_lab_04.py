@@ -56,7 +56,7 @@ def test_the_table_names_real_code():
     assert "_read_packets" in src(Stack._run) and "host.receive" in src(Stack._read_packets)
     assert hasattr(Host, "receive")
     sim_conn = Connection.__init__
-    assert "self.rcvbuf = bytearray()" in src(sim_conn) and "self.sndbuf = bytearray()" in src(sim_conn)
+    assert "self.rcvbuf = ByteQueue()" in src(sim_conn) and "self.sndbuf = SendQueue()" in src(sim_conn)
     assert "self._cond = threading.Condition(stack.lock)" in src(StackSocket.__init__)
     assert "self._cond.wait(" in src(StackSocket._wait)
     assert "self.rcvbuf += payload" in src(Connection._deliver) and 'self.notify("readable")' in src(Connection._deliver)

@@ -124,3 +124,24 @@ def test_header_of_reencodes_the_parsed_header(layer, sport, dport, payload):
     wire = bytes(layer / UDP(sport=sport, dport=dport) / payload)
     hdr, _ = ipv4.parse_ipv4(wire)
     assert ipv4.header_of(hdr) == wire[:hdr.header_len]
+
+
+@WIRE
+@given(payloads, st.sampled_from(["bytes", "view_of_bytes", "view_of_bytearray"]))
+def test_tcp_payload_is_a_view_only_of_an_immutable_packet(payload, kind):
+    """parse_tcp(view=True) keeps a view of a packet read as ``bytes`` (the receive buffer then holds
+    it without a copy); any other buffer, which its owner may reuse, is copied; without ``view``
+    the payload is always ``bytes``."""
+    raw = bytes(TCP(sport=1, dport=2, flags="A") / payload)
+    data = {"bytes": raw, "view_of_bytes": memoryview(raw),
+            "view_of_bytearray": memoryview(bytearray(raw))}[kind]
+    seg = tcp.parse_tcp(data, view=True)
+    assert seg.payload == payload and tcp.parse_tcp(data).payload == payload
+    assert type(tcp.parse_tcp(data).payload) is bytes
+    if kind == "view_of_bytes":
+        assert type(seg.payload) is memoryview and seg.payload.obj is raw
+    else:
+        assert type(seg.payload) is bytes
+        if kind == "view_of_bytearray":
+            data[20:] = bytes(len(payload))  # the owner reuses its buffer: the segment keeps its octets
+            assert seg.payload == payload
