@@ -27,6 +27,7 @@ SMALL = 1024  # appends that leave the last chunk at most this long are joined t
 COMPACT = 32  # drop the consumed head of the chunk list once it is this long and half the list
 BLOCK = 1 << 16  # SendQueue: the size of the blocks appends are copied into
 SPARE_BLOCKS = 8  # SendQueue: free blocks kept for reuse while the queue holds data
+LARGE = 1 << 20  # SendQueue: ``bytes`` this long (sendfile's pieces) are queued as they are, not copied
 
 
 def _immutable(data):
@@ -214,7 +215,12 @@ class SendQueue(ByteQueue):
         self._spare: list[bytearray] = []
 
     def append(self, data) -> None:
-        """Copy ``data`` in at the back: one copy, into the last block and the next ones."""
+        """Copy ``data`` in at the back: one copy, into the last block and the next ones; ``bytes`` of
+        at least ``LARGE`` octets (sendfile's pieces, allocated once per piece) are kept as they are."""
+        if type(data) is bytes and len(data) >= LARGE:
+            self._block, self._fill = None, 0  # the next small append starts a block of its own
+            ByteQueue.append(self, data)
+            return
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
@@ -236,6 +242,8 @@ class SendQueue(ByteQueue):
             pos += k
 
     def _release(self, chunk) -> None:
+        if type(chunk) is bytes:
+            return  # a LARGE append, kept as it was given
         block = chunk.obj
         if block is not self._block and len(self._spare) < SPARE_BLOCKS:
             self._spare.append(block)  # every read copied out of it: nothing else sees it

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stack.tcp.buffers import BLOCK, COMPACT, SMALL, ByteQueue, SendQueue
+from stack.tcp.buffers import BLOCK, COMPACT, LARGE, SMALL, ByteQueue, SendQueue
 
 # what a caller appends: immutable bytes (kept), or mutable buffers it may reuse (copied)
 KINDS = ("bytes", "bytearray", "view_of_bytes", "view_of_bytearray", "sliced_view_of_bytes")
@@ -137,3 +137,20 @@ def test_send_queue_recycles_its_blocks():
     assert bytes(q) == b"\x03" * BLOCK + b"\x04" * BLOCK + b"\x05" * BLOCK + b"\x09" * BLOCK
     q.trim(len(q))
     assert q._spare == [] and q._block is None  # an empty queue holds no block
+
+
+def test_send_queue_keeps_large_bytes_as_they_are():
+    """sendfile()'s pieces (``bytes`` of at least LARGE octets) are queued without a copy; small
+    appends before and after them still go into blocks, and every octet reads back in order."""
+    q = SendQueue()
+    q.append(b"a" * 10)
+    piece = b"b" * LARGE
+    q.append(piece)
+    q.append(bytearray(b"c" * 10))
+    assert q.slice(10, LARGE) is piece  # the piece itself: no copy
+    assert q.slice(5, 10) == b"a" * 5 + b"b" * 5
+    assert q.slice(LARGE + 5, 15) == b"b" * 5 + b"c" * 10
+    q.trim(LARGE + 10)  # the piece and the first block leave; only a block is recycled
+    assert all(type(b) is bytearray for b in q._spare)
+    assert bytes(q) == b"c" * 10
+    assert len(q._spare) == 1
