@@ -104,7 +104,8 @@ class NetStack:
         rest of the batch or TCP, and to count after the write (``ping_answered``): a lone ping then
         runs the least code between the wake-up and the write (docs/benchmarks.md, *Ping*). None:
         give the packet to ``receive``, which also meets and counts any fault met here."""
-        if not self.fast_path or len(packet) < 28 or packet[9] != IPPROTO_ICMP:
+        at = 9 + vnet.VNET_HDR_LEN if self.ip.offload else 9  # the IP protocol field
+        if not self.fast_path or len(packet) < at + 19 or packet[at] != IPPROTO_ICMP:
             return None
         try:
             return self.ip.echo_reply(packet)

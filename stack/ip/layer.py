@@ -128,9 +128,17 @@ class IpLayer:
         ``icmp.echo_reply_datagram``) -> its reply datagram, with the same bytes as ``input`` ->
         ``_icmp_arrives`` -> ``send_ip`` (the IP identification is taken); counted by
         ``echo_replied``, which a driver calls once the reply is written (``NetStack.answer_ping``).
-        None: take the general path."""
+        None: take the general path. With TUN offloads a virtio-net header leads the request; only a
+        plain one (no flags, no GSO: the kernel asked for nothing) is answered here, and the reply
+        carries ``vnet.PLAIN`` as every datagram we send then does."""
         if self.offload:
-            return None
+            if packet[0] or packet[1]:  # flags, gso_type (stack.wire.vnet): receive's job
+                return None
+            reply = self._echo_reply(memoryview(packet)[vnet.VNET_HDR_LEN:])
+            return None if reply is None else vnet.PLAIN + reply
+        return self._echo_reply(packet)
+
+    def _echo_reply(self, packet):
         ident = (self.ident + 1) & 0xFFFF
         reply = icmpw.echo_reply_datagram(packet, self.address, ident)
         if reply is None or martian_source(reply[16:20]):

@@ -28,13 +28,12 @@ import select
 import threading
 import time
 
-from ..link.tun import MAX_PACKET, TunLink
+from ..link.tun import MAX_PACKET, VNET_HDR_LEN, TunLink
 from ..netstack import NetStack
 from ..tcp.config import TcpConfig
 from ..tcp.isn import IsnGenerator
 from ..tcp.states import State
 from ..trace import NULL_TRACER, Tracer
-from ..wire.checksum import IPPROTO_ICMP
 from ..wire.ipv4 import aton
 from .memtrim import MemoryTrimmer
 
@@ -305,7 +304,7 @@ class Stack:
             with lock:  # one turn, one lock hold: read, timers, output, and the next sleep's length
                 got = first is not None
                 plain = self.pcap is None and self.impair_in is None and self.impair_out is None
-                if got and plain and len(first) >= 28 and first[9] == IPPROTO_ICMP:  # (TCP: no call)
+                if got and plain:
                     reply = answer_ping(first)  # a lone ping: answered before the clock, the batch, TCP
                     if reply is not None:
                         try:
@@ -338,13 +337,15 @@ class Stack:
     def _first_io(self):
         """How the loop reads a turn's first packet (raising BlockingIOError if none is waiting) and
         writes a ping's reply, and whether both bypass the link's counters (the loop then counts).
-        A plain TUN device: ``os.read`` and ``os.write`` themselves, one packet per call, the least
-        code between the wake-up and a ping's reply (docs/benchmarks.md, *Ping*); any other link:
-        its ``read_batch(1)`` and ``write``."""
+        A TUN device: ``os.read`` and ``os.write`` themselves, one packet per call (with offloads the
+        virtio-net header is part of it, as in ``TunLink.read_batch``), the least code between the
+        wake-up and a ping's reply (docs/benchmarks.md, *Ping*); any other link: its
+        ``read_batch(1)`` and ``write``."""
         link = self.link
-        if type(link) is TunLink and not link.offload:
+        if type(link) is TunLink:
             fd = link.fileno()
-            return functools.partial(os.read, fd, MAX_PACKET), functools.partial(os.write, fd), True
+            return (functools.partial(os.read, fd, MAX_PACKET + VNET_HDR_LEN), functools.partial(os.write, fd),
+                    True)
 
         def read_one():
             got = link.read_batch(1)

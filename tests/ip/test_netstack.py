@@ -13,6 +13,7 @@ from stack.ip.layer import IpLayer
 from stack.netstack import NetStack
 from stack.tcp.layer import TcpLayer
 from stack.tcp.states import State
+from stack.wire import vnet
 from stack.wire.ipv4 import aton
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tcp"))
@@ -199,10 +200,14 @@ def test_the_fast_paths_write_and_count_exactly_what_the_layered_code_does():
     assert fast[1]["icmp_echo_replies"] == 3 and fast[1]["drop:icmp_checksum"] == 1
 
 
-def test_answer_ping_gives_the_bytes_and_counters_receive_gives():
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+def test_answer_ping_gives_the_bytes_and_counters_receive_gives(offload):
     """NetStack.answer_ping (the driver writes a ping's reply itself, then ping_answered): for an echo
     request of the common shape, the reply and counters of receive + take_output; None for every
-    other packet, which receive then takes."""
+    other packet, which receive then takes. With TUN offloads each packet and reply starts with a
+    virtio-net header (a plain one on the reply); a request whose header asks for anything (checksum
+    flags, GSO) is receive's."""
+    head = vnet.PLAIN if offload else b""
     ping = raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=1) / b"ping")
     bad = bytearray(raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=4)))
     bad[-1] ^= 0xFF  # an ICMP checksum error
@@ -211,9 +216,14 @@ def test_answer_ping_gives_the_bytes_and_counters_receive_gives():
               raw(IP(src=PEER, dst=LOCAL) / ICMP(type=0, id=7, seq=5)),                      # a reply
               raw(IP(src="127.0.0.1", dst=LOCAL) / ICMP(type=8, id=7, seq=6)),               # martian source
               bytes(bad), raw(IP(src=PEER, dst=LOCAL) / TCP(sport=1, dport=2, flags="S"))]
+    packets = [head + p for p in [ping, *others, ping]]
+    if offload:  # the kernel vouches for the checksum: not the common shape, whatever it holds
+        packets.insert(-1, vnet.VNET_HDR.pack(vnet.F_DATA_VALID, 0, 0, 0, 0, 0) + ping)
     driver, plain = NetStack(aton(LOCAL), rng=random.Random(1)), NetStack(aton(LOCAL), rng=random.Random(1))
+    driver.set_offload(offload)
+    plain.set_offload(offload)
     got, want, answered = [], [], []
-    for packet in [ping, *others, ping]:
+    for packet in packets:
         reply = driver.answer_ping(packet)
         answered.append(reply is not None)
         if reply is None:
@@ -224,16 +234,18 @@ def test_answer_ping_gives_the_bytes_and_counters_receive_gives():
             driver.ping_answered()
         plain.receive(packet, 0.0)
         want += plain.take_output(0.0)
-    assert answered == [True] + [False] * len(others) + [True]
+    assert answered == [True] + [False] * (len(packets) - 2) + [True]
     assert [bytes(p) for p in got] == [bytes(p) for p in want]
-    assert driver.stats == plain.stats and driver.stats["icmp_echo_replies"] == 3  # with IP options: 3
+    replies = [p for p in got if bytes(p)[len(head) + 9] == 1]  # ICMP
+    assert len(replies) == 3 + offload and all(bytes(p).startswith(head) for p in replies)
+    assert driver.stats == plain.stats and driver.stats["icmp_echo_replies"] == 3 + offload  # with IP options: 3
 
 
 def test_answer_ping_leaves_offload_and_faults_to_receive(monkeypatch, caplog):
     ping = raw(IP(src=PEER, dst=LOCAL) / ICMP(type=8, id=7, seq=1) / b"ping")
     host = NetStack(aton(LOCAL), rng=random.Random(1))
     host.set_offload(True)
-    assert host.answer_ping(ping) is None      # a virtio-net header leads every packet: receive's job
+    assert host.answer_ping(ping) is None      # with offloads a virtio-net header must lead: receive's job
     host = NetStack(aton(LOCAL), rng=random.Random(1))
 
     def broken(self, *args):
