@@ -61,19 +61,25 @@ def echo(s):
         s.sendall(data)
 
 
-def test_a_megabyte_each_way_between_two_stacks(stacks, tls_cert):
-    """TLS 1.3 with certificate verification over stack sockets both sides: 1 MiB out and back intact."""
+def tls_pair(stacks, tls_cert, handler):
+    """A TLS server on stack B running ``handler`` once, and a verified client on stack A:
+    (client, listener, server thread, the server's errors)."""
     a, b = stacks
     server_ctx, client_ctx = contexts(tls_cert)
     ls = b.socket()
     ls.bind(("", 4433))
     ls.listen()
     ls.settimeout(10)
-    t, errors = serve_once(ls, server_ctx, echo)
+    t, errors = serve_once(ls, server_ctx, handler)
     raw = a.socket()
     raw.settimeout(10)
     raw.connect((B, 4433))
-    c = tls.wrap_socket(raw, client_ctx, server_hostname=B)
+    return tls.wrap_socket(raw, client_ctx, server_hostname=B), ls, t, errors
+
+
+def test_a_megabyte_each_way_between_two_stacks(stacks, tls_cert):
+    """TLS 1.3 with certificate verification over stack sockets both sides: 1 MiB out and back intact."""
+    c, ls, t, errors = tls_pair(stacks, tls_cert, echo)
     assert c.version() == "TLSv1.3" and c.getpeercert()["subject"] == ((("commonName", "tunstack test"),),)
     data = os.urandom(1 << 20)
     got = bytearray()
@@ -98,8 +104,6 @@ def test_a_megabyte_each_way_between_two_stacks(stacks, tls_cert):
 def test_sendfile_goes_through_tls(stacks, tls_cert, tmp_path):
     """sendfile() on a TLS socket encrypts, as ssl.SSLSocket's does: the client reads the file
     (the wrapped socket's own sendfile would put it on the wire in the clear)."""
-    a, b = stacks
-    server_ctx, client_ctx = contexts(tls_cert)
     body = os.urandom(300_000)
     f = tmp_path / "f"
     f.write_bytes(body)
@@ -109,15 +113,7 @@ def test_sendfile_goes_through_tls(stacks, tls_cert, tmp_path):
         with open(f, "rb") as fh:
             sent.append(s.sendfile(fh, 1000))
             sent.append(fh.tell())
-    ls = b.socket()
-    ls.bind(("", 4433))
-    ls.listen()
-    ls.settimeout(10)
-    t, errors = serve_once(ls, server_ctx, send_file)
-    raw = a.socket()
-    raw.settimeout(10)
-    raw.connect((B, 4433))
-    c = tls.wrap_socket(raw, client_ctx, server_hostname=B)
+    c, ls, t, errors = tls_pair(stacks, tls_cert, send_file)
     got = bytearray()
     while chunk := c.recv(65536):
         got.extend(chunk)
