@@ -126,11 +126,10 @@ class socket(SocketCommon):
             self._cond.notify(len(lst.accept_queue))
         else:
             self._cond.notify_all()
-        efd = self._efd
-        if efd is not None:
+        if self._efd is not None:
             if what == "readable" and not self._err_reported:
-                efd.wake_readable()  # sk_data_ready: a new event for edge-triggered epoll
-            efd.sync(self.poll_events())  # _sync_fd
+                self._efd.wake_readable()  # sk_data_ready: a new event for edge-triggered epoll
+            self._sync_fd()
         if self._watchers:
             key = _WAKE_KEYS.get(what, 0)
             for cb in list(self._watchers):

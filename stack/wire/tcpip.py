@@ -185,17 +185,13 @@ def parse_ipv4_tcp(packet):
     fields = parse_ipv4_tcp_fields(packet)
     if fields is None:
         return None
-    src, dst, sport, dport, seq, ack, flags, window, urg, csum, tsval, tsecr, payload = fields
-    seg = TcpSegment(sport, dport, seq, ack, flags, window, payload, urg, checksum=csum)  # as segment_of
-    if tsval is not None:
-        seg.tsval, seg.tsecr = tsval, tsecr
-    return src, dst, seg
+    return fields[0], fields[1], segment_of(fields)
 
 
 def parse_ipv4_tcp_fields(packet):
     """``parse_ipv4_tcp`` without making the segment: ``(src, dst, sport, dport, seq, ack, flags,
-    window, urg, checksum, tsval, tsecr, payload)`` (``FIELDS``; tsval and tsecr None without the
-    option), or None. GRO (``stack.wire.gro``) compares these and makes one segment per chain.
+    window, urg, checksum, tsval, tsecr, payload)`` (tsval and tsecr None without the option), or
+    None. GRO (``stack.wire.gro``) compares these and makes one segment per chain.
 
     It runs once per received packet: one unpack (of the timestamp option too when the
     packet is long enough), the addresses' checksum residue from one integer (a 64-bit
@@ -230,10 +226,6 @@ def parse_ipv4_tcp_fields(packet):
     if type(payload) is not bytes:
         payload = bytes(payload)
     return src, dst, sport, dport, seq, ack, flags, window, urg, csum, tsval, tsecr, payload
-
-
-FIELDS = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "urg", "checksum", "tsval",
-          "tsecr", "payload")
 
 
 def segment_of(fields, payload=None) -> TcpSegment:
