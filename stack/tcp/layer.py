@@ -379,8 +379,7 @@ class TcpLayer:
     def after_user_call(self, conn: Connection, now: float) -> None:
         """After a user call (or a timer) changed ``conn``: send what is due, note its output, settle it."""
         conn.flush(now)
-        if conn.outq:  # (_note_output's own test)
-            self._note_output(conn)
+        self._note_output(conn)
         self._settle(conn, now)
 
     touch = after_user_call  # the old name (tests and labs drive connections by hand with it)

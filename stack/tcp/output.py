@@ -160,7 +160,7 @@ class ConnectionOutput:
         if self.snd_una == self.snd_max and len(self.sndbuf) > seq_diff(self.snd_nxt, self.snd_una):
             self.recovery.cc.on_idle(now, now - self.last_send_time, self.rtt.current_rto())  # RFC 5681 4.1
         recovery = self.recovery
-        if recovery.rxt_head or recovery.in_recovery:  # retransmit_due's own test: no callback made when nothing is due
+        if recovery.retransmit_pending:  # (no callback made when nothing is due)
             recovery.retransmit_due(self._send_view, self._retransmit_for_recovery(now), now)
         # after a train the rest is shorter than a segment (data or window) with data in flight: Nagle
         # and SWS avoidance hold it back (``_may_send_small``) unless TCP_NODELAY, or it ends with a FIN
@@ -198,8 +198,7 @@ class ConnectionOutput:
         mss = self._data_room() if self.sack_enabled and self.reasm.queue else self.eff_mss  # (its common case inline)
         n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
         if n <= 0 or (n < mss and not self._may_send_small(n, avail, in_flight)):
-            if not in_flight:  # (_arm_persist's own first test)
-                self._arm_persist(now, in_flight)
+            self._arm_persist(now, in_flight)
             return False
         self._send_data(off, n, now, fin=fin_pending and n == avail)
         return True

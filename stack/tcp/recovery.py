@@ -276,10 +276,16 @@ class LossRecovery:
         self.resend.clear()
 
     # ---------------------------------------------------------------- sending
+    @property
+    def retransmit_pending(self) -> bool:
+        """Whether ``retransmit_due`` may have something to resend: the head after a fast retransmit
+        or partial ACK, or lost SACK holes in recovery."""
+        return self.rxt_head or self.in_recovery
+
     def retransmit_due(self, view: Callable[[], SendView], send: Retransmit, now: float) -> None:
         """Before new data: the head after a fast retransmit/partial ACK, then lost SACK holes.
         ``view()`` gives the numbers as they are now (each resend moves them)."""
-        if not (self.rxt_head or self.in_recovery):
+        if not self.retransmit_pending:
             return  # nothing due (the common case: no view needed)
         s = view()
         if self.rxt_head:
