@@ -281,7 +281,6 @@ class Stack:
         read_one, write_one, direct = self._first_io()
         answer_ping, link_stats, timers_due = host.answer_ping, link.stats, host.timers_due
         memtrim, conns = self.memtrim, host.tcp.conns  # both fixed for the stack's life
-        observed = -1  # the table size memtrim last observed: the loop is its only observer
         poller = select.poll()
         poller.register(link_fd, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
@@ -328,10 +327,7 @@ class Stack:
                     if deadline is not None and deadline <= now:
                         host.on_timers(now)
                 self._transmit(now)
-                live = len(conns)
-                if live != observed or memtrim.due is not None:  # else observe() would change nothing
-                    observed = live
-                    memtrim.observe(live, now)  # housekeeping: trim once the table drained
+                memtrim.observe(len(conns), now)  # housekeeping: trim once the table drained
                 timeout = self._poll_timeout()
 
     def _first_io(self):
@@ -357,7 +353,7 @@ class Stack:
     def _poll_timeout(self) -> int:
         """Milliseconds until the next timer (host, impairment, or an owed memory trim), -1 for none."""
         deadline = self.host.next_deadline()
-        trim = self.memtrim.due  # (MemoryTrimmer.next_deadline)
+        trim = self.memtrim.next_deadline()
         if trim is not None and (deadline is None or trim < deadline):
             deadline = trim
         if self.impair_in is not None or self.impair_out is not None:
