@@ -55,12 +55,6 @@ _POLL_OUT = _select.EPOLLOUT | _select.EPOLLERR | _select.EPOLLHUP
 _SK_CLOSE = (State.CLOSED, State.TIME_WAIT)  # Linux's sk_state TCP_CLOSE (a TIME-WAIT is a separate mini-socket)
 
 
-def _stream_is_writeable(c) -> bool:
-    """sk_stream_is_writeable() (include/net/sock.h): sk_stream_wspace() >= sk_stream_min_wspace(),
-    i.e. free send-buffer space >= half of what is queued: POLLOUT while a third of the buffer is free;
-    never while the TCP memory budget refuses new data (send_space() 0), or a timed send() would spin."""
-    queued = len(c.sndbuf)
-    return c.sndbuf_cap - queued >= queued >> 1 and c.send_space() > 0
 # what a wake-up is about, as the poll key Linux passes to wait-queue callbacks (0: anything)
 _WAKE_KEYS = {"readable": _select.EPOLLIN | _select.EPOLLRDNORM | _select.EPOLLRDHUP,
               "writable": _select.EPOLLOUT | _select.EPOLLWRNORM,
@@ -169,8 +163,10 @@ class socket(SocketCommon):
         if c.state not in _HANDSHAKE:
             if len(c.rcvbuf) >= self._rcvlowat():
                 mask |= _select.EPOLLIN | _select.EPOLLRDNORM
-            if snd_shut or _stream_is_writeable(c):
+            if snd_shut or c.stream_writeable():
                 mask |= _select.EPOLLOUT | _select.EPOLLWRNORM
+            else:
+                c.nospace = True  # tcp_poll(): whoever asked waits for the write space (SOCK_NOSPACE)
         if c.error and not self._err_reported:
             mask |= _select.EPOLLERR
         return mask
@@ -440,6 +436,7 @@ class socket(SocketCommon):
             if n > 0:
                 self._sync_fd()  # the queue grew: POLLOUT may be gone (sk_stream_is_writeable)
                 return n
+            conn.nospace = True  # sk_stream_wait_memory(): woken by the ACK that makes room
             if nonblock:
                 raise BlockingIOError(errno.EAGAIN, "send would block")
             self._wait(lambda: conn.send_space() > 0 or conn.state not in _SYNCHRONIZED_SEND
@@ -542,7 +539,9 @@ class socket(SocketCommon):
             conn = self._conn
             if conn is None or conn.state not in _SYNCHRONIZED_SEND or conn.error or conn.fin_queued:
                 return 1 << 16
-            self._wait(lambda: _stream_is_writeable(conn) or conn.state not in _SYNCHRONIZED_SEND
+            if not conn.stream_writeable():
+                conn.nospace = True  # sk_stream_wait_memory()
+            self._wait(lambda: conn.stream_writeable() or conn.state not in _SYNCHRONIZED_SEND
                        or conn.fin_queued or conn.error, self._deadline(), "send")
             room = min(max(conn.send_space(), 1), self.SENDFILE_PIECE)
             mss = conn.eff_mss  # whole segments (Linux's size_goal): no sub-MSS tail per piece

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import select
+import socket
 import threading
 import time
 
@@ -270,6 +271,67 @@ def test_edge_triggered_ignores_wakeups_about_other_events(stacks):
         s.sendall(b"reply")  # the client's ACK wakes s's wait queue (writable), no new data
         assert c.recv(10) == b"reply"
         assert ep.poll(0.3) == []
+
+
+def _edge_writable_events(c, s, ep) -> list:
+    """What an EPOLLOUT|EPOLLET item on ``c`` reports at each step (``s`` is its peer): registered;
+    asked again; after an ACK of data that never filled the buffer; with the buffer full; once the
+    peer has read everything; asked again. ``ep`` is a ``select.epoll`` or a ``stack.epoll``."""
+    got = []
+    ep.register(c.fileno() if isinstance(ep, select.epoll) else c, EPOLLOUT | EPOLLET)
+    got.append(ep.poll(0.1))
+    got.append(ep.poll(0.1))
+    c.sendall(b"x" * 1000)
+    assert s.recv(2000) == b"x" * 1000
+    time.sleep(0.3)  # the ACK (delayed at most 200 ms) frees the room
+    got.append(ep.poll(0.1))
+    c.setblocking(False)
+    for _ in range(4000):  # bounded: the buffers fill long before
+        try:
+            c.send(bytes(65536))
+        except BlockingIOError:
+            break
+    got.append(ep.poll(0))
+    s.setblocking(False)
+    events, deadline = [], time.monotonic() + 10
+    while not events and time.monotonic() < deadline:
+        try:
+            while s.recv(1 << 20):
+                pass
+        except BlockingIOError:
+            pass
+        events = ep.poll(0.01)
+    got.append(events)
+    got.append(ep.poll(0.1))
+    return [[ev for _, ev in step] for step in got]
+
+
+# what Linux reports (the kernel run below proves it): an ACK wakes a writer only if one found the
+# buffer full (SOCK_NOSPACE, sk_stream_write_space), so no EPOLLOUT edge comes from an ACK otherwise
+EDGE_WRITABLE = [[EPOLLOUT], [], [], [], [EPOLLOUT], []]
+
+
+def test_edge_triggered_writable_on_the_kernel():
+    """The expectation of the next test, on kernel sockets over loopback and select.epoll."""
+    ls = socket.create_server(("127.0.0.1", 0))
+    c = socket.create_connection(ls.getsockname(), timeout=5)
+    s, _ = ls.accept()
+    s.settimeout(5)
+    try:
+        with select.epoll() as ep:
+            assert _edge_writable_events(c, s, ep) == EDGE_WRITABLE
+    finally:
+        for x in (c, s, ls):
+            x.close()
+
+
+def test_edge_triggered_writable_only_after_the_buffer_filled(stacks):
+    """An ACK that frees room nobody was waiting for is no EPOLLOUT edge (Linux tcp_check_space
+    needs SOCK_NOSPACE): stack.epoll reports what the kernel's epoll does, step by step."""
+    a, b = stacks
+    c, s = _pair(a, b)
+    with epoll(a) as ep:
+        assert _edge_writable_events(c, s, ep) == EDGE_WRITABLE
 
 
 def test_sockets_cost_no_fd_until_reported_by_fd(stacks):

@@ -56,6 +56,7 @@ class Connection(ConnectionInput, ConnectionOutput):
         self.outq: list[TcpSegment] = []
         self.notify: Callable[[str], None] = _ignore
         self.error: int = 0                       # errno the socket reports (ECONNRESET, ...)
+        self.nospace = False                      # a writer found the send buffer full (Linux SOCK_NOSPACE)
         self.soft_error: int = 0                  # last ICMP soft error, reported on timeout (sk_err_soft)
         self._challenge_ack_allowed = challenge_ack or (lambda now: True)
         self._init_sequence_variables(iss)
@@ -324,6 +325,8 @@ class Connection(ConnectionInput, ConnectionOutput):
             if self.fin_queued:
                 return -errno.EPIPE
             n = min(self.send_space(), len(data))
+            if n < len(data):
+                self.nospace = True  # tcp_sendmsg(): out of room, so the ACK that makes some wakes the writer
             if n > 0:
                 self.sndbuf.append(data[:n] if n < len(data) else data)  # one copy, into the queue's blocks
                 self._output(now)
@@ -337,6 +340,21 @@ class Connection(ConnectionInput, ConnectionOutput):
         if self.memory.over_limit:
             room = min(room, GUARANTEED - len(self.sndbuf))
         return max(0, room)
+
+    def stream_writeable(self) -> bool:
+        """sk_stream_is_writeable() (include/net/sock.h): sk_stream_wspace() >= sk_stream_min_wspace(),
+        i.e. free send-buffer space >= half of what is queued: POLLOUT while a third of the buffer is free;
+        never while the TCP memory budget refuses new data (send_space() 0), or a timed send() would spin."""
+        queued = len(self.sndbuf)
+        return self.sndbuf_cap - queued >= queued >> 1 and self.send_space() > 0
+
+    def _write_space(self) -> None:
+        """An ACK freed send-buffer room (Linux tcp_check_space -> tcp_new_space -> sk_stream_write_space):
+        a writer is woken only if one found the buffer full (``nospace``, SOCK_NOSPACE) and it is now
+        writeable; otherwise nobody is told, so an edge-triggered EPOLLOUT is not reported again."""
+        if self.nospace and self.stream_writeable():
+            self.nospace = False
+            self.notify("writable")
 
     def recv(self, n: int, now: float) -> bytes:
         """RFC 9293 3.10.3 RECEIVE: take up to n in-order octets; open the window if it grew enough."""

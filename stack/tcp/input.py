@@ -349,7 +349,7 @@ class ConnectionInput:
         self.timers.rto = self.rtx.deadline  # RFC 6298 5.2 / 5.3: stopped or restarted by the ACK
         if data_acked > 0:
             self._sndbuf_expand()
-            self.notify("writable")
+            self._write_space()
 
     def _take_rtt_sample(self, seg: TcpSegment, now: float) -> float | None:
         """The retransmission timer sees the ACK: an RTT sample (Karn's rule, timestamp fallback) and
