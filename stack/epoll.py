@@ -237,6 +237,8 @@ class epoll:
             raise TypeError("tunstack epoll needs the socket object, not a bare fd")
         if sock.closed:
             raise OSError(errno.EBADF, "socket is closed")
+        if getattr(sock, "stack", None) is not self.stack:  # its wake-ups come under another stack's lock
+            raise PermissionError(errno.EPERM, "the socket belongs to another Stack than this epoll")
         return id(sock)
 
     def _item(self, sock) -> EpItem:

@@ -5,6 +5,7 @@ namespace; timings are real but bounded and short.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import select
@@ -354,3 +355,18 @@ def test_sockets_cost_no_fd_until_reported_by_fd(stacks):
     assert ep.poll(0) == [(pairs[1][1].fileno(), EPOLLIN)]  # level-triggered: reported again, by fd
     assert pairs[1][1]._efd is not None and pairs[0][1]._efd is None
     ep.close()
+
+
+def test_a_socket_of_another_stack_is_refused(stacks):
+    """An epoll watches the sockets of its own stack: another stack's socket would wake it under the
+    other stack's lock (and kill that stack's thread), so register() refuses it with EPERM, the errno
+    Linux gives a file epoll cannot watch."""
+    a, b = stacks
+    c, s = _pair(a, b)
+    with epoll(b) as ep:
+        with pytest.raises(PermissionError) as err:
+            ep.register(c, EPOLLOUT)
+        assert err.value.errno == errno.EPERM
+        ep.register(s, EPOLLOUT)  # its own stack's socket: fine
+        assert _wait_events(ep) == [(s.fileno(), EPOLLOUT)]
+    assert a.loop_error is None and b.loop_error is None

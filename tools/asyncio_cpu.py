@@ -2,7 +2,7 @@
 a slow reader (issue 8's figures). Not a test: a measurement, printed as lines.
 
     .venv/bin/python tools/asyncio_cpu.py [--conns 100] [--idle-time 5] [--mib 8]
-    .venv/bin/python tools/asyncio_cpu.py --tun [--offload] [--mtu 1500]     (root)
+    .venv/bin/python tools/asyncio_cpu.py --tun [--offload] [--mtu 1500] [--repeat N]     (root)
 
 Default (no ``--tun``): in-process, no root; it charges both Python stacks to the stack side.
 
@@ -35,6 +35,7 @@ import contextlib
 import os
 import selectors
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -318,12 +319,18 @@ def tun_run(args) -> None:
         k = _idle_server_cpu(VETH_C, 9000, topo, VETH_C, topo.ns_l, args.conns, args.idle_time)
         print(f"idle [tun, {mode}]: {args.conns} connections to an asyncio echo server: "
               f"stack {100 * s:.1f} % of a core, kernel {100 * k:.1f} %", flush=True)
-        sw, sc, sr, st = _drain_to_child(topo, stack.socket, TUN_HOST, 9001, None, args.mib)
-        kw, kc, kr, kt = _drain_to_child(topo, socket.socket, VETH_L, 9001, topo.ns_l, args.mib)
-    print(f"drain [tun, {mode}]: {args.mib} MiB to a slow reader: stack sender {sc:.2f} s CPU + reader {sr:.2f} s "
-          f"in {st:.2f} s ({sw} wake-ups), kernel sender {kc:.2f} s + reader {kr:.2f} s in {kt:.2f} s "
-          f"({kw} wake-ups): stack/kernel CPU, sender process {sc / kc:.2f}x, both processes "
-          f"{(sc + sr) / (kc + kr):.2f}x")
+        ratios = []
+        for _ in range(args.repeat):  # stack and kernel alternated: both see the same spells of load
+            sw, sc, sr, st = _drain_to_child(topo, stack.socket, TUN_HOST, 9001, None, args.mib)
+            kw, kc, kr, kt = _drain_to_child(topo, socket.socket, VETH_L, 9001, topo.ns_l, args.mib)
+            ratios.append((sc + sr) / (kc + kr))
+            print(f"drain [tun, {mode}]: {args.mib} MiB to a slow reader: stack sender {sc:.2f} s CPU + reader "
+                  f"{sr:.2f} s in {st:.2f} s ({sw} wake-ups), kernel sender {kc:.2f} s + reader {kr:.2f} s in "
+                  f"{kt:.2f} s ({kw} wake-ups): stack/kernel CPU, sender process {sc / kc:.2f}x, both processes "
+                  f"{ratios[-1]:.2f}x", flush=True)
+    if args.repeat > 1:
+        print(f"drain [tun, {mode}]: both processes, stack/kernel CPU over {args.repeat} alternated pairs: median "
+              f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
 
 
 def main() -> None:
@@ -334,9 +341,14 @@ def main() -> None:
     p.add_argument("--tun", action="store_true", help="over a real TUN, peers in the kernel (root; see above)")
     p.add_argument("--offload", action="store_true", help="with --tun: TUN offloads vs the veth's default ones")
     p.add_argument("--mtu", type=int, default=1500, help="with --tun: MTU of the TUN and the veth (default 1500)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="with --tun: drain this many times, stack and kernel alternated, and print the median "
+                        "of the ratios too (default 1)")
     args = p.parse_args()
     if args.offload and not args.tun:
         p.error("--offload needs --tun")
+    if args.repeat < 1 or (args.repeat > 1 and not args.tun):
+        p.error("--repeat needs --tun and a count of at least 1")
     if args.tun:
         tun_run(args)
         return

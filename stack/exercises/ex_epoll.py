@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 import select
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -204,7 +205,7 @@ def _until(cond, limit: float = 2.0) -> bool:
 
 def check_level_and_edge_through_epoll(part, t, o):
     """epoll(7) through the stack: a level-triggered reader is reported until drained; an
-    edge-triggered one once per arrival, and not again when only an ACK (EPOLLOUT) wakes its socket."""
+    edge-triggered one once per arrival, and not again when only write space (EPOLLOUT) wakes its socket."""
     from ..epoll import epoll
     with _stacks(part, o) as (a, b, guard):
         c1, lt = _pair(a, b, 7901)
@@ -225,11 +226,17 @@ def check_level_and_edge_through_epoll(part, t, o):
         t.expect("poll() until both reported", sorted(seen), [("et", "IN"), ("lt", "IN")])
         t.expect("poll(0) again, nothing read (level-triggered stays)", _poll(ep, names, guard, 0),
                  [("lt", "IN")])
-        et.sendall(b"pong")
-        t.note("et sends 'pong'; the peer's ACK wakes et's wait queue about EPOLLOUT only")
-        t.expect("the peer reads", c2.recv(10), b"pong")
+        et.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sent = et.send(bytes(65536))
+        t.note("et, with a 2 KiB send buffer, sends what fits of 64 KiB: the buffer is full")
+        t.expect("et.send(64 KiB) stopped short", sent < 65536, True)
+        got = 0
+        while got < sent:
+            got += len(c2.recv(65536))
+        t.note("the peer reads it all; its ACK frees the buffer and wakes et's wait queue about EPOLLOUT only")
         conn = et._conn
         _until(lambda: conn.snd_una == conn.snd_nxt)
+        time.sleep(0.02)  # the wake-up is delivered after the ACK is processed
         t.expect("poll(0.1) after the ACK", _poll(ep, names, guard, 0.1), [("lt", "IN")])
         t.expect("lt.recv(100)", lt.recv(100), b"ping")
         t.expect("poll(0) after lt was drained", _poll(ep, names, guard, 0), [])
