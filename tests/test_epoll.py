@@ -10,6 +10,7 @@ import hashlib
 import os
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -369,4 +370,151 @@ def test_a_socket_of_another_stack_is_refused(stacks):
         assert err.value.errno == errno.EPERM
         ep.register(s, EPOLLOUT)  # its own stack's socket: fine
         assert _wait_events(ep) == [(s.fileno(), EPOLLOUT)]
+    assert a.loop_error is None and b.loop_error is None
+
+
+def _lifecycle_events(listen, connect, server_ep, client_ep, linger_rst) -> dict:
+    """What epoll reports along a connection's life, step by step: an edge-triggered listener with
+    two connections queued and then a third; an edge-triggered reader with two arrivals unread and
+    then a third; the peer's FIN after data (EPOLLIN|EPOLLRDHUP, edge-triggered); our SHUT_WR and
+    the peer's close (EPOLLOUT, edge-triggered); a reset with only EPOLLIN asked for; a
+    non-blocking connect watched for EPOLLOUT, edge-triggered. ``server_ep()``/``client_ep()`` make
+    an epoll for either side's sockets; ``linger_rst(sock)`` closes with an RST."""
+    def names(events):
+        return ["|".join(n for n, bit in (("IN", EPOLLIN), ("OUT", EPOLLOUT), ("RDHUP", EPOLLRDHUP),
+                                           ("HUP", EPOLLHUP), ("ERR", EPOLLERR)) if ev & bit) for _, ev in events]
+    got = {}
+    ls = listen()
+    ep = server_ep()
+    ep.register(ls, EPOLLIN | EPOLLET)
+    c1, c2 = connect(), connect()
+    time.sleep(0.2)
+    got["listener, two queued"] = [names(ep.poll(0.1)), names(ep.poll(0.1))]
+    c3 = connect()
+    time.sleep(0.2)
+    got["listener, a third"] = names(ep.poll(0.1))
+    s1, s2, s3 = (ls.accept()[0] for _ in range(3))
+    got["listener, all accepted"] = names(ep.poll(0.1))
+    ep.close()
+    ep = server_ep()
+    ep.register(s1, EPOLLIN | EPOLLET)
+    c1.sendall(b"a")
+    time.sleep(0.1)
+    c1.sendall(b"b")
+    time.sleep(0.1)
+    got["reader, two arrivals"] = [names(ep.poll(0.1)), names(ep.poll(0.1))]
+    c1.sendall(b"c")
+    time.sleep(0.1)
+    got["reader, a third"] = names(ep.poll(0.1))
+    ep.close()
+    ep = server_ep()
+    ep.register(s2, EPOLLIN | EPOLLRDHUP | EPOLLET)
+    c2.sendall(b"x")
+    time.sleep(0.1)
+    got["data before FIN"] = names(ep.poll(0.1))
+    c2.shutdown(socket.SHUT_WR)
+    time.sleep(0.1)
+    got["FIN"] = [names(ep.poll(0.1)), names(ep.poll(0.1))]
+    ep.close()
+    ep = server_ep()
+    ep.register(s3, EPOLLOUT | EPOLLET)
+    got["writer"] = names(ep.poll(0.1))
+    s3.shutdown(socket.SHUT_WR)
+    time.sleep(0.2)
+    got["writer, after SHUT_WR"] = names(ep.poll(0.1))
+    c3.close()
+    time.sleep(0.2)
+    got["writer, after the peer's close"] = names(ep.poll(0.1))
+    ep.close()
+    ep = server_ep()
+    ep.register(s1, EPOLLIN)
+    s1.recv(10)
+    linger_rst(c1)
+    time.sleep(0.2)
+    got["reset, EPOLLIN asked"] = names(ep.poll(0.1))
+    ep.close()
+    ep = client_ep()
+    c4 = connect(blocking=False)
+    ep.register(c4, EPOLLOUT | EPOLLET)
+    time.sleep(0.2)
+    got["non-blocking connect"] = [names(ep.poll(0.1)), names(ep.poll(0.1))]
+    ep.close()
+    for x in (c2, c3, c4, s1, s2, s3, ls):
+        x.close()
+    return got
+
+
+LIFECYCLE = {  # what Linux reports (the kernel test below proves it)
+    "listener, two queued": [["IN"], []], "listener, a third": ["IN"], "listener, all accepted": [],
+    "reader, two arrivals": [["IN"], []], "reader, a third": ["IN"],
+    "data before FIN": ["IN"], "FIN": [["IN|RDHUP"], []],
+    "writer": ["OUT"], "writer, after SHUT_WR": ["OUT"], "writer, after the peer's close": ["OUT|HUP"],
+    "reset, EPOLLIN asked": ["IN|HUP|ERR"],
+    "non-blocking connect": [["OUT"], []],
+}
+
+
+def _rst(sock):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+class _KernelEpoll:
+    """select.epoll taking socket objects, as stack.epoll does."""
+
+    def __init__(self):
+        self._ep = select.epoll()
+
+    def register(self, sock, events):
+        self._ep.register(sock.fileno(), events)
+
+    def poll(self, timeout):
+        return self._ep.poll(timeout)
+
+    def close(self):
+        self._ep.close()
+
+
+def test_connection_life_through_epoll_on_the_kernel():
+    """The expectation of the next test, on kernel sockets over loopback and select.epoll."""
+    addr = []
+
+    def listen():
+        ls = socket.create_server(("127.0.0.1", 0))
+        addr.append(ls.getsockname())
+        return ls
+
+    def connect(blocking=True):
+        c = socket.socket()
+        if blocking:
+            c.settimeout(5)
+            c.connect(addr[0])
+        else:
+            c.setblocking(False)
+            assert c.connect_ex(addr[0]) == errno.EINPROGRESS
+        return c
+    assert _lifecycle_events(listen, connect, _KernelEpoll, _KernelEpoll, _rst) == LIFECYCLE
+
+
+def test_connection_life_through_stack_epoll(stacks):
+    """stack.epoll reports what Linux's epoll does at every step of a connection's life."""
+    a, b = stacks
+
+    def listen():
+        ls = b.socket()
+        ls.bind(("", 7300))
+        ls.listen(8)
+        ls.settimeout(5)
+        return ls
+
+    def connect(blocking=True):
+        c = a.socket()
+        if blocking:
+            c.settimeout(5)
+            c.connect(("192.0.2.2", 7300))
+        else:
+            c.setblocking(False)
+            assert c.connect_ex(("192.0.2.2", 7300)) == errno.EINPROGRESS
+        return c
+    assert _lifecycle_events(listen, connect, lambda: epoll(b), lambda: epoll(a), _rst) == LIFECYCLE
     assert a.loop_error is None and b.loop_error is None
