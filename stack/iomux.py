@@ -229,6 +229,8 @@ class poll:
     def register(self, sock, eventmask: int = _DEFAULT) -> None:
         """Add ``sock`` (or change its events if it is already there, as the standard library does)."""
         _check_open(sock)
+        if getattr(sock, "stack", None) is not self.stack:  # its wake-ups come under another stack's lock
+            raise ValueError("tunstack poll: the socket belongs to another Stack than this poll object")
         with self.stack.lock:
             entry = self._fds.get(id(sock))
             if entry is None:

@@ -119,6 +119,20 @@ def test_select_timeout_and_argument_errors_follow_the_standard_library(stacks):
         iomux.select([s], [], [], 0)                          # a closed socket: fileno() is -1
 
 
+
+def test_poll_refuses_another_stacks_socket(stacks):
+    """As select() does: a poll object watches its own stack's sockets (another stack's socket would
+    wake it under the other stack's lock and kill that stack's thread)."""
+    a, b = stacks
+    (c, s), = _pairs(a, b)
+    p = iomux.poll(b)
+    with pytest.raises(ValueError, match="another Stack"):
+        p.register(c, select.POLLIN)
+    p.register(s, select.POLLIN)
+    c.sendall(b"x")
+    assert p.poll(2000) == [(s.fileno(), select.POLLIN)]
+    assert a.loop_error is None and b.loop_error is None
+
 def test_select_sleeps_and_is_woken_by_the_stack_thread_when_data_arrives(stacks):
     """One pollwake entry per socket while the caller sleeps; the stack thread runs it; a second full
     scan finds the data; every entry is taken off again before select returns."""
