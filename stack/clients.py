@@ -76,11 +76,15 @@ def fetch(stack, url: str, out, progress: Progress | None = None, timeout: float
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise CliError(f"get: only http://HOST[:PORT]/PATH URLs are supported: {url!r}")
+    try:
+        port = parts.port or 80
+    except ValueError as exc:  # urllib's "Port out of range 0-65535", "Port could not be cast..."
+        raise CliError(f"get: bad port in {url!r}: {exc}") from None
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     start = time.monotonic()
-    conn = StackHTTPConnection(stack, parts.hostname, parts.port or 80, timeout=timeout)
+    conn = StackHTTPConnection(stack, parts.hostname, port, timeout=timeout)
     try:
         try:
             conn.request("GET", path, headers={"User-Agent": "tunstack-get"})

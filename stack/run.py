@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import importlib.util
 import ipaddress
 import os
 import runpy
@@ -190,7 +191,7 @@ def run_program(args) -> int:
     if args.module:
         sys.argv = [args.module, *args.args]
         sys.path.insert(0, os.getcwd())
-        return _exit_status(lambda: runpy.run_module(args.module, run_name="__main__", alter_sys=True))
+        return _exit_status(lambda: _run_module(args.module))
     if args.code is not None:
         sys.argv = ["-c", *args.args]
         sys.path.insert(0, "")
@@ -199,6 +200,27 @@ def run_program(args) -> int:
     sys.argv = list(args.args)
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     return _exit_status(lambda: runpy.run_path(script, run_name="__main__"))
+
+
+def _run_module(name: str) -> None:
+    """``python -m name``: a module that is not there, or a package without ``__main__``, is one line
+    on stderr and status 1, as ``python`` says it (runpy's own ImportError would be a traceback);
+    the parent packages are imported here, with the stack in place, as runpy would import them."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except ModuleNotFoundError:  # a missing parent package
+        spec = None
+    if spec is None:
+        raise SystemExit(f"tunstack: run: no module named {name}")
+    if spec.submodule_search_locations is not None:  # a package runs its __main__
+        try:
+            main = importlib.util.find_spec(name + ".__main__")
+        except ModuleNotFoundError:
+            main = None
+        if main is None:
+            raise SystemExit(f"tunstack: run: no module named {name}.__main__; "
+                             f"{name!r} is a package and cannot be directly executed")
+    runpy.run_module(name, run_name="__main__", alter_sys=True)
 
 
 def _exit_status(body) -> int:
@@ -247,6 +269,8 @@ def cmd_run(args) -> int:
             raise CliError(f"run: no such script: {args.args[0]!r}")
     if args.module is not None and args.code is not None:
         raise CliError("run: -m and -c exclude each other")
+    if args.module is not None and (not args.module or args.module.startswith(".")):
+        raise CliError(f"run: -m needs an absolute module name (as python's -m): {args.module!r}")
     with open_stack(args) as stack:
         print(f"tunstack: running on {args.addr} via {args.tun} (host side {args.host_addr}, mtu {args.mtu})",
               file=sys.stderr, flush=True)

@@ -84,6 +84,13 @@ def test_fetch_rejects_other_schemes(stacks, url):
         fetch(stacks[0], url, io.BytesIO())
 
 
+
+@pytest.mark.parametrize("url,why", [("http://host:99999/x", "Port out of range"),
+                                     ("http://host:eighty/x", "could not be cast")])
+def test_fetch_bad_port_is_a_cli_error(stacks, url, why):
+    with pytest.raises(CliError, match=f"bad port in .*{why}"):
+        fetch(stacks[0], url, io.BytesIO())
+
 def test_progress_is_silent_when_not_a_tty():
     p = Quiet(100)
     p.update(50)

@@ -331,6 +331,8 @@ def test_program_options_belong_to_the_program():
     (["run", "no-such-script.py"], "run: no such script"),
     (["run", "--mtu", "10", "-c", "pass"], "MTU out of range"),
     (["run", "-m"], "expected one argument"),
+    (["run", "-m", ""], "-m needs an absolute module name"),
+    (["run", "-m", ".sibling"], "-m needs an absolute module name"),
 ])
 def test_cli_errors_are_one_line(argv, message):
     proc = subprocess.run([sys.executable, "-m", "stack", *argv], cwd=REPO, capture_output=True, text=True,
@@ -339,6 +341,20 @@ def test_cli_errors_are_one_line(argv, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
+
+
+@pytest.mark.parametrize("module,line", [
+    ("no_such_module_xyz", "tunstack: run: no module named no_such_module_xyz"),
+    ("json.no_such_module", "tunstack: run: no module named json.no_such_module"),
+    ("no_such_package.sub", "tunstack: run: no module named no_such_package.sub"),
+    ("http", "tunstack: run: no module named http.__main__; 'http' is a package and cannot be directly executed"),
+])
+def test_run_module_that_cannot_run_is_one_line(module, line, capsys):
+    """As ``python -m`` says it: one line and status 1, not runpy's ImportError traceback."""
+    from stack.run import _exit_status, _run_module
+    assert _exit_status(lambda: _run_module(module)) == 1
+    err = capsys.readouterr().err
+    assert err == line + "\n"
 
 def test_run_help_explains():
     proc = subprocess.run([sys.executable, "-m", "stack", "run", "--help"], cwd=REPO, capture_output=True,
