@@ -106,9 +106,12 @@ def cmd_start(args) -> int:
     path = os.path.join(directory, ex.filename)
     if os.path.exists(path):
         raise UsageError(f"{path} exists already; it is left as it is (move it away to start over)")
-    os.makedirs(directory, exist_ok=True)
-    with open(path, "x", encoding="utf-8") as f:
-        f.write(ex.skeleton)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(path, "x", encoding="utf-8") as f:
+            f.write(ex.skeleton)
+    except OSError as exc:  # a directory that cannot be made or written (permissions, /proc, a full disk)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"wrote {_shown(path)}")
     print(f"exercise {ex.number}: {ex.title}; read {'; '.join(ex.clauses)}; lab {ex.lab}")
     print(f"when you are done: tunstack exercise check {ex.number} {args.directory}")

@@ -45,6 +45,10 @@ def test_unknown_exercise_and_missing_dir_are_one_line_errors(capsys, tmp_path):
     assert code == 1 and "not a directory" in err
     code, _, err = run(capsys, "check", "1", "--only", "no_such_check")
     assert code == 1 and "has no check 'no_such_check'" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "start", "1", str(blocker / "sub"))  # a directory that cannot be made
+    assert code == 1 and "cannot write" in err and err.count("\n") == 1
 
 
 def test_check_reference_default_size_exits_zero(capsys):
