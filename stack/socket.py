@@ -398,6 +398,10 @@ class socket(SocketCommon):
         if c is not None and c.error and not self._err_reported:
             self._err_reported = True
             self._sync_fd()
+            if c.error == errno.ECONNRESET and c.rcv_closed:
+                # RFC 9293's "connection reset" after the peer's FIN (an RST in CLOSE-WAIT): Linux's
+                # tcp_reset() reports it as EPIPE there, the reader having had its EOF already
+                return errno.EPIPE
             return c.error
         return 0
 
@@ -626,10 +630,12 @@ class socket(SocketCommon):
                 result = st.call(conn, conn.recv, k) if into is None else st.call(conn, conn.recv_into, into[:k])
                 self._sync_fd()
                 return result
+            if conn.rcv_closed:
+                return empty  # tcp_recvmsg(): the peer's FIN (SOCK_DONE) is EOF before any error
             err = self._sock_error()
             if err:
                 raise _err(err)  # reported once, like sock_error(); then EOF
-            if conn.rcv_closed or self._shut_rd or conn.state in _SK_CLOSE:
+            if self._shut_rd or conn.state in _SK_CLOSE:
                 return empty
             raise BlockingIOError(errno.EAGAIN, "recv would block")
 

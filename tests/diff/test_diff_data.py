@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import struct
 import threading
 import time
 
 import pytest
-from diffnet import sel, wait_for
+from diffnet import poll_mask, sel, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -290,6 +291,20 @@ def test_so_error_after_reset_then_send_is_epipe(net):
     with pytest.raises(BrokenPipeError):
         s.send(b"x")
 
+
+
+def test_reset_in_close_wait_is_epipe(net):
+    """Linux tcp_reset(): an RST in CLOSE-WAIT (the peer's FIN read already) sets EPIPE, not ECONNRESET.
+    recv() still reports the EOF it had (the FIN came first); SO_ERROR and send() see EPIPE."""
+    s, p = net.connected()
+    p.close()
+    assert s.recv(1) == b""
+    s.send(b"first")  # accepted locally; the closed peer answers RST
+    assert wait_for(lambda: poll_mask(s) & select.POLLERR)
+    assert s.recv(10) == b""
+    assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.EPIPE
+    with pytest.raises(BrokenPipeError):
+        s.send(b"x")
 
 def test_send_to_closed_peer_eventually_fails(net):
     """The peer closed (FIN); our first send is answered by RST; a later send fails."""
