@@ -23,8 +23,10 @@ smallest buffers Linux allows, and the kernel's own ``unix_poll()`` computes the
   ``unix_release_sock()`` sets ``sk_err = ECONNRESET`` and both shutdown bits on X, so X
   reports POLLIN|POLLOUT|POLLERR|POLLHUP|POLLRDHUP, exactly what tcp_poll() reports for a
   reset connection. Final: there is no way back, as for TCP;
-- hangup    = X shut down both ways (POLLIN|POLLOUT|POLLHUP|POLLRDHUP, tcp_poll()'s mask
-  for a connection closed in both directions). Final as well.
+- hangup    = X sends a byte that Y leaves unread, then shuts down both ways
+  (POLLIN|POLLOUT|POLLHUP|POLLRDHUP, tcp_poll()'s mask for a connection closed in both
+  directions). Final as well, but for an error: a reset that follows (data after our FIN, with
+  reading shut) closes Y, and POLLERR joins the hang-up, as tcp_poll() shows sk_err beside it.
 
 ``set(ready)`` keeps its old meaning (readable) and ``ReadinessFd()`` starts not readable
 and writable, as the eventfd it replaces did; a socket passes ``writable=False`` for a
@@ -61,6 +63,7 @@ class ReadinessFd:
         self._rdhup = False     # after set_read_hangup X stays readable
         self._err = False       # POLLERR showing (set_error until clear_error)
         self._unconnected = False  # fd is an unconnected unix socket: POLLOUT|POLLHUP only
+        self._hup = False       # final by set_hangup, with an error still possible (set_error)
         self._synced: int | None = None  # the mask of the last sync(), while nothing else changed the fd
         self.set(readable)
         self.set_writable(writable)
@@ -123,16 +126,18 @@ class ReadinessFd:
     def set_error(self) -> None:
         """POLLERR|POLLHUP|POLLIN|POLLOUT|POLLRDHUP from now on (a reset connection); final."""
         self._synced = None
-        if self._final or self.fd < 0:
+        if self.fd < 0 or (self._final and not self._hup):
             return
-        self._pair()
-        _drain(self._y)
-        try:
-            self._x.send(b"e")  # left unread in Y: closing Y then reports ECONNRESET on X
-        except BlockingIOError:
-            pass
+        if not self._hup:  # (a hang-up sent its byte already)
+            self._pair()
+            _drain(self._y)
+            try:
+                self._x.send(b"e")  # left unread in Y: closing Y then reports ECONNRESET on X
+            except BlockingIOError:
+                pass
         self._y.close()
         self._readable = self._writable = self._final = self._err = True
+        self._hup = False
 
     def clear_error(self) -> None:
         """POLLERR off (the error was reported, as reading SO_ERROR clears sk_err); the hang-up stays."""
@@ -162,7 +167,7 @@ class ReadinessFd:
         if (self._unconnected or (self._final and not mask & (_select.EPOLLHUP | _select.EPOLLERR))
                 or (self._rdhup and not mask & _select.EPOLLRDHUP)):
             self._reopen()
-        if mask & _select.EPOLLERR and not self._err and not self._final:
+        if mask & _select.EPOLLERR and not self._err and (not self._final or self._hup):
             self.set_error()
         elif mask & _select.EPOLLHUP and not self._final:
             self.set_hangup()
@@ -204,7 +209,7 @@ class ReadinessFd:
         if self._y is not None:
             self._y.close()
         self._y = y
-        self._readable = self._final = self._rdhup = self._err = self._unconnected = False
+        self._readable = self._final = self._rdhup = self._err = self._unconnected = self._hup = False
         self._writable = True
         self._synced = None
 
@@ -215,8 +220,9 @@ class ReadinessFd:
             return
         self._pair()
         _drain(self._y)
+        self._x.send(b"h")  # left unread in Y, as set_error's: a reset after the hang-up can still show
         self._x.shutdown(_std.SHUT_RDWR)
-        self._readable = self._writable = self._final = True
+        self._readable = self._writable = self._final = self._hup = True
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -672,6 +672,7 @@ class socket(SocketCommon):
                 return
             if how in (SHUT_RD, SHUT_RDWR):
                 self._shut_rd = True
+                st.call(conn, conn.shutdown_read)
                 self._wakeup()
             if how in (SHUT_WR, SHUT_RDWR):
                 st.call(conn, conn.shutdown_write)

@@ -320,3 +320,18 @@ def test_replacing_the_file_keeps_the_fd_count(rfd):
         r.sync(mask)
     r.close()
     assert _open_fds() == before
+
+
+def test_error_after_hangup_joins_it_and_clears(rfd):
+    """tcp_poll() shows sk_err beside SHUTDOWN_MASK: a connection shut both ways that is then reset
+    (data after our FIN, reading shut) reports POLLERR with the hang-up, to an epoll registered
+    before; reading the error (SO_ERROR) takes POLLERR away again and leaves the hang-up."""
+    r = rfd(False, True)
+    r.sync(IN | OUT | RDHUP | HUP)
+    with select.epoll() as ep:
+        ep.register(r.fd, ALL | select.EPOLLET)
+        assert dict(ep.poll(0))[r.fd] & ALL == IN | OUT | RDHUP | HUP
+        r.sync(IN | OUT | RDHUP | HUP | ERR)
+        assert dict(ep.poll(0))[r.fd] & ALL == ALL  # a new edge, on the same registration
+    r.sync(IN | OUT | RDHUP | HUP)
+    assert epoll_mask(r.fd) == IN | OUT | RDHUP | HUP

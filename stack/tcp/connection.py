@@ -29,7 +29,7 @@ from .reassembly import Reassembler
 from .recovery import LossRecovery, SendView
 from .rtt import RetransmissionTimer, RttEstimator
 from .seq import seq_add, seq_diff, seq_ge, seq_le, seq_lt
-from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, ORPHANED, Closing, State
+from .states import FIN_QUEUED, FIN_RECEIVED, FIN_SENT, ORPHANED, RCV_SHUT, Closing, State
 from .timers import Timer, Timers
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assume 536 when the peer sends no MSS option
@@ -378,6 +378,11 @@ class Connection(ConnectionInput, ConnectionOutput):
     @property
     def at_eof(self) -> bool:
         return self.rcv_closed and not self.rcvbuf
+
+    def shutdown_read(self, now: float) -> None:
+        """shutdown(SHUT_RD): the user reads no more. Data still arrives and can be read (as on Linux)
+        until our FIN is out too; then new data resets the connection (``_process_text``)."""
+        self._closing |= RCV_SHUT
 
     def shutdown_write(self, now: float) -> None:
         """shutdown(SHUT_WR): queue a FIN after the data (RFC 9293 3.10.4 CLOSE, half-close)."""

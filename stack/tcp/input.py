@@ -11,7 +11,7 @@ import errno
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
 from .memory import GUARANTEED
 from .seq import HALF, MASK, acceptable, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
-from .states import FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED, State
+from .states import FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED, RCV_SHUT, State
 
 
 class ConnectionInput:
@@ -405,10 +405,12 @@ class ConnectionInput:
         payload, fin = seg.payload, bool(seg.flags & FIN)
         if not payload and not fin:
             return
-        if payload and self._closing & ORPHANED and st in (State.FIN_WAIT_1, State.FIN_WAIT_2):
-            # nobody will read it: RFC 9293 3.10.4 / RFC 2525 2.17, as Linux does
+        if payload and self._closing & (ORPHANED | RCV_SHUT) and st in (State.FIN_WAIT_1, State.FIN_WAIT_2):
+            # nobody will read it (closed, or reading shut too): RFC 1122 4.2.2.13 / RFC 2525 2.17 say
+            # reset, as Linux's tcp_rcv_state_process() does for RCV_SHUTDOWN in FIN-WAIT-1/2
             self.abort(now, "data after close")
             self.error = errno.ECONNRESET
+            self.notify("error")  # a socket that only shut down both ways is still there to be told
             return
         seq = seg.seq
         if skip_syn and seg.flags & SYN:

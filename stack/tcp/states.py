@@ -32,8 +32,9 @@ class Closing(enum.IntFlag):
     FIN_SENT = enum.auto()      # our FIN went out (at fin_seq)
     FIN_RECEIVED = enum.auto()  # the peer's FIN arrived: EOF once the receive buffer drains
     ORPHANED = enum.auto()      # close() called: nobody reads any more (data then -> RST)
+    RCV_SHUT = enum.auto()      # shutdown(SHUT_RD): reading shut, the socket kept (Linux RCV_SHUTDOWN)
 
 
 # the same bits as plain ints, for the per-segment paths (enum operators run Python code)
-FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED = (int(f) for f in (
-    Closing.FIN_QUEUED, Closing.FIN_SENT, Closing.FIN_RECEIVED, Closing.ORPHANED))
+FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED, RCV_SHUT = (int(f) for f in (
+    Closing.FIN_QUEUED, Closing.FIN_SENT, Closing.FIN_RECEIVED, Closing.ORPHANED, Closing.RCV_SHUT))

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import struct
+import time
 
 import pytest
-from diffnet import sel, wait_for
+from diffnet import poll_mask, sel, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -446,3 +448,50 @@ def test_bind_any_when_port_bound_on_address_is_eaddrinuse(net):
     a = net.socket()
     a.bind((net.local_host, 0))
     assert errno_of(lambda: net.socket().bind(("0.0.0.0", a.getsockname()[1]))) == errno.EADDRINUSE
+
+
+@pytest.mark.parametrize("how", ["SHUT_RD then SHUT_WR", "SHUT_RDWR"])
+def test_data_after_shutting_both_ways_resets(net, how):
+    """Linux tcp_rcv_state_process(): in FIN-WAIT-1/2 with the receive side shut, new data from the
+    peer aborts the connection (as after close(), RFC 2525 2.17): ECONNRESET to us, and an RST to the
+    peer, which had our FIN already (CLOSE-WAIT: EPIPE, see test_diff_data)."""
+    s, p = net.connected()
+    if how == "SHUT_RDWR":
+        s.shutdown(socket.SHUT_RDWR)
+    else:
+        s.shutdown(socket.SHUT_RD)
+        s.shutdown(socket.SHUT_WR)
+    assert p.recv(1) == b""
+    p.sendall(b"more")
+    assert wait_for(lambda: poll_mask(p) & select.POLLERR)  # our RST reached the peer: we reset first
+    with pytest.raises(ConnectionResetError):
+        s.recv(10)
+    assert s.recv(10) == b""
+    assert p.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.EPIPE
+
+
+@pytest.mark.parametrize("how", ["SHUT_RD then SHUT_WR", "SHUT_RDWR"])
+def test_reset_after_shutting_both_ways_shows_pollerr(net, how):
+    """The reset above, as poll() on fileno() sees it: POLLERR joins the hang-up shown before."""
+    s, p = net.connected()
+    if how == "SHUT_RDWR":
+        s.shutdown(socket.SHUT_RDWR)
+    else:
+        s.shutdown(socket.SHUT_RD)
+        s.shutdown(socket.SHUT_WR)
+    assert p.recv(1) == b""
+    assert wait_for(lambda: poll_mask(s) & select.POLLHUP)  # our FIN acknowledged: closed both ways
+    assert not poll_mask(s) & select.POLLERR
+    p.sendall(b"more")
+    assert wait_for(lambda: poll_mask(p) & select.POLLERR)
+    assert wait_for(lambda: poll_mask(s) & select.POLLERR)
+
+
+def test_data_after_shut_rd_alone_is_still_read(net):
+    """SHUT_RD without our FIN: Linux keeps taking the peer's data, and recv() returns it."""
+    s, p = net.connected()
+    s.shutdown(socket.SHUT_RD)
+    p.sendall(b"more")
+    assert wait_for(lambda: sel(s)[0])
+    time.sleep(0.05)  # all four bytes in
+    assert s.recv(10) == b"more"
