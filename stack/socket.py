@@ -563,7 +563,9 @@ class socket(SocketCommon):
         view = memoryview(buffer).cast("B")
         if nbytes < 0:
             raise ValueError("negative buffersize in recv_into")
-        n = min(nbytes or len(view), len(view))
+        if nbytes > len(view):
+            raise ValueError("buffer too small for requested bytes")  # CPython's sock_recv_into
+        n = nbytes or len(view)
         return self._receive(n, flags, view[:n])
 
     def recvfrom(self, bufsize: int, flags: int = 0):
@@ -571,6 +573,8 @@ class socket(SocketCommon):
         return self.recv(bufsize, flags), None
 
     def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
+        if nbytes > memoryview(buffer).nbytes:
+            raise ValueError("nbytes is greater than the length of the buffer")  # CPython's sock_recvfrom_into
         return self.recv_into(buffer, nbytes, flags), None
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0):

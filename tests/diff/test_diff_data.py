@@ -117,6 +117,18 @@ def test_recv_into_negative_is_valueerror(net):
         s.recv_into(bytearray(4), -1)
 
 
+
+def test_recv_into_nbytes_beyond_the_buffer_is_valueerror(net):
+    """CPython checks nbytes against the buffer before it reads: nothing is consumed."""
+    s, p = net.connected()
+    p.sendall(b"abc")
+    assert arrived(s, 3)
+    with pytest.raises(ValueError, match="buffer too small"):
+        s.recv_into(bytearray(2), 3)
+    with pytest.raises(ValueError, match="greater than the length"):
+        s.recvfrom_into(bytearray(2), 3)
+    assert s.recv(10) == b"abc"
+
 def test_send_memoryview_and_bytearray(net):
     s, p = net.connected()
     assert s.send(memoryview(b"mv")) == 2
