@@ -364,7 +364,7 @@ class udpsocket(SocketCommon):
                     err = self._ep.take_error()
                     self._sync_fd()
                     return err
-                table = {_std.SO_TYPE: SOCK_DGRAM, _std.SO_PROTOCOL: IPPROTO_UDP, _std.SO_DOMAIN: AF_INET,
+                table = {_std.SO_TYPE: int(SOCK_DGRAM), _std.SO_PROTOCOL: int(IPPROTO_UDP), _std.SO_DOMAIN: int(AF_INET),
                          _std.SO_ACCEPTCONN: 0, _std.SO_RCVBUF: self._ep.rcvbuf, _std.SO_SNDBUF: self._sndbuf,
                          _std.SO_RCVLOWAT: 1, _std.SO_SNDLOWAT: 1}
                 if option in table:
