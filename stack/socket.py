@@ -21,7 +21,7 @@ from typing import Callable
 
 from . import tcpinfo
 from .readiness import ReadinessFd
-from .sockmodes import SocketCommon, _err
+from .sockmodes import SocketCommon, _err, parse_timeval, timeval_of
 from .tcp.states import State
 from .wire.ipv4 import aton, ntoa
 
@@ -34,6 +34,8 @@ IPPROTO_IP = _std.IPPROTO_IP
 SO_REUSEADDR, SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF, SO_ERROR = (
     _std.SO_REUSEADDR, _std.SO_KEEPALIVE, _std.SO_RCVBUF, _std.SO_SNDBUF, _std.SO_ERROR)
 SO_RCVLOWAT, SO_LINGER = _std.SO_RCVLOWAT, _std.SO_LINGER
+SO_RCVTIMEO, SO_SNDTIMEO = _std.SO_RCVTIMEO, _std.SO_SNDTIMEO
+_RCVTIMEO, _SNDTIMEO = (SOL_SOCKET, SO_RCVTIMEO), (SOL_SOCKET, SO_SNDTIMEO)  # the blocking waits' limits
 TCP_NODELAY = _std.TCP_NODELAY
 TCP_KEEPIDLE = getattr(_std, "TCP_KEEPIDLE", 4)
 TCP_KEEPINTVL = getattr(_std, "TCP_KEEPINTVL", 5)
@@ -284,7 +286,7 @@ class socket(SocketCommon):
             lst = self._listener
             if lst is None:
                 raise _err(errno.EINVAL, "not listening")
-            self._wait(lambda: lst.readable or lst.closed, self._deadline(), "accept")
+            self._wait(lambda: lst.readable or lst.closed, self._deadline(_RCVTIMEO), "accept")
             if lst.closed:
                 raise _err(errno.EBADF)
             conn = lst.accept()
@@ -353,7 +355,10 @@ class socket(SocketCommon):
         if conn.state in _HANDSHAKE:
             if not wait:
                 return err
-            self._wait(lambda: conn.state not in _HANDSHAKE, None, "connect")  # inet_wait_for_connect()
+            try:  # inet_wait_for_connect(), for SO_SNDTIMEO at most: then EINPROGRESS, still connecting
+                self._wait(lambda: conn.state not in _HANDSHAKE, self._deadline(_SNDTIMEO), "connect")
+            except BlockingIOError:
+                return err
         if conn.state in _SK_CLOSE:  # RST, timeout, ICMP error
             err = self._sock_error() or errno.ECONNABORTED
             self._disconnect()
@@ -413,7 +418,7 @@ class socket(SocketCommon):
             self._check_open()
             timed = bool(self._timeout)
             nonblock = timed or self._timeout == 0 or bool(flags & MSG_DONTWAIT)
-            deadline = self._deadline()
+            deadline = self._deadline(_SNDTIMEO)
             while True:
                 if timed:
                     self._wait(lambda: self.poll_events() & _POLL_OUT, deadline, "send")
@@ -424,27 +429,44 @@ class socket(SocketCommon):
                         raise
 
     def _send_once(self, view, nonblock: bool, deadline) -> int:
+        """tcp_sendmsg_locked(): queue what fits; non-blocking, return that (EAGAIN if nothing); blocking,
+        wait for room and go on until all of it is queued. An error, a shutdown or SO_SNDTIMEO running
+        out after some was queued returns the count so far (its ``do_error``/``out``), else raises."""
         st = self.stack
+        total, sent = len(view), 0
         while True:
             conn = self._conn
-            if conn is None or conn.state not in _SYNCHRONIZED_SEND:
-                self._wait_connect(conn, nonblock, deadline)  # tcp_sendmsg_locked(): sk_stream_wait_connect()
-                continue
-            if conn.error or conn.fin_queued:  # sk_err or SEND_SHUTDOWN: sk_stream_error()
-                raise _err(self._sock_error() or errno.EPIPE)
-            if not view:
-                return 0
-            n = st.call(conn, conn.send, view) if conn.send_space() > 0 else 0
-            if n < 0:
-                raise _err(self._sock_error() or -n)
-            if n > 0:
-                self._sync_fd()  # the queue grew: POLLOUT may be gone (sk_stream_is_writeable)
-                return n
-            conn.nospace = True  # sk_stream_wait_memory(): woken by the ACK that makes room
-            if nonblock:
-                raise BlockingIOError(errno.EAGAIN, "send would block")
-            self._wait(lambda: conn.send_space() > 0 or conn.state not in _SYNCHRONIZED_SEND
-                       or conn.fin_queued or conn.error, deadline, "send")
+            try:
+                if conn is None or conn.state not in _SYNCHRONIZED_SEND:
+                    self._wait_connect(conn, nonblock, deadline)  # sk_stream_wait_connect()
+                    continue
+                if conn.error or conn.fin_queued:  # sk_err or SEND_SHUTDOWN: sk_stream_error()
+                    if sent:
+                        return sent
+                    raise _err(self._sock_error() or errno.EPIPE)
+                if not total:
+                    return 0
+                rest = view[sent:] if sent else view
+                n = st.call(conn, conn.send, rest) if conn.send_space() > 0 else 0
+                if n < 0:
+                    if sent:
+                        return sent
+                    raise _err(self._sock_error() or -n)
+                if n > 0:
+                    sent += n
+                    self._sync_fd()  # the queue grew: POLLOUT may be gone (sk_stream_is_writeable)
+                    if sent == total or nonblock:
+                        return sent
+                    continue
+                conn.nospace = True  # sk_stream_wait_memory(): woken by the ACK that makes room
+                if nonblock:
+                    raise BlockingIOError(errno.EAGAIN, "send would block")
+                self._wait(lambda: conn.send_space() > 0 or conn.state not in _SYNCHRONIZED_SEND
+                           or conn.fin_queued or conn.error, deadline, "send")
+            except BlockingIOError:  # SO_SNDTIMEO ran out (blocking mode): what was queued counts
+                if sent:
+                    return sent
+                raise
 
     def _wait_connect(self, conn, nonblock: bool, deadline) -> None:
         """net/core/stream.c sk_stream_wait_connect(): the error, EPIPE, EAGAIN, or wait for the handshake."""
@@ -546,7 +568,7 @@ class socket(SocketCommon):
             if not conn.stream_writeable():
                 conn.nospace = True  # sk_stream_wait_memory()
             self._wait(lambda: conn.stream_writeable() or conn.state not in _SYNCHRONIZED_SEND
-                       or conn.fin_queued or conn.error, self._deadline(), "send")
+                       or conn.fin_queued or conn.error, self._deadline(_SNDTIMEO), "send")
             room = min(max(conn.send_space(), 1), self.SENDFILE_PIECE)
             mss = conn.eff_mss  # whole segments (Linux's size_goal): no sub-MSS tail per piece
             return room - room % mss if room > mss else room
@@ -622,7 +644,8 @@ class socket(SocketCommon):
             waitall = flags & MSG_WAITALL and not nonblock  # sock_rcvlowat(sk, MSG_WAITALL, len): PEEK too
             target = n if waitall else min(self._rcvlowat(), n)
             if not nonblock:
-                self._wait(lambda: len(conn.rcvbuf) >= target or self._at_end(conn), self._deadline(), "recv")
+                self._wait(lambda: len(conn.rcvbuf) >= target or self._at_end(conn), self._deadline(_RCVTIMEO),
+                           "recv")
             if conn.rcvbuf:
                 k = min(n, len(conn.rcvbuf))
                 if flags & MSG_PEEK:
@@ -908,6 +931,8 @@ class _Opt:
             _einval(is_bytes and len(value) >= _LINGER.size)  # an int is 4 bytes: EINVAL, as Linux
             onoff, linger = _LINGER.unpack_from(value)
             return (1, linger) if onoff else (0, sock._linger()[1])
+        if self.kind == "timeval":
+            return parse_timeval(value, is_bytes)
         if self.kind == "name":
             name = value.split(b"\0", 1)[0].decode("ascii", "replace") if is_bytes else _INT.pack(value).decode(
                 "latin-1")
@@ -1078,6 +1103,8 @@ _OPTIONS: dict[tuple[int, int], _Opt] = {
     (SOL_SOCKET, _std.SO_DONTROUTE): _Opt("bool", _stored((SOL_SOCKET, _std.SO_DONTROUTE), 0)),
     (SOL_SOCKET, SO_RCVLOWAT): _Opt("int", _stored((SOL_SOCKET, SO_RCVLOWAT), 1), _check_rcvlowat),
     (SOL_SOCKET, SO_LINGER): _Opt("linger", lambda s: s._linger()),
+    (SOL_SOCKET, SO_RCVTIMEO): _Opt("timeval", lambda s: timeval_of(s._opts.get((SOL_SOCKET, SO_RCVTIMEO)))),
+    (SOL_SOCKET, SO_SNDTIMEO): _Opt("timeval", lambda s: timeval_of(s._opts.get((SOL_SOCKET, SO_SNDTIMEO)))),
     (IPPROTO_TCP, TCP_NODELAY): _Opt("bool", _stored((IPPROTO_TCP, TCP_NODELAY),
                                                      lambda s: int(s.stack.tcp_config.nodelay)),
                                      apply=_set_attr("nodelay", bool)),

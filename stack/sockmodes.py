@@ -6,9 +6,52 @@ the finalizer of the readiness fd, and errors that carry their errno.
 from __future__ import annotations
 
 import errno
+import functools
 import os
+import _socket  # the C module: never patched by tunstack run (stack/run.py)
+import struct
 import time
 from typing import Callable
+
+
+_TIMEVAL = struct.Struct("ll")  # struct timeval (SO_RCVTIMEO, SO_SNDTIMEO)
+
+
+@functools.lru_cache(maxsize=1)
+def jiffy_us() -> int:
+    """Microseconds in the kernel's jiffy (1/HZ), what it rounds SO_RCVTIMEO up to: read off a kernel
+    socket of its own (a 1 us timeout reads back as one jiffy), so the stack's options round alike."""
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _TIMEVAL.pack(0, 1))
+        sec, usec = _TIMEVAL.unpack(s.getsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _TIMEVAL.size))
+    finally:
+        s.close()
+    return sec * 1_000_000 + usec or 1000
+
+
+def parse_timeval(value, is_bytes: bool):
+    """sock_set_timeout(): a struct timeval -> jiffies (rounded up), None for 0 (wait for ever), 0 for a
+    negative time (no wait); EINVAL when shorter than a timeval, EDOM for tv_usec outside [0, 1e6)."""
+    if not is_bytes or len(value) < _TIMEVAL.size:
+        raise _err(errno.EINVAL)
+    sec, usec = _TIMEVAL.unpack_from(value)
+    if not 0 <= usec < 1_000_000:
+        raise _err(errno.EDOM)
+    if sec < 0:
+        return 0
+    if sec == 0 and usec == 0:
+        return None
+    jiffy = jiffy_us()
+    return sec * (1_000_000 // jiffy) + -(-usec // jiffy)
+
+
+def timeval_of(jiffies) -> bytes:
+    """sock_get_timeout(): the struct timeval of a stored SO_RCVTIMEO/SO_SNDTIMEO (0, 0 for ever)."""
+    if not jiffies:
+        return _TIMEVAL.pack(0, 0)
+    hz = 1_000_000 // jiffy_us()
+    return _TIMEVAL.pack(jiffies // hz, jiffies % hz * jiffy_us())
 
 
 def _err(code: int, what: str = "") -> OSError:
@@ -39,8 +82,18 @@ class SocketCommon:
         return self._timeout != 0
 
     # ------------------------------------------------------------ the wait queue
-    def _deadline(self) -> float | None:
-        return None if not self._timeout else time.monotonic() + self._timeout
+    _opts: dict
+
+    def _deadline(self, timeo: tuple[int, int] | None = None) -> float | None:
+        """When a wait ends: the Python timeout's (``settimeout``), or in blocking mode the option
+        ``timeo`` names (SO_RCVTIMEO or SO_SNDTIMEO, stored in jiffies: ``sock_rcvtimeo()``)."""
+        if self._timeout:
+            return time.monotonic() + self._timeout
+        if self._timeout is None and timeo is not None:
+            jiffies = self._opts.get(timeo)
+            if jiffies is not None:
+                return time.monotonic() + jiffies * jiffy_us() / 1e6
+        return None
 
     def _wait(self, ready: Callable[[], bool], deadline: float | None, what: str, dontwait: bool = False) -> None:
         """Sleep on the socket's wait queue (``_cond``) until ``ready()``, as a kernel socket call does
@@ -54,6 +107,8 @@ class SocketCommon:
             else:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    if self._timeout is None:  # blocking: SO_RCVTIMEO/SO_SNDTIMEO ran out (sock_rcvtimeo)
+                        raise BlockingIOError(errno.EAGAIN, f"{what}: SO_RCVTIMEO/SO_SNDTIMEO expired")
                     raise TimeoutError("timed out")
                 self._cond.wait(left)
             if self._released():

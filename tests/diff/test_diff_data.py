@@ -800,3 +800,25 @@ def test_msg_waitall_with_peek_waits_for_all_and_leaves_it(net):
     with later(0.15, p.sendall, b"345"):
         assert s.recv(5, socket.MSG_WAITALL | socket.MSG_PEEK) == b"12345"
     assert s.recv(5) == b"12345"
+
+
+def test_blocking_send_queues_everything_before_it_returns(net):
+    """tcp_sendmsg() in blocking mode waits for room until all of it is queued (a short count only on an
+    error, a signal or SO_SNDTIMEO): send() of 8 MiB to a peer that reads later returns 8 MiB."""
+    s, p = net.connected()
+    s.settimeout(None)
+    total = 8 << 20
+    res = []
+    t = threading.Thread(target=lambda: res.append(s.send(bytes(total))), daemon=True)
+    t.start()
+    time.sleep(0.3)
+    assert res == []  # the peer has not read: the buffers are full, send() still waits
+    p.setblocking(False)
+    got, deadline = 0, time.monotonic() + 20
+    while got < total and time.monotonic() < deadline:  # bounded
+        try:
+            got += len(p.recv(1 << 20))
+        except BlockingIOError:
+            time.sleep(0.001)
+    t.join(5)
+    assert res == [total] and got == total
