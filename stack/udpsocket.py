@@ -22,16 +22,18 @@ import errno
 import select as _select
 import socket as _std
 import struct
+import sys
 import threading
 from typing import Callable
 
 from .ip.udp import MAX_PAYLOAD, RMEM_DEFAULT, WMEM_DEFAULT, UdpEndpoint
 from .readiness import ReadinessFd
-from .sockmodes import SocketCommon, _err
+from .sockmodes import SocketCommon, _err, parse_timeval, timeval_of
 from .runtime.stack import Stack
 from .wire.ipv4 import aton, ntoa
 
 AF_INET, SOCK_DGRAM, IPPROTO_UDP = _std.AF_INET, _std.SOCK_DGRAM, _std.IPPROTO_UDP
+_TIMEOS = (_std.SO_RCVTIMEO, _std.SO_SNDTIMEO)  # struct timeval options (a datagram send never waits)
 SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP = _std.SOL_SOCKET, _std.IPPROTO_IP, _std.IPPROTO_TCP
 SHUT_RD, SHUT_WR, SHUT_RDWR = _std.SHUT_RD, _std.SHUT_WR, _std.SHUT_RDWR
 MSG_PEEK, MSG_DONTWAIT, MSG_TRUNC = _std.MSG_PEEK, _std.MSG_DONTWAIT, _std.MSG_TRUNC
@@ -62,6 +64,7 @@ class udpsocket(SocketCommon):
         self._ep.notify = stack.deferred(self._wakeup)
         self._sndbuf = WMEM_DEFAULT
         self._flags: dict[int, int] = {}
+        self._opts: dict[tuple[int, int], int | None] = {}  # SO_RCVTIMEO/SO_SNDTIMEO, in jiffies (sockmodes)
         self._ip_opts = dict(_IP_DEFAULTS)
         self._shut = 0                  # SHUT_RD -> bit 1, SHUT_WR -> bit 2 (Linux's sk_shutdown)
         self._closed = False
@@ -272,7 +275,8 @@ class udpsocket(SocketCommon):
         with st.lock:
             self._check_open()
             ep = self._ep
-            self._wait(lambda: bool(ep.rcvq) or bool(ep.error), self._deadline(), "recv", bool(flags & MSG_DONTWAIT))
+            self._wait(lambda: bool(ep.rcvq) or bool(ep.error), self._deadline((SOL_SOCKET, _std.SO_RCVTIMEO)),
+                       "recv", bool(flags & MSG_DONTWAIT))
             if ep.error:
                 err = ep.take_error()
                 self._sync_fd()
@@ -321,6 +325,12 @@ class udpsocket(SocketCommon):
 
     # ------------------------------------------------------------ options (modes: sockmodes.SocketCommon)
     def setsockopt(self, level: int, option: int, value, optlen: int | None = None) -> None:
+        if level == SOL_SOCKET and option in _TIMEOS:  # a struct timeval (sock_set_timeout)
+            is_bytes = isinstance(value, (bytes, bytearray, memoryview))
+            stored = parse_timeval(bytes(value) if is_bytes else value, is_bytes)
+            with self.stack.lock:
+                self._opts[(level, option)] = stored
+            return
         if isinstance(value, (bytes, bytearray)):
             value = int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little", signed=True)
         value = int(value)
@@ -352,6 +362,10 @@ class udpsocket(SocketCommon):
                 raise _err(errno.ENOPROTOOPT)
 
     def getsockopt(self, level: int, option: int, buflen: int | None = None):
+        if level == SOL_SOCKET and option in _TIMEOS:
+            with self.stack.lock:
+                raw = timeval_of(self._opts.get((level, option)))
+            return int.from_bytes(raw[:4], sys.byteorder, signed=True) if buflen is None else raw[:buflen]
         value = self._getsockopt(level, option)
         if buflen is None:
             return value

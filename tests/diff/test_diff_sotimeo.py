@@ -130,3 +130,27 @@ def test_blocking_send_stopped_by_sndtimeo_returns_what_it_queued(net):
     t0 = time.monotonic()
     n = s.send(bytes(32 << 20))  # far more than the buffers hold: the peer reads nothing
     assert 0 < n < 32 << 20 and time.monotonic() - t0 >= 0.15
+
+
+# ---------------------------------------------------------------- UDP
+@pytest.mark.parametrize("option", OPTIONS)
+def test_udp_reads_back_and_refuses_alike(net, option):
+    u = net.socket(socket.SOCK_DGRAM)
+    assert TV.unpack(u.getsockopt(SOL, option, TV.size)) == (0, 0)
+    u.setsockopt(SOL, option, TV.pack(1, 1))
+    assert TV.unpack(u.getsockopt(SOL, option, TV.size)) == (1, _jiffy_us())
+    assert u.getsockopt(SOL, option) == 1
+    with pytest.raises(OSError) as exc:
+        u.setsockopt(SOL, option, TV.pack(0, 1_000_000))
+    assert exc.value.errno == errno.EDOM
+
+
+def test_udp_blocking_recv_gives_eagain_after_rcvtimeo(net):
+    """A UDP client's classic receive timeout (the reply never comes)."""
+    u = net.socket(socket.SOCK_DGRAM)
+    u.bind(("", 0))
+    _blocking(u, socket.SO_RCVTIMEO, 0.2)
+    t0 = time.monotonic()
+    with pytest.raises(BlockingIOError) as exc:
+        u.recvfrom(100)
+    assert exc.value.errno == errno.EAGAIN and 0.15 < time.monotonic() - t0 < 2
