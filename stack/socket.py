@@ -644,8 +644,12 @@ class socket(SocketCommon):
             waitall = flags & MSG_WAITALL and not nonblock  # sock_rcvlowat(sk, MSG_WAITALL, len): PEEK too
             target = n if waitall else min(self._rcvlowat(), n)
             if not nonblock:
-                self._wait(lambda: len(conn.rcvbuf) >= target or self._at_end(conn), self._deadline(_RCVTIMEO),
-                           "recv")
+                try:
+                    self._wait(lambda: len(conn.rcvbuf) >= target or self._at_end(conn), self._deadline(_RCVTIMEO),
+                               "recv")
+                except BlockingIOError:  # SO_RCVTIMEO ran out: what arrived is returned (EAGAIN for none)
+                    if not conn.rcvbuf:
+                        raise
             if conn.rcvbuf:
                 k = min(n, len(conn.rcvbuf))
                 if flags & MSG_PEEK:

@@ -154,3 +154,20 @@ def test_udp_blocking_recv_gives_eagain_after_rcvtimeo(net):
     with pytest.raises(BlockingIOError) as exc:
         u.recvfrom(100)
     assert exc.value.errno == errno.EAGAIN and 0.15 < time.monotonic() - t0 < 2
+
+
+def test_waitall_recv_stopped_by_rcvtimeo_returns_what_arrived(net):
+    """tcp_recvmsg(): MSG_WAITALL waits for the whole request, but SO_RCVTIMEO running out returns
+    the bytes copied so far (EAGAIN only when there are none)."""
+    s, p = net.connected()
+    _blocking(s, socket.SO_RCVTIMEO, 0.2)
+    p.sendall(b"abc")
+    assert s.recv(10, socket.MSG_WAITALL) == b"abc"
+
+
+def test_rcvlowat_recv_stopped_by_rcvtimeo_returns_what_arrived(net):
+    s, p = net.connected()
+    _blocking(s, socket.SO_RCVTIMEO, 0.2)
+    s.setsockopt(SOL, socket.SO_RCVLOWAT, 10)
+    p.sendall(b"abc")
+    assert s.recv(100) == b"abc"
