@@ -450,11 +450,9 @@ def test_bind_any_when_port_bound_on_address_is_eaddrinuse(net):
     assert errno_of(lambda: net.socket().bind(("0.0.0.0", a.getsockname()[1]))) == errno.EADDRINUSE
 
 
-@pytest.mark.parametrize("how", ["SHUT_RD then SHUT_WR", "SHUT_RDWR"])
-def test_data_after_shutting_both_ways_resets(net, how):
-    """Linux tcp_rcv_state_process(): in FIN-WAIT-1/2 with the receive side shut, new data from the
-    peer aborts the connection (as after close(), RFC 2525 2.17): ECONNRESET to us, and an RST to the
-    peer, which had our FIN already (CLOSE-WAIT: EPIPE, see test_diff_data)."""
+def _shut_both_ways(net, how: str):
+    """(socket under test, peer): connected, then reading and writing shut as ``how`` says; the peer has
+    our FIN (its recv saw EOF)."""
     s, p = net.connected()
     if how == "SHUT_RDWR":
         s.shutdown(socket.SHUT_RDWR)
@@ -462,6 +460,18 @@ def test_data_after_shutting_both_ways_resets(net, how):
         s.shutdown(socket.SHUT_RD)
         s.shutdown(socket.SHUT_WR)
     assert p.recv(1) == b""
+    return s, p
+
+
+BOTH_WAYS = pytest.mark.parametrize("how", ["SHUT_RD then SHUT_WR", "SHUT_RDWR"])
+
+
+@BOTH_WAYS
+def test_data_after_shutting_both_ways_resets(net, how):
+    """Linux tcp_rcv_state_process(): in FIN-WAIT-1/2 with the receive side shut, new data from the
+    peer aborts the connection (as after close(), RFC 2525 2.17): ECONNRESET to us, and an RST to the
+    peer, which had our FIN already (CLOSE-WAIT: EPIPE, see test_diff_data)."""
+    s, p = _shut_both_ways(net, how)
     p.sendall(b"more")
     assert wait_for(lambda: poll_mask(p) & select.POLLERR)  # our RST reached the peer: we reset first
     with pytest.raises(ConnectionResetError):
@@ -470,16 +480,10 @@ def test_data_after_shutting_both_ways_resets(net, how):
     assert p.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.EPIPE
 
 
-@pytest.mark.parametrize("how", ["SHUT_RD then SHUT_WR", "SHUT_RDWR"])
+@BOTH_WAYS
 def test_reset_after_shutting_both_ways_shows_pollerr(net, how):
     """The reset above, as poll() on fileno() sees it: POLLERR joins the hang-up shown before."""
-    s, p = net.connected()
-    if how == "SHUT_RDWR":
-        s.shutdown(socket.SHUT_RDWR)
-    else:
-        s.shutdown(socket.SHUT_RD)
-        s.shutdown(socket.SHUT_WR)
-    assert p.recv(1) == b""
+    s, p = _shut_both_ways(net, how)
     assert wait_for(lambda: poll_mask(s) & select.POLLHUP)  # our FIN acknowledged: closed both ways
     assert not poll_mask(s) & select.POLLERR
     p.sendall(b"more")
