@@ -46,6 +46,7 @@ TCP_USER_TIMEOUT = getattr(_std, "TCP_USER_TIMEOUT", 18)
 TCP_QUICKACK = getattr(_std, "TCP_QUICKACK", 12)
 TCP_INFO = getattr(_std, "TCP_INFO", 11)
 MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = _std.MSG_PEEK, _std.MSG_DONTWAIT, _std.MSG_WAITALL
+MSG_OOB, MSG_ERRQUEUE, MSG_TRUNC = _std.MSG_OOB, _std.MSG_ERRQUEUE, _std.MSG_TRUNC
 # the socket-level state beside the TCP state (struct socket's SS_*): what connect() decides on
 _UNCONNECTED, _CONNECTING, _CONNECTED = "unconnected", "connecting", "connected"
 timeout = TimeoutError
@@ -414,6 +415,8 @@ class socket(SocketCommon):
     def send(self, data, flags: int = 0) -> int:
         """tcp_sendmsg(); with a timeout, as CPython: poll for POLLOUT, then a non-blocking send, until the deadline."""
         view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+        if flags & MSG_OOB:  # Linux sends it as urgent data: refused, not sent in-band (docs/api.md)
+            raise _err(errno.EOPNOTSUPP, "urgent data (MSG_OOB) cannot be sent (docs/conformance.md)")
         with self.stack.lock:
             self._check_open()
             timed = bool(self._timeout)
@@ -635,6 +638,10 @@ class socket(SocketCommon):
             if self._timeout:  # CPython with a timeout: poll(POLLIN) first, then a non-blocking recv
                 self._wait(lambda: self.poll_events() & _POLL_IN, self._deadline(), "recv")
                 self._check_open()
+            if flags & MSG_ERRQUEUE:
+                self._no_error_queue()
+            if flags & MSG_OOB and self._listener is None:  # tcp_recv_urg(): urgent data comes inline
+                raise _err(errno.EINVAL, "no out-of-band data: urgent data is delivered inline (RFC 6093)")
             conn = self._conn
             if conn is None:  # fresh, or a listener: tcp_recvmsg() ENOTCONN
                 raise _err(errno.ENOTCONN)
@@ -658,6 +665,10 @@ class socket(SocketCommon):
                         return data
                     into[:len(data)] = data
                     return len(data)
+                if flags & MSG_TRUNC:  # tcp_recvmsg(): the octets are consumed, not copied (Linux's TCP reading)
+                    st.call(conn, conn.recv, k)
+                    self._sync_fd()
+                    return bytes(k) if into is None else k
                 result = st.call(conn, conn.recv, k) if into is None else st.call(conn, conn.recv_into, into[:k])
                 self._sync_fd()
                 return result
@@ -669,6 +680,13 @@ class socket(SocketCommon):
             if self._shut_rd or conn.state in _SK_CLOSE:
                 return empty
             raise BlockingIOError(errno.EAGAIN, "recv would block")
+
+    def _no_error_queue(self) -> None:
+        """recv(MSG_ERRQUEUE): the error queue is always empty (no IP_RECVERR), so EAGAIN at once; with
+        a timeout CPython keeps retrying until it runs out (socket.timeout), as on a kernel socket."""
+        if self._timeout:
+            self._wait(lambda: False, self._deadline(), "recv")
+        raise BlockingIOError(errno.EAGAIN, "the error queue is empty")
 
     def _at_end(self, conn) -> bool:
         return (conn.rcv_closed or self._shut_rd or conn.state in _SK_CLOSE

@@ -822,3 +822,58 @@ def test_blocking_send_queues_everything_before_it_returns(net):
             time.sleep(0.001)
     t.join(5)
     assert res == [total] and got == total
+
+
+def test_recv_msg_oob_is_einval_when_urgent_data_comes_inline(net):
+    """tcp_recv_urg(): no urgent octet waits out of band (none was sent, or it came inline): EINVAL."""
+    s, p = net.connected()
+    p.sendall(b"abc")
+    assert arrived(s, 3)
+    with pytest.raises(OSError) as exc:
+        s.recv(1, socket.MSG_OOB)
+    assert exc.value.errno == errno.EINVAL
+    assert s.recv(10) == b"abc"
+
+
+def test_recv_msg_errqueue_is_eagain(net):
+    """No error queue entries (no IP_RECVERR): EAGAIN at once, the data left alone."""
+    s, p = net.connected()
+    p.sendall(b"abc")
+    assert arrived(s, 3)
+    s.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        s.recv(10, socket.MSG_ERRQUEUE)
+    assert s.recv(10) == b"abc"
+
+
+def test_recv_into_msg_trunc_consumes_without_copying(net):
+    """TCP's MSG_TRUNC (tcp(7)): the octets are discarded, the count returned, the buffer untouched."""
+    s, p = net.connected()
+    p.sendall(b"abcdef")
+    assert arrived(s, 6)
+    buf = bytearray(b"xyz")
+    assert s.recv_into(buf, 3, socket.MSG_TRUNC) == 3
+    assert buf == b"xyz"
+    assert len(s.recv(3, socket.MSG_TRUNC)) == 3
+    p.sendall(b"g")
+    assert s.recv(10) == b"g"
+
+
+def test_send_msg_oob_is_urgent_data(net):
+    """send(MSG_OOB) sends its last octet as urgent data: the peer reads it with MSG_OOB, out of the stream."""
+    s, p = net.connected()
+    s.sendall(b"ab")
+    assert s.send(b"!", socket.MSG_OOB) == 1
+    s.sendall(b"cd")
+    assert wait_for(lambda: _oob(p) == b"!")
+    got = b""
+    while len(got) < 4:
+        got += p.recv(10)
+    assert got == b"abcd"
+
+
+def _oob(p) -> bytes:
+    try:
+        return p.recv(1, socket.MSG_OOB | socket.MSG_DONTWAIT)
+    except OSError:
+        return b""
