@@ -54,13 +54,13 @@ def _lookup(stack, host) -> str:
 
 
 def _port(port, socktype: int) -> int:
+    """The service as glibc's getaddrinfo() takes it: a number (negative: EAI_SERVICE; beyond 65535 it
+    keeps the low 16 bits, as glibc's htons() does) or a name from /etc/services."""
     if port is None:
         return 0
-    if isinstance(port, int):
-        return port
-    text = port.decode() if isinstance(port, (bytes, bytearray)) else str(port)
+    text = str(port) if isinstance(port, int) else (port.decode() if isinstance(port, (bytes, bytearray)) else str(port))
     if text.isdigit():
-        return int(text)
+        return int(text) & 0xFFFF
     proto = "udp" if socktype == _std.SOCK_DGRAM else "tcp"
     try:
         return _std.getservbyname(text, proto)  # /etc/services: a local file, no network
@@ -75,11 +75,10 @@ def getaddrinfo(stack, host, port, family=0, type=0, proto=0, flags=0):
             raise _std.gaierror(_std.EAI_ADDRFAMILY if host else _std.EAI_FAMILY,
                                 "Address family for hostname not supported")
         raise _std.gaierror(_std.EAI_FAMILY, "ai_family not supported")
-    if host is None or host == "":
-        if host == "" or not flags & _std.AI_PASSIVE:
-            addr = "0.0.0.0" if flags & _std.AI_PASSIVE else stack.address_str
-        else:
-            addr = "0.0.0.0"
+    if host == "":
+        raise _std.gaierror(_std.EAI_NONAME, "Name or service not known")  # glibc: an empty name is no name
+    if host is None:  # the wildcard to bind (AI_PASSIVE), else "loopback": the stack's own address
+        addr = "0.0.0.0" if flags & _std.AI_PASSIVE else stack.address_str
     elif flags & _std.AI_NUMERICHOST:
         try:
             addr = str(ipaddress.IPv4Address(host))

@@ -95,11 +95,28 @@ def test_getaddrinfo_passive_none_is_any(stacks):
     ("192.0.2.2", 80, {"family": socket.AF_INET6}, socket.EAI_ADDRFAMILY),
     ("::1", 80, {}, socket.EAI_ADDRFAMILY),
     ("peer", 80, {"flags": socket.AI_NUMERICHOST}, socket.EAI_NONAME),
+    ("", 80, {}, socket.EAI_NONAME),
+    ("", 80, {"flags": socket.AI_PASSIVE}, socket.EAI_NONAME),
+    ("192.0.2.2", -1, {}, socket.EAI_SERVICE),
 ])
 def test_getaddrinfo_errors(stacks, host, port, kw, code):
     with pytest.raises(socket.gaierror) as exc:
         netapi.getaddrinfo(stacks[0], host, port, **kw)
-    assert exc.value.errno == code
+    assert exc.value.errno == code  # glibc's answers too ("": EAI_NONAME, a negative port: EAI_SERVICE)
+
+
+def test_getaddrinfo_negative_port_as_the_kernel():
+    """glibc, asked about a numeric host only (no name lookup leaves the machine)."""
+    with pytest.raises(socket.gaierror) as exc:
+        socket.getaddrinfo("127.0.0.1", -1, flags=socket.AI_NUMERICHOST)
+    assert exc.value.errno == socket.EAI_SERVICE
+
+
+@pytest.mark.parametrize("port,want", [(70000, 4464), (65536, 0), ("65536", 0), ("8080", 8080)])
+def test_getaddrinfo_port_keeps_16_bits_as_glibc(stacks, port, want):
+    assert netapi.getaddrinfo(stacks[0], "192.0.2.2", port, type=socket.SOCK_STREAM)[0][4] == ("192.0.2.2", want)
+    kernel = socket.getaddrinfo("127.0.0.1", port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    assert kernel[0][4] == ("127.0.0.1", want)
 
 
 def test_gethostbyname(stacks):
