@@ -6,6 +6,7 @@ certain about them (not the times, ports and timestamps, which it says vary).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -24,6 +25,9 @@ from stack.wire.tcp import ACK, FIN, PSH, SYN, TcpSegment, parse_tcp, tcp_header
 
 NAME = "01-handshake.md"
 LAB = Lab(NAME)  # the English page: its block ids (the twins' blocks are equal: test_translations.py)
+
+
+_TUN_SERIAL = itertools.count()
 
 
 @pytest.fixture(scope="module", params=LANGS)
@@ -230,10 +234,11 @@ def test_real_tun_curl_against_the_stack(lab, private_netns, tmp_path):
     """The lab's shell commands, run as written (minus sudo/unshare/venv/exit, which the test run
     provides: it is root in its own network namespace), with a unique TUN name and temp files."""
     script = []
+    tun = f"lab1t{os.getpid() % 100000}{next(_TUN_SERIAL)}"  # a name of its own per run: never one just removed
     for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
-        script.append(line.replace("tun0", f"lab1t{os.getpid() % 100000}").replace("/tmp/lab1", str(tmp_path / "lab1")))
+        script.append(line.replace("tun0", tun).replace("/tmp/lab1", str(tmp_path / "lab1")))
     res = run_shell("\n".join(script), tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     lines = res.stdout.splitlines()
