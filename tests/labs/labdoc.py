@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import subprocess
@@ -156,6 +157,15 @@ class Lab:
                 text = text[:b.start + shift] + new + text[b.end + shift:]
                 shift += len(new) - (b.end - b.start)
         return text
+
+
+_TUN_SERIAL = itertools.count()
+
+
+def unique_tun(prefix: str) -> str:
+    """A TUN name for one run of a lab's commands: this process's and a serial number, so a run never
+    reuses the name of a device another run has just removed (en and zh run back to back)."""
+    return f"{prefix}{os.getpid() % 100000}{next(_TUN_SERIAL)}"[:15]
 
 
 def run_shell(script: str, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -6,15 +6,12 @@ certain about them (not the times, ports and timestamps, which it says vary).
 """
 from __future__ import annotations
 
-import itertools
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 
-from labdoc import LANGS, Lab, run_shell
+from labdoc import LANGS, Lab, run_shell, unique_tun
 from stack.pcap import read_pcap
 from stack.sim import SIM_BUFFER, Simulation
 from stack.tcp.config import TcpConfig
@@ -25,9 +22,6 @@ from stack.wire.tcp import ACK, FIN, PSH, SYN, TcpSegment, parse_tcp, tcp_header
 
 NAME = "01-handshake.md"
 LAB = Lab(NAME)  # the English page: its block ids (the twins' blocks are equal: test_translations.py)
-
-
-_TUN_SERIAL = itertools.count()
 
 
 @pytest.fixture(scope="module", params=LANGS)
@@ -234,7 +228,7 @@ def test_real_tun_curl_against_the_stack(lab, private_netns, tmp_path):
     """The lab's shell commands, run as written (minus sudo/unshare/venv/exit, which the test run
     provides: it is root in its own network namespace), with a unique TUN name and temp files."""
     script = []
-    tun = f"lab1t{os.getpid() % 100000}{next(_TUN_SERIAL)}"  # a name of its own per run: never one just removed
+    tun = unique_tun("lab1t")
     for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue

@@ -9,11 +9,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 
 import pytest
 
-from labdoc import LANGS, Lab, run_shell
+from labdoc import LANGS, Lab, run_shell, unique_tun
 from stack.link.impair import Impairment
 from stack.sim import Simulation
 from stack.tcp import congestion
@@ -356,10 +355,11 @@ def test_answer_6_max_rto():
 # ------------------------------------------------------------ 7. the real thing
 def test_real_tun_kernel_receiver(lab, private_netns, tmp_path):
     lines = []
+    tun = unique_tun("lab2t")  # one name for every line of this run
     for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
-        lines.append(line.replace("tun0", f"lab2t{os.getpid() % 100000}").replace("/tmp/lab2", str(tmp_path / "lab2")))
+        lines.append(line.replace("tun0", tun).replace("/tmp/lab2", str(tmp_path / "lab2")))
     res = run_shell("\n".join(lines), tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout.splitlines()

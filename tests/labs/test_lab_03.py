@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from labdoc import LANGS, Lab, run_shell
+from labdoc import LANGS, Lab, run_shell, unique_tun
 from scapy.layers.inet import IP, TCP
 from scapy.utils import rdpcap
 from stack.apps.servers import FileHandler
@@ -276,10 +275,11 @@ def test_a_sub_mss_window_is_filled_by_the_persist_timer():
 # ------------------------------------------------------------ 8. the real thing
 def test_real_tun_kernel_slow_reader(lab, private_netns, tmp_path):
     lines = []
+    tun = unique_tun("lab3t")  # one name for every line of this run
     for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
-        lines.append(line.replace("tun0", f"lab3t{os.getpid() % 100000}").replace("/tmp/lab3", str(tmp_path / "lab3")))
+        lines.append(line.replace("tun0", tun).replace("/tmp/lab3", str(tmp_path / "lab3")))
     res = run_shell("\n".join(lines), tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout.splitlines()

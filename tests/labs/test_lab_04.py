@@ -6,12 +6,11 @@ as tests/test_epoll.py does; every wait in the lab's code is bounded.
 from __future__ import annotations
 
 import inspect
-import os
 import threading
 
 import pytest
 
-from labdoc import LANGS, Lab, run_shell
+from labdoc import LANGS, Lab, run_shell, unique_tun
 from stack import epoll as epoll_mod
 from stack.apps import epoll_echo, servers
 from stack.netstack import NetStack as Host
@@ -109,10 +108,11 @@ def test_level_triggered_items_go_back_on_the_ready_list():
 # ------------------------------------------------------------ 8. the real thing
 def test_real_tun_thread_counts(lab, private_netns, tmp_path):
     lines = []
+    tun = unique_tun("lab4t")  # one name for every line of this run
     for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
-        lines.append(line.replace("tun0", f"lab4t{os.getpid() % 100000}").replace("/tmp/lab4", str(tmp_path / "lab4")))
+        lines.append(line.replace("tun0", tun).replace("/tmp/lab4", str(tmp_path / "lab4")))
     res = run_shell("\n".join(lines), tmp_path, timeout=90)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.splitlines() == [

@@ -6,13 +6,12 @@ fetching one page twice) in this run's private network namespace.
 """
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 from scapy.layers.inet import IP, TCP
 
-from labdoc import LANGS, Lab, run_shell
+from labdoc import LANGS, Lab, run_shell, unique_tun
 from stack.pcap import read_pcap
 from stack.wire.checksum import pseudo_header_sum, verify
 from stack.wire.ipv4 import parse_ipv4
@@ -150,10 +149,11 @@ def test_two_responses_in_one_segment_split_by_content_length(lab):
 # ------------------------------------------------------------ 7. the real thing
 def test_real_tun_curl_reuses_the_connection(lab, private_netns, tmp_path):
     script = []
+    tun = unique_tun("lab5t")  # one name for every line of this run
     for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
-        script.append(line.replace("tun0", f"lab5t{os.getpid() % 100000}").replace("/tmp/lab5", str(tmp_path / "lab5")))
+        script.append(line.replace("tun0", tun).replace("/tmp/lab5", str(tmp_path / "lab5")))
     res = run_shell("\n".join(script), tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout.splitlines()

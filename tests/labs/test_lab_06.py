@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
 
 import pytest
 
-from labdoc import LANGS, Lab, run_shell
+from labdoc import LANGS, Lab, run_shell, unique_tun
 from stack.tcp.congestion import rfc5681_initial_window
 from stack.tcp.config import TcpConfig
 
@@ -186,10 +185,11 @@ def test_cubic_keeps_a_larger_window_on_average(runs):
 # ------------------------------------------------------------ 7. the real thing
 def test_real_tun_bottleneck(lab, private_netns, tmp_path):
     script = []
+    tun = unique_tun("lab6t")  # one name for every line of this run
     for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
-        script.append(line.replace("tun0", f"lab6t{os.getpid() % 100000}").replace("/tmp/lab6", str(tmp_path / "lab6")))
+        script.append(line.replace("tun0", tun).replace("/tmp/lab6", str(tmp_path / "lab6")))
     res = run_shell("\n".join(script), tmp_path, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout.splitlines()

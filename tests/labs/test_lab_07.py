@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import ast
 import inspect
-import os
 import re
 import sys
 import threading
 
 import pytest
 
-from labdoc import LANGS, Lab, run_shell
+from labdoc import LANGS, Lab, run_shell, unique_tun
 from stack import epoll as epoll_mod
 from stack import iomux
 from stack.socket import socket as StackSocket
@@ -129,10 +128,11 @@ def test_the_lab_counts_with_the_real_poll_events(lab):
 # ------------------------------------------------------------ 8. the real thing
 def tun_script(lab, tmp_path) -> str:
     lines = []
+    tun = unique_tun("lab7t")  # one name for every line of this run
     for line in lab.shell("tun").splitlines():
         if line.startswith(("sudo unshare", "source ", "exit")):
             continue
-        line = line.replace("tun0", f"lab7t{os.getpid() % 100000}").replace("/tmp/lab7", str(tmp_path / "lab7"))
+        line = line.replace("tun0", tun).replace("/tmp/lab7", str(tmp_path / "lab7"))
         lines.append(line.replace("python3 -", f"{sys.executable} -"))
     return "\n".join(lines)
 

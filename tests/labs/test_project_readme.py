@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from labdoc import REPO
+from labdoc import REPO, unique_tun
 
 
 def using_it_commands() -> str:
@@ -32,7 +32,7 @@ def test_readme_using_it_runs_as_written(private_netns, tmp_path):
     wrapper = venv_bin / "tunstack"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m stack "$@"\n')
     wrapper.chmod(0o755)
-    script = using_it_commands().replace("tunstack serve ", f"tunstack serve --tun rdm{os.getpid() % 100000} ")
+    script = using_it_commands().replace("tunstack serve ", f"tunstack serve --tun {unique_tun('rdm')} ")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     res = subprocess.run(["bash", "-c", "set -e\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + script],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
