@@ -10,7 +10,7 @@ import errno
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment
 from .memory import GUARANTEED
-from .seq import HALF, MASK, acceptable, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+from .seq import MASK, acceptable, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from .states import FIN_QUEUED, FIN_SENT, FIN_RECEIVED, ORPHANED, RCV_SHUT, State
 
 
@@ -311,8 +311,7 @@ class ConnectionInput:
 
     def _update_window(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.4 SND.WND update when the segment is newer (SND.WL1/SND.WL2)."""
-        wl1 = self.snd_wl1  # seq_lt(SND.WL1, SEG.SEQ) or (SND.WL1 = SEG.SEQ and seq_le(SND.WL2, SEG.ACK)), inline
-        if (wl1 - seg.seq) & MASK >= HALF or (wl1 == seg.seq and (seg.ack - self.snd_wl2) & MASK <= HALF):
+        if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack)):
             wnd = seg.window << self.snd_wscale
             if wnd != self.snd_wnd:
                 self._trace("snd_wnd", now, wnd=wnd)
@@ -330,12 +329,12 @@ class ConnectionInput:
     def _new_ack(self, seg: TcpSegment, now: float) -> None:
         """SND.UNA < SEG.ACK <= SND.NXT: drop acknowledged octets, sample RTT, grow cwnd, restart RTO."""
         ack = seg.ack
-        acked = (ack - self.snd_una) & MASK  # seq_diff: positive here (SND.UNA < SEG.ACK)
+        acked = seq_diff(ack, self.snd_una)
         fin_acked = bool(self._closing & FIN_SENT) and ack == seq_add(self.fin_seq, 1)
         data_acked = acked - (1 if fin_acked else 0)
         del self.sndbuf[:data_acked]
         self.snd_una = ack
-        if (self.snd_nxt - ack) & MASK >= HALF:  # seq_lt(SND.NXT, ack)
+        if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         self.retries = 0
         self.soft_error = 0  # the path works again (Linux tcp_ack clears sk_err_soft)

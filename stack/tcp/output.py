@@ -169,7 +169,7 @@ class ConnectionOutput:
                 pass
         if self.timers.persist is not None:
             self.timers.rto = self.rtx.stop()  # RFC 9293 3.8.6.1: against a zero window only the persist timer runs
-        elif self.snd_nxt != self.snd_max or (self.snd_una - self.snd_max) & MASK >= HALF:  # seq_lt(una, max)
+        elif self.snd_nxt != self.snd_max or seq_lt(self.snd_una, self.snd_max):
             self.timers.rto = self.rtx.start(now)  # RFC 6298 5.1
         self._arm_pto(now)
 
@@ -195,7 +195,7 @@ class ConnectionOutput:
             # RFC 3042 limited transmit: cwnd + 2*SMSS on the first two duplicate ACKs
             cwnd = recovery.cc.cwnd + recovery.extra_cwnd(self.eff_mss)
             usable = usable_window(self.snd_una, self.snd_nxt, self.snd_wnd, cwnd)
-        mss = self._data_room() if self.sack_enabled and self.reasm.queue else self.eff_mss  # (its common case inline)
+        mss = self._data_room()
         n = min(avail, max(mss, TSO_MAX // mss * mss) if self.tso else mss, usable)
         if n <= 0 or (n < mss and not self._may_send_small(n, avail, in_flight)):
             self._arm_persist(now, in_flight)
@@ -284,7 +284,7 @@ class ConnectionOutput:
             return
         srtt = self.rtt.srtt
         pto = 2 * srtt if srtt is not None else 1.0
-        if (self.snd_max - self.snd_una) & MASK <= self.eff_mss:  # flight_size (never negative)
+        if self.flight_size <= self.eff_mss:
             pto += 0.2  # RFC 8985 7.2: WCDelAckT, the worst-case delayed ACK
         # RFC 8985 7.2 (as Linux): the probe goes out no later than the RTO would; if both are
         # due together the probe runs instead of the timeout (on_timer checks it first)

@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 
 from ..wire.tcp import FIN, SYN
 from .congestion import CongestionControl, RateSample
-from .seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+from .seq import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
 DUP_THRESH = 3  # RFC 5681 2 / RFC 6675 2: DupThresh
 
@@ -218,8 +218,8 @@ class LossRecovery:
         if self.rxt_marks:
             self._detect_lost_retransmissions(s, now)
         self.dupacks = 0
-        if not self.in_recovery:  # (FlightSize inline: SND.MAX - SND.UNA, never negative)
-            self.cc.on_ack_sample(RateSample(now, acked, (s.snd_max - s.snd_una) & MASK, s.srtt, s.rtt))
+        if not self.in_recovery:
+            self.cc.on_ack_sample(RateSample(now, acked, s.flight_size, s.srtt, s.rtt))
             self.trace_cc(now, "ack")
             return
         if seq_gt(seg.ack, self.recover) or not self.cc.partial_ack_recovery:

@@ -132,8 +132,7 @@ class CongestionControl:
 
         ``rtt`` is the connection's smoothed RTT (seconds) or None; only CUBIC uses it.
         """
-        if self.in_recovery:  # _require, inline: once per ACK
-            raise RuntimeError("on_ack during recovery: use on_partial_ack/on_exit_recovery")
+        self._require(not self.in_recovery, "on_ack during recovery: use on_partial_ack/on_exit_recovery")
         self._untouched = False
         self._rto_repeated = False  # new data ACKed: a later RTO is a new loss event
         if acked <= 0 or not self.is_cwnd_limited(acked, in_flight):
