@@ -112,8 +112,7 @@ class ByteQueue:
         while w < k:
             chunk = chunks[i]
             m = min(len(chunk) - o, k - w)
-            src = chunk if type(chunk) is memoryview else memoryview(chunk)
-            view[w:w + m] = src[o:o + m]
+            view[w:w + m] = memoryview(chunk)[o:o + m]  # (a view of a view is a view of its bytes)
             w += m
             i += 1
             o = 0
@@ -179,7 +178,7 @@ class ByteQueue:
             if type(chunk) is bytes:
                 return chunk if o == 0 and n == m else chunk[o:o + n]
             return chunk[o:o + n].tobytes()
-        parts = [(chunk if type(chunk) is memoryview else memoryview(chunk))[o:]]
+        parts = [memoryview(chunk)[o:]]
         n -= m - o
         while n > 0:
             i += 1
@@ -189,7 +188,7 @@ class ByteQueue:
                 parts.append(chunk)
                 n -= m
             else:
-                parts.append((chunk if type(chunk) is memoryview else memoryview(chunk))[:n])
+                parts.append(memoryview(chunk)[:n])
                 break
         return b"".join(parts)  # the one copy
 
