@@ -13,7 +13,6 @@ import os
 import select as _select
 import socket as _std
 import struct
-import sys
 import threading
 import time
 import weakref
@@ -21,7 +20,7 @@ from typing import Callable
 
 from . import tcpinfo
 from .readiness import ReadinessFd
-from .sockmodes import SocketCommon, _err, parse_timeval, timeval_of
+from .sockmodes import SocketCommon, _err, option_value, parse_timeval, timeval_of
 from .tcp.states import State
 from .wire.ipv4 import aton, ntoa
 
@@ -439,21 +438,18 @@ class socket(SocketCommon):
         total, sent = len(view), 0
         while True:
             conn = self._conn
+            if sent and (conn is None or conn.state not in _SYNCHRONIZED_SEND or conn.error or conn.fin_queued):
+                return sent  # do_error: what was queued counts; the error stays pending for the next call
             try:
                 if conn is None or conn.state not in _SYNCHRONIZED_SEND:
                     self._wait_connect(conn, nonblock, deadline)  # sk_stream_wait_connect()
                     continue
                 if conn.error or conn.fin_queued:  # sk_err or SEND_SHUTDOWN: sk_stream_error()
-                    if sent:
-                        return sent
                     raise _err(self._sock_error() or errno.EPIPE)
                 if not total:
                     return 0
-                rest = view[sent:] if sent else view
-                n = st.call(conn, conn.send, rest) if conn.send_space() > 0 else 0
+                n = st.call(conn, conn.send, view[sent:] if sent else view) if conn.send_space() > 0 else 0
                 if n < 0:
-                    if sent:
-                        return sent
                     raise _err(self._sock_error() or -n)
                 if n > 0:
                     sent += n
@@ -851,9 +847,7 @@ class socket(SocketCommon):
             raise _err(errno.ENOPROTOOPT)
         with self.stack.lock:
             raw = opt.read(self)  # bytes of the C value (an int is 4 bytes)
-        if not buflen:
-            return int.from_bytes(raw[:4].ljust(4, b"\0"), sys.byteorder, signed=True)
-        return raw[:buflen]
+        return option_value(raw, buflen)
 
     def _attach_before_syn(self, conn) -> None:
         """connect(): the new connection gets this socket's wait queue and options before its SYN goes out

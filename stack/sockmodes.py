@@ -10,6 +10,7 @@ import functools
 import os
 import _socket  # the C module: never patched by tunstack run (stack/run.py)
 import struct
+import sys
 import time
 from typing import Callable
 
@@ -52,6 +53,14 @@ def timeval_of(jiffies) -> bytes:
         return _TIMEVAL.pack(0, 0)
     hz = 1_000_000 // jiffy_us()
     return _TIMEVAL.pack(jiffies // hz, jiffies % hz * jiffy_us())
+
+
+def option_value(raw: bytes, buflen: int | None):
+    """What getsockopt returns of an option's C value ``raw``: without ``buflen`` its first four
+    bytes as an int (CPython reads an int), else at most ``buflen`` bytes of it."""
+    if not buflen:
+        return int.from_bytes(raw[:4].ljust(4, b"\0"), sys.byteorder, signed=True)
+    return raw[:buflen]
 
 
 def _err(code: int, what: str = "") -> OSError:

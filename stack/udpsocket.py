@@ -22,13 +22,12 @@ import errno
 import select as _select
 import socket as _std
 import struct
-import sys
 import threading
 from typing import Callable
 
 from .ip.udp import MAX_PAYLOAD, RMEM_DEFAULT, WMEM_DEFAULT, UdpEndpoint
 from .readiness import ReadinessFd
-from .sockmodes import SocketCommon, _err, parse_timeval, timeval_of
+from .sockmodes import SocketCommon, _err, option_value, parse_timeval, timeval_of
 from .runtime.stack import Stack
 from .wire.ipv4 import aton, ntoa
 
@@ -365,7 +364,7 @@ class udpsocket(SocketCommon):
         if level == SOL_SOCKET and option in _TIMEOS:
             with self.stack.lock:
                 raw = timeval_of(self._opts.get((level, option)))
-            return int.from_bytes(raw[:4], sys.byteorder, signed=True) if buflen is None else raw[:buflen]
+            return option_value(raw, buflen)
         value = self._getsockopt(level, option)
         if buflen is None:
             return value
