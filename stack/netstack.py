@@ -85,8 +85,11 @@ class NetStack:
         (``IpLayer.answer_echo``), with the same counters as the general path (``IpLayer.receive``
         -> ``_tcp_arrives`` or ``_icmp_arrives``), which takes every other packet."""
         try:
-            if self.fast_path and not self.offload:
-                if len(packet) >= 28 and packet[9] == IPPROTO_ICMP:
+            if self.fast_path:
+                if self.offload:
+                    if self._receive_offloaded(packet, now):
+                        return
+                elif len(packet) >= 28 and packet[9] == IPPROTO_ICMP:
                     if self.ip.answer_echo(packet):
                         return
                 else:
@@ -97,6 +100,19 @@ class NetStack:
             self.ip.receive(packet, now)
         except Exception as exc:  # the stack thread must not die of one packet
             self._internal_error(packet, now, exc)
+
+    def _receive_offloaded(self, packet, now: float) -> bool:
+        """The TCP fast path under TUN offloads: the virtio-net header off, the checksum checked
+        only where ``IpLayer.receive`` would check it (the kernel did not vouch for it), the payload
+        kept as a view as there. False: take the general path (ICMP too: ``answer_ping`` had it)."""
+        at = vnet.VNET_HDR_LEN
+        if len(packet) < at + 40 or packet[at + 9] != IPPROTO_TCP:
+            return False
+        fields = parse_ipv4_tcp_fields(memoryview(packet)[at:], vnet.checksum_trusted(packet), view=True)
+        if fields is None or fields[1] != self.address or martian_source(fields[0]):
+            return False
+        self._tcp_fast(fields[0], fields[1], segment_of(fields), 1, now)
+        return True
 
     def answer_ping(self, packet):
         """The driver's ping path: the reply to a valid echo request of the common shape for us
@@ -238,7 +254,8 @@ class NetStack:
         """TCP -> IP: wrap each segment the TCP layer has to send (RFC 791 header; TSO via vnet).
 
         A ``SegmentTrain`` (a bulk sender's run of full-sized segments) is built in one go by the
-        fast path (``DatagramTemplate.build_train``); anywhere else it is taken segment by segment."""
+        fast path (``DatagramTemplate.build_train``); anywhere else it is taken segment by segment.
+        Under TUN offloads the fast path builds each segment with ``build_partial``."""
         segments = self.tcp.segments_to_send(now)
         if not segments:
             return
@@ -246,20 +263,22 @@ class NetStack:
         ident = ip.ident
         out = ip.outq
         me = ip.address
-        fast = self.fast_path and not ip.offload
+        fast, offload = self.fast_path, ip.offload
         tpl = None
         for src, dst, seg in segments:
             if fast and dst != me and seg.ip_fields is None:  # the fast path (stack.wire.tcpip): same bytes, one step
                 if tpl is None or tpl.src != src or tpl.dst != dst:
                     tpl = template_for(src, dst)
                 if type(seg) is SegmentTrain:
-                    ident = tpl.build_train(seg, ident, out)
-                    continue
-                packet = tpl.build(seg, (ident + 1) & 0xFFFF)
-                if packet is not None:
-                    ident = (ident + 1) & 0xFFFF
-                    out.append(packet)
-                    continue
+                    if not offload:  # (the core makes trains without TSO only: _send_train)
+                        ident = tpl.build_train(seg, ident, out)
+                        continue
+                else:
+                    packet = (tpl.build_partial if offload else tpl.build)(seg, (ident + 1) & 0xFFFF)
+                    if packet is not None:
+                        ident = (ident + 1) & 0xFFFF
+                        out.append(packet)
+                        continue
             for one in seg.segments() if type(seg) is SegmentTrain else (seg,):
                 ident = (ident + 1) & 0xFFFF
                 self._wrap_segment(src, dst, one, ident)

@@ -13,6 +13,8 @@ Deadlines are absolute virtual times (seconds); nothing here reads a clock.
 from __future__ import annotations
 
 import enum
+import functools
+import operator
 
 
 class Timer(enum.IntEnum):
@@ -25,6 +27,7 @@ class Timer(enum.IntEnum):
     PTO = 6          # RFC 8985 7 tail loss probe
 
 
+_ARMED = functools.partial(operator.is_not, None)  # t -> t is not None
 _NAMES = ("rto", "delack", "persist", "time_wait", "fin_wait_2", "keepalive", "pto")  # by Timer value
 
 
@@ -44,11 +47,9 @@ class Timers:
         return at is not None and now >= at
 
     def next_deadline(self) -> float | None:
-        best = None
-        for t in (self.rto, self.delack, self.persist, self.time_wait, self.fin_wait_2, self.keepalive, self.pto):
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        # the earliest armed deadline, in C (read twice per loop turn: the next sleep's length)
+        return min(filter(_ARMED, (self.rto, self.delack, self.persist, self.time_wait, self.fin_wait_2,
+                                   self.keepalive, self.pto)), default=None)
 
     def clear_all(self) -> None:
         self.rto = self.delack = self.persist = self.time_wait = None

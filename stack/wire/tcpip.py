@@ -27,6 +27,7 @@ import struct
 from .checksum import IPPROTO_TCP, addr_sum, folds, ones_sum_unreduced, residue
 from .ipv4 import FLAG_DF
 from .tcp import PSH, TcpSegment
+from .vnet import gso_header
 
 _IP_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")        # IPv4 (20) + TCP (20), no options
 _IP_TCP_TS = struct.Struct("!BBHHHBBH4s4sHHIIBBHHHIII")  # + NOP NOP TS 10 (4) + TSval + TSecr: 52
@@ -84,6 +85,34 @@ class DatagramTemplate:
                                sport, dport, seq, ack, 0x80, flags, window,
                                0xFFFF - csum if csum else 0, urg, _TS_LEAD, tsval, tsecr) + payload
 
+
+    def build_partial(self, seg: TcpSegment, ident: int):
+        """``build`` under TUN offloads (``stack.wire.vnet``): the virtio-net header leads, the TCP
+        checksum field holds only the pseudo-header's sum (NEEDS_CSUM: the kernel adds the rest),
+        a segment longer than ``gso_size`` is marked for the kernel to cut (TSO), and the payload
+        is not copied: ``(headers, payload)`` for one ``writev``, the headers alone without payload.
+        None for the shapes ``build`` refuses. Equal to the layered offload builder
+        (``NetStack._wrap_segment``: ``vnet.gso_header`` + ``build_ipv4`` + ``build_tcp_after(partial=True)``)."""
+        if seg.mss is not None or seg.wscale is not None or seg.sack_perm or seg.sack:
+            return None
+        payload = seg.payload
+        tsval = seg.tsval
+        hlen = 20 if tsval is None else 32
+        tcp_len = hlen + len(payload)
+        total = tcp_len + 20
+        csum = (self.pseudo_sum + tcp_len) % 0xFFFF or 0xFFFF  # checksum.pseudo_header_sum, never 0
+        ip_csum = (self.ip_sum + total + ident) % 0xFFFF
+        ip_csum = 0xFFFF - ip_csum if ip_csum else 0  # checksum.finish
+        vnet_hdr = gso_header(20, hlen, seg.gso_size, total)
+        if tsval is None:
+            head = vnet_hdr + _IP_TCP.pack(0x45, 0, total, ident, FLAG_DF, TTL, IPPROTO_TCP, ip_csum, self.src,
+                                           self.dst, seg.sport, seg.dport, seg.seq, seg.ack, 0x50, seg.flags,
+                                           seg.window, csum, seg.urg)
+        else:
+            head = vnet_hdr + _IP_TCP_TS.pack(0x45, 0, total, ident, FLAG_DF, TTL, IPPROTO_TCP, ip_csum, self.src,
+                                              self.dst, seg.sport, seg.dport, seg.seq, seg.ack, 0x80, seg.flags,
+                                              seg.window, csum, seg.urg, _TS_LEAD, tsval, seg.tsecr or 0)
+        return (head, payload) if payload else head
 
     def build_train(self, train: "SegmentTrain", ident: int, out: list) -> int:
         """Append the datagrams of ``train`` to ``out``, the first with Identification ``ident + 1``;
@@ -188,10 +217,14 @@ def parse_ipv4_tcp(packet):
     return fields[0], fields[1], segment_of(fields)
 
 
-def parse_ipv4_tcp_fields(packet):
+def parse_ipv4_tcp_fields(packet, trusted: bool = False, view: bool = False):
     """``parse_ipv4_tcp`` without making the segment: ``(src, dst, sport, dport, seq, ack, flags,
     window, urg, checksum, tsval, tsecr, payload)`` (tsval and tsecr None without the option), or
     None. GRO (``stack.wire.gro``) compares these and makes one segment per chain.
+
+    ``trusted``: the kernel vouched for the TCP checksum (TUN offloads: ``vnet.checksum_trusted``),
+    which is then not verified; ``view``: a payload in a view of ``bytes`` stays a view. Both as
+    ``parse_tcp`` takes them on the general path under offloads (``IpLayer.receive``).
 
     It runs once per received packet: one unpack (of the timestamp option too when the
     packet is long enough), the addresses' checksum residue from one integer (a 64-bit
@@ -213,9 +246,10 @@ def parse_ipv4_tcp_fields(packet):
         return None  # RFC 791 header checksum
     # RFC 9293 3.1: the IP header sums to 0 now, so the packet's sum is the segment's (byte order:
     # see stack.wire.checksum, ones_sum_unreduced)
-    value = int.from_bytes(packet, "little")
-    if ((residue(value, n) if n > 256 else value % 0xFFFF) * 256 + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
-        return None  # (residue folds long packets only: a short one is divided at once)
+    if not trusted:
+        value = int.from_bytes(packet, "little")
+        if ((residue(value, n) if n > 256 else value % 0xFFFF) * 256 + addrs + IPPROTO_TCP + n - 20) % 0xFFFF:
+            return None  # (residue folds long packets only: a short one is divided at once)
     if off == 0x50:
         payload = packet[40:]
         tsval = tsecr = None
@@ -223,7 +257,7 @@ def parse_ipv4_tcp_fields(packet):
         payload = packet[52:]
     else:
         return None
-    if type(payload) is not bytes:
+    if type(payload) is not bytes and not (view and type(payload) is memoryview and type(payload.obj) is bytes):
         payload = bytes(payload)
     return src, dst, sport, dport, seq, ack, flags, window, urg, csum, tsval, tsecr, payload
 

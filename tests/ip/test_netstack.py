@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from scapy.all import ICMP, IP, TCP, IPOption_NOP, Raw, raw
+from scapy.utils import checksum as scapy_checksum
 
 from stack.ip.layer import IpLayer
 from stack.netstack import NetStack
@@ -198,6 +199,63 @@ def test_the_fast_paths_write_and_count_exactly_what_the_layered_code_does():
     assert fast[1] == layered[1] and fast[2] == layered[2]
     assert fast[1]["drop:tcp_checksum"] == 1 and fast[1]["ip_fragments"] == 2
     assert fast[1]["icmp_echo_replies"] == 3 and fast[1]["drop:icmp_checksum"] == 1
+
+
+def _offload_run(fast: bool) -> tuple[list[bytes], dict, dict]:
+    """One scripted exchange under TUN offloads: every packet reaches the host behind a virtio-net
+    header whose flags cycle through none, NEEDS_CSUM and DATA_VALID; every datagram it writes
+    (a writev pair joined), and its counters. The harness sees the datagrams as the kernel would
+    pass them on: header off, checksum finished."""
+    h = TcpHarness(timestamps=True, sack=True, window_scaling=True)
+    h.host.fast_path = fast
+    h.host.set_offload(True)
+    written: list[bytes] = []
+    receive, take, flags = h.host.receive, h.host.take_output, [0]
+
+    def receive_with_header(packet, now):
+        flags[0] = (flags[0] + 1) % 3  # 0, NEEDS_CSUM (1), DATA_VALID (2)
+        receive(vnet.VNET_HDR.pack(flags[0], vnet.GSO_NONE, 0, 0, 0, 0) + bytes(packet), now)
+
+    def finished(packet: bytes) -> bytes:
+        ip_packet = packet[vnet.VNET_HDR_LEN:]
+        if not packet[0] & vnet.F_NEEDS_CSUM:
+            return ip_packet
+        segment = ip_packet[20:]
+        return ip_packet[:20] + segment[:16] + scapy_checksum(segment).to_bytes(2, "big") + segment[18:]
+
+    def record(now):
+        out = [b"".join(bytes(p) for p in d) if type(d) is tuple else bytes(d) for d in take(now)]
+        written.extend(out)
+        return [finished(p) for p in out]
+    h.host.receive, h.host.take_output = receive_with_header, record
+    h.listen_and_establish(syn_options=h.peer_syn_options(wscale=7, sack=True, tsval=100))
+    ts = [("NOP", None), ("NOP", None), ("Timestamp", (101, 1))]
+    data = [h.seg("PA", seq=h.p_nxt + i * 100, load=bytes([i]) * 100, options=ts) for i in range(6)]
+    for i in (0, 1, 3, 2, 5, 4):  # in order, then out of order (SACK blocks: the general builder)
+        h.send(data[i])
+    for _ in range(3):  # a TCP checksum error behind each of the three flags: dropped only when unvouched
+        bad = bytearray(raw(IP(src=PEER, dst=LOCAL) / h.seg("A", options=ts)))
+        bad[36] ^= 0xFF
+        h.send_raw(bytes(bad))
+    frag = IP(src=PEER, dst=LOCAL, flags=1) / h.seg("PA", seq=h.p_nxt + 600, load=b"y" * 40)  # MF: reassembly
+    h.send_raw(raw(frag))
+    h.app_send(bytes(range(256)) * 40)  # data out: a TSO super-segment
+    h.send(h.seg("A", ack=h.l_nxt + 5120, options=ts))
+    h.send(h.seg("A", ack=h.l_nxt + 10240, options=ts))
+    h.app_send(b"tail")
+    h.call(h.conn.close)
+    return written, dict(h.host.stats), dict(h.host.tcp.stats)
+
+
+def test_the_fast_paths_under_offloads_write_and_count_exactly_what_the_layered_code_does():
+    """stack.wire.tcpip's offload paths (NetStack._receive_offloaded, DatagramTemplate.build_partial)
+    change no byte written and no counter."""
+    fast, layered = _offload_run(True), _offload_run(False)
+    assert fast[0] == layered[0]
+    assert fast[1] == layered[1] and fast[2] == layered[2]
+    assert fast[1]["drop:tcp_checksum"] == 1 and fast[1]["ip_fragments"] == 1
+    sizes = [len(p) - vnet.VNET_HDR_LEN for p in fast[0]]
+    assert max(sizes) > 1500 and any(vnet.VNET_HDR.unpack_from(p)[1] == vnet.GSO_TCPV4 for p in fast[0])
 
 
 @pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])

@@ -12,12 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
+from scapy.utils import checksum as scapy_checksum
 
 from stack.wire import tcp
 from stack.wire.checksum import IPPROTO_TCP
 from stack.wire.errors import MalformedPacket
 from stack.wire.ipv4 import build_ipv4, parse_ipv4
-from stack.wire.tcpip import DatagramTemplate, SegmentTrain, parse_ipv4_tcp, template_for
+from stack.wire import vnet
+from stack.wire.tcpip import (DatagramTemplate, SegmentTrain, parse_ipv4_tcp, parse_ipv4_tcp_fields, segment_of,
+                              template_for)
 
 from wire_helpers import (FUZZ, WIRE, addrs, ntoa, payloads, scapy_ip_layers, scapy_option_lists,
                           tcp_segments, u8, u16, u32, with_payload)
@@ -120,6 +123,76 @@ def test_a_train_is_what_scapy_builds(src, dst, ident, train):
                  / TCP(sport=seg.sport, dport=seg.dport, seq=seg.seq, ack=seg.ack, flags=seg.flags,
                        window=seg.window, options=options))
         assert raw == bytes(with_payload(layer, seg.payload))
+
+
+# ------------------------------------------------------------------ under TUN offloads
+
+def layered_partial(src, dst, seg, ident) -> bytes:
+    """What NetStack._wrap_segment writes under offloads: virtio-net header, IP, TCP with the
+    pseudo-header sum in the checksum field, then the payload (a writev pair, joined here)."""
+    tcp_len = tcp.tcp_header_len(seg) + len(seg.payload)
+    head = vnet.gso_header(20, tcp_len - len(seg.payload), seg.gso_size, 20 + tcp_len)
+    built = tcp.build_tcp_after(head + build_ipv4(src, dst, IPPROTO_TCP, tcp_len, ident), seg, src, dst, partial=True)
+    return joined(built)
+
+
+def joined(built) -> bytes:
+    return b"".join(bytes(p) for p in built) if type(built) is tuple else bytes(built)
+
+
+@WIRE
+@given(addrs, addrs, u16, common_segments(), st.sampled_from([0, 536, 1448]))
+def test_partial_build_equals_the_layered_offload_builder(src, dst, ident, seg, gso_size):
+    seg.gso_size = gso_size
+    built = DatagramTemplate(src, dst).build_partial(seg, ident)
+    assert (type(built) is tuple) == bool(seg.payload)  # the payload goes by itself: one writev, no copy
+    if seg.payload:
+        assert built[1] is seg.payload
+    assert joined(built) == layered_partial(src, dst, seg, ident)
+
+
+@WIRE
+@given(addrs, addrs, u16, tcp_segments())
+def test_partial_build_refuses_other_options(src, dst, ident, seg):
+    built = DatagramTemplate(src, dst).build_partial(seg, ident)
+    other_options = seg.mss is not None or seg.wscale is not None or seg.sack_perm or bool(seg.sack)
+    assert (built is None) == other_options
+    if built is not None:
+        assert joined(built) == layered_partial(src, dst, seg, ident)
+
+
+@WIRE
+@given(addrs, addrs, u16, common_segments())
+def test_partial_build_finished_by_the_kernel_is_the_full_datagram(src, dst, ident, seg):
+    """The kernel (NEEDS_CSUM) sums from csum_start with the field as it is, folds, inverts: the
+    datagram ``build`` makes."""
+    packet = joined(DatagramTemplate(src, dst).build_partial(seg, ident))
+    flags, gso_type, _, _, csum_start, csum_offset = vnet.VNET_HDR.unpack_from(packet)
+    assert flags == vnet.F_NEEDS_CSUM and gso_type == vnet.GSO_NONE and (csum_start, csum_offset) == (20, 16)
+    ip_packet = packet[vnet.VNET_HDR_LEN:]
+    segment = ip_packet[csum_start:]
+    finished = segment[:csum_offset] + scapy_checksum(segment).to_bytes(2, "big") + segment[csum_offset + 2:]
+    assert ip_packet[:csum_start] + finished == DatagramTemplate(src, dst).build(seg, ident)
+
+
+@WIRE
+@given(addrs, addrs, u16, common_segments(), st.booleans())
+def test_trusted_fast_parse_agrees_with_the_general_offload_parser(src, dst, ident, seg, corrupt):
+    """What the kernel vouched for (NEEDS_CSUM or DATA_VALID) is not checksummed, by either path;
+    the payload stays a view of the packet, as parse_tcp(view=True) keeps it."""
+    packet = bytearray(general(src, dst, seg, ident))
+    if corrupt:
+        packet[36] ^= 0x5A  # the TCP checksum field: a partial one looks like this
+    packet = bytes(packet)
+    fields = parse_ipv4_tcp_fields(memoryview(packet), trusted=True, view=True)
+    assert fields is not None
+    hdr, payload = parse_ipv4(memoryview(packet))
+    want = tcp.parse_tcp(payload, view=True)
+    got = segment_of(fields)
+    assert fields[:2] == (hdr.src, hdr.dst)
+    assert all(getattr(got, k) == getattr(want, k) for k in SLOTS)
+    assert type(got.payload) is type(want.payload) is memoryview
+    assert (parse_ipv4_tcp_fields(packet) is None) == corrupt  # untrusted: still checked
 
 
 def test_templates_are_cached_per_address_pair():
