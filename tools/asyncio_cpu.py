@@ -2,7 +2,7 @@
 a slow reader (issue 8's figures). Not a test: a measurement, printed as lines.
 
     .venv/bin/python tools/asyncio_cpu.py [--conns 100] [--idle-time 5] [--mib 8]
-    .venv/bin/python tools/asyncio_cpu.py --tun [--offload] [--mtu 1500] [--repeat N]     (root)
+    .venv/bin/python tools/asyncio_cpu.py --tun [--offload] [--mtu 1500] [--repeat N] [--reader-pause S]  (root)
 
 Default (no ``--tun``): in-process, no root; it charges both Python stacks to the stack side.
 
@@ -174,9 +174,10 @@ def drain(mib: int):
 TUN_HOST, TUN_STACK = "192.0.2.1", "192.0.2.2"
 VETH_C, VETH_L = "203.0.113.1", "203.0.113.2"
 
-# the slow reader: a kernel socket in a child process, 16 KiB every 5 ms, prints the bytes it got
+# the slow reader: a kernel socket in a child process, 16 KiB every argv[3] s (5 ms), prints the bytes it got
 READER = r"""
 import socket, sys, time
+pause = float(sys.argv[3])
 ls = socket.create_server((sys.argv[1], int(sys.argv[2])))
 print("ready", flush=True)
 ls.settimeout(30)
@@ -185,7 +186,7 @@ s.settimeout(60)
 got = 0
 while chunk := s.recv(16384):
     got += len(chunk)
-    time.sleep(0.005)
+    time.sleep(pause)
 print(got, flush=True)
 """
 
@@ -294,10 +295,11 @@ def _reap(child: subprocess.Popen) -> tuple[str, float]:
     return out, ru.ru_utime + ru.ru_stime
 
 
-def _drain_to_child(topo, make_sender, host: str, port: int, reader_ns, mib: int):
-    """(wake-ups, sender CPU, reader CPU, wall): until the reader has every byte and exited."""
+def _drain_to_child(topo, make_sender, host: str, port: int, reader_ns, mib: int, pause: float = 0.005):
+    """(wake-ups, sender CPU, reader CPU, wall): until the reader, taking 16 KiB every ``pause``
+    seconds, has every byte and exited."""
     total = mib << 20
-    child = _child(topo, READER, [host, port], reader_ns, "ready")
+    child = _child(topo, READER, [host, port, pause], reader_ns, "ready")
 
     wall0, cpu0 = time.monotonic(), time.process_time()
     _asyncio_send(make_sender, (host, port), total)
@@ -313,6 +315,8 @@ def tun_run(args) -> None:
         raise SystemExit("asyncio_cpu: --tun needs root (it creates network namespaces and a TUN)")
     mode = f"MTU {args.mtu}, " + ("offloads: stack --offload, veth default" if args.offload
                                    else "plain: no TUN offload, veth TSO/GSO/GRO off")
+    if args.reader_pause != 0.005:
+        mode += f", reader pause {args.reader_pause * 1000:g} ms"
     with tun_topology(args.mtu, args.offload) as (topo, stack):
         with SocketPatch(stack):
             s = _idle_server_cpu(TUN_STACK, 9000, topo, TUN_STACK, None, args.conns, args.idle_time)
@@ -321,8 +325,8 @@ def tun_run(args) -> None:
               f"stack {100 * s:.1f} % of a core, kernel {100 * k:.1f} %", flush=True)
         ratios = []
         for _ in range(args.repeat):  # stack and kernel alternated: both see the same spells of load
-            sw, sc, sr, st = _drain_to_child(topo, stack.socket, TUN_HOST, 9001, None, args.mib)
-            kw, kc, kr, kt = _drain_to_child(topo, socket.socket, VETH_L, 9001, topo.ns_l, args.mib)
+            sw, sc, sr, st = _drain_to_child(topo, stack.socket, TUN_HOST, 9001, None, args.mib, args.reader_pause)
+            kw, kc, kr, kt = _drain_to_child(topo, socket.socket, VETH_L, 9001, topo.ns_l, args.mib, args.reader_pause)
             ratios.append((sc + sr) / (kc + kr))
             print(f"drain [tun, {mode}]: {args.mib} MiB to a slow reader: stack sender {sc:.2f} s CPU + reader "
                   f"{sr:.2f} s in {st:.2f} s ({sw} wake-ups), kernel sender {kc:.2f} s + reader {kr:.2f} s in "
@@ -344,7 +348,14 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1,
                    help="with --tun: drain this many times, stack and kernel alternated, and print the median "
                         "of the ratios too (default 1)")
+    p.add_argument("--reader-pause", type=float, default=0.005, metavar="SECONDS",
+                   help="with --tun: the slow reader's pause between 16 KiB reads (default 0.005; the figure "
+                        "of issue 8 is at the default)")
     args = p.parse_args()
+    if args.reader_pause != 0.005 and not args.tun:
+        p.error("--reader-pause needs --tun")
+    if not 0 <= args.reader_pause <= 1:
+        p.error("--reader-pause must be between 0 and 1 second")
     if args.offload and not args.tun:
         p.error("--offload needs --tun")
     if args.repeat < 1 or (args.repeat > 1 and not args.tun):
