@@ -85,7 +85,6 @@ class DatagramTemplate:
                                sport, dport, seq, ack, 0x80, flags, window,
                                0xFFFF - csum if csum else 0, urg, _TS_LEAD, tsval, tsecr) + payload
 
-
     def build_partial(self, seg: TcpSegment, ident: int):
         """``build`` under TUN offloads (``stack.wire.vnet``): the virtio-net header leads, the TCP
         checksum field holds only the pseudo-header's sum (NEEDS_CSUM: the kernel adds the rest),
