@@ -105,10 +105,8 @@ class NetStack:
         """The TCP fast path under TUN offloads: the virtio-net header off, the checksum checked
         only where ``IpLayer.receive`` would check it (the kernel did not vouch for it), the payload
         kept as a view as there. False: take the general path (ICMP too: ``answer_ping`` had it)."""
-        at = vnet.VNET_HDR_LEN
-        if len(packet) < at + 40 or packet[at + 9] != IPPROTO_TCP:
-            return False
-        fields = parse_ipv4_tcp_fields(memoryview(packet)[at:], vnet.checksum_trusted(packet), view=True)
+        fields = parse_ipv4_tcp_fields(memoryview(packet)[vnet.VNET_HDR_LEN:], vnet.checksum_trusted(packet),
+                                       view=True)  # (None for what is too short or not TCP)
         if fields is None or fields[1] != self.address or martian_source(fields[0]):
             return False
         self._tcp_fast(fields[0], fields[1], segment_of(fields), 1, now)

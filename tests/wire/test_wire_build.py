@@ -16,7 +16,7 @@ from scapy.utils import checksum as scapy_checksum
 from stack.wire import icmp, tcp, udp
 from stack.wire.checksum import IPPROTO_TCP, IPPROTO_UDP, ones_sum, pseudo_header_sum
 
-from wire_helpers import (WIRE, build_ip, icmp_plain_types, ip_fields, options_len, payloads,
+from wire_helpers import (WIRE, build_ip, icmp_plain_types, ip_fields, kernel_finish, options_len, payloads,
                           scapy_ip, scapy_options_from_bytes, tcp_segments, u8, u16, u32,
                           with_payload)
 
@@ -169,13 +169,6 @@ def test_build_tcp_after_prefix_equals_scapy(f, seg, junk):
     assert bytes(out) == bytes(scapy_ip(f, IPPROTO_TCP) / theirs)
     # Whatever the prefix, only the segment is summed.
     assert tcp.build_tcp_after(junk, seg, f["src"], f["dst"])[len(junk):] == out[20:]
-
-
-def kernel_finish(segment: bytes, csum_offset: int = 16) -> bytes:
-    """What Linux does with CHECKSUM_PARTIAL (skb_checksum_help): sum from csum_start with the
-    field as it is (the pseudo-header sum), fold, invert, store."""
-    value = scapy_checksum(segment)
-    return segment[:csum_offset] + value.to_bytes(2, "big") + segment[csum_offset + 2:]
 
 
 @WIRE

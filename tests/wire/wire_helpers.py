@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, IPOption, IPOption_EOL, IPOption_NOP
 from scapy.packet import Raw
+from scapy.utils import checksum as scapy_checksum
 
 from stack.wire import ipv4, tcp
 
@@ -235,3 +236,10 @@ icmp_plain_types = st.integers(0, 255).filter(lambda t: t not in (13, 14, 17, 18
 
 def with_payload(layer, payload: bytes):
     return layer / Raw(payload) if payload else layer
+
+
+def kernel_finish(segment: bytes, csum_offset: int = 16) -> bytes:
+    """What Linux does with CHECKSUM_PARTIAL (skb_checksum_help): sum from csum_start with the
+    field as it is (the pseudo-header sum), fold, invert, store."""
+    value = scapy_checksum(segment)
+    return segment[:csum_offset] + value.to_bytes(2, "big") + segment[csum_offset + 2:]
